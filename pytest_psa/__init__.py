@@ -1,0 +1,83 @@
+"""pytest-psa: put an image augmentation's robustness claims under test.
+
+The public names are re-exported here and loaded on first use, so that
+``import pytest_psa`` (and loading the pytest plugin) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pytest_psa.errors import (
+    AugmentationContractError,
+    CacheError,
+    DataSourceError,
+    PsaError,
+    PsaUsageError,
+    PSAViolation,
+    PsaWarning,
+    TimeBudgetExceeded,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY: dict[str, str] = {
+    "density": "pytest_psa.density.audit",
+    "DensityResult": "pytest_psa.density.result",
+    "register_distance": "pytest_psa.density.distances",
+    "available_distances": "pytest_psa.density.distances",
+    "Augmentation": "pytest_psa.augment.adapters",
+    "as_augmentation": "pytest_psa.augment.adapters",
+    "pil_augmentation": "pytest_psa.augment.adapters",
+    "tensor_augmentation": "pytest_psa.augment.adapters",
+    "numpy_augmentation": "pytest_psa.augment.adapters",
+    "batched_augmentation": "pytest_psa.augment.adapters",
+    "ImageData": "pytest_psa.data.image_data",
+    "load_data": "pytest_psa.data.sources",
+    "synthetic": "pytest_psa.data.synthetic",
+}
+
+__all__ = [
+    "AugmentationContractError",
+    "CacheError",
+    "DataSourceError",
+    "PSAViolation",
+    "PsaError",
+    "PsaUsageError",
+    "PsaWarning",
+    "TimeBudgetExceeded",
+    "__version__",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_psa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pytest_psa.augment.adapters import (
+        Augmentation,
+        as_augmentation,
+        batched_augmentation,
+        numpy_augmentation,
+        pil_augmentation,
+        tensor_augmentation,
+    )
+    from pytest_psa.data.image_data import ImageData
+    from pytest_psa.data.sources import load_data
+    from pytest_psa.data.synthetic import synthetic
+    from pytest_psa.density.audit import density
+    from pytest_psa.density.distances import available_distances, register_distance
+    from pytest_psa.density.result import DensityResult

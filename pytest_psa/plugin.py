@@ -1,0 +1,1 @@
+"""pytest entry point (placeholder while the foundation is written)."""
