@@ -1,0 +1,312 @@
+"""Adapters: any common augmentation as a function of canonical images, one seeded draw per image.
+
+Kinds (`Augmentation.kind`):
+- ``"tensor"``: a callable on one float (C, H, W) tensor (torchvision v2 transforms, plain functions);
+  with ``dtype="uint8"`` it receives and may return uint8 tensors.
+- ``"pil"``: a callable on one PIL image (torchvision v1 transforms); it may return PIL or a tensor.
+- ``"numpy"``: a callable on one HWC numpy image; ``albumentations=True`` calls ``aug(image=x)["image"]``.
+- ``"batched"``: a module on an (N, C, H, W) batch that draws independent parameters per sample
+  (kornia style). torchvision v2 transforms are NOT batched in this sense: called on a batch they
+  draw one parameter set for all of it, so they are applied image by image.
+
+Every draw is seeded from an explicit integer, and the global RNG states (torch, numpy, random)
+are restored afterwards: the audit neither relies on nor disturbs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from pytest_psa.augment.contract import check_batch, check_single
+from pytest_psa.errors import AugmentationContractError, PsaUsageError
+
+Kind = Literal["tensor", "pil", "numpy", "batched", "identity"]
+_SEED_MASK = (1 << 63) - 1
+
+
+class Augmentation:
+    """An augmentation A in canonical form: float images in [0, 1] in, float images out.
+
+    Build one with `as_augmentation` (auto-detects the kind) or the explicit constructors
+    `tensor_augmentation`, `pil_augmentation`, `numpy_augmentation`, `batched_augmentation`.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any] | None, *, kind: Kind, name: str | None = None,
+        dtype: Literal["float", "uint8"] = "float", albumentations: bool = False,
+    ) -> None:
+        if kind != "identity" and not callable(fn):
+            raise AugmentationContractError(
+                "the augmentation is not callable", property="callable", observed=type(fn).__name__,
+                fix="pass a transform object or a function that maps an image to an augmented image",
+            )
+        if dtype not in ("float", "uint8"):
+            raise PsaUsageError(f"dtype must be 'float' or 'uint8', not {dtype!r}")
+        self.fn = fn
+        self.kind: Kind = kind
+        self.dtype = dtype
+        self.albumentations = albumentations
+        self.name = name or ("none" if fn is None else _readable_name(fn))
+        self._batch_checked = False
+
+    def __repr__(self) -> str:
+        return f"Augmentation({self.name}, kind={self.kind!r})"
+
+    def identity(self) -> str:
+        """A stable fingerprint of what this augmentation is (type, configuration, adapter)."""
+        fn = self.fn
+        what = "none" if fn is None else f"{type(fn).__module__}.{type(fn).__qualname__}:{_stable_repr(fn)}"
+        return hashlib.sha256(f"{self.kind}|{self.dtype}|{self.albumentations}|{what}".encode()).hexdigest()
+
+    # -- application -------------------------------------------------------------------------
+    def apply(self, images: torch.Tensor, seeds: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """One independent draw A(x_i) per image, draw i seeded by ``seeds[i]``; checked, float32.
+
+        For per-image kinds the result for an image depends only on (image, seed), never on the
+        batch it came in. A batched module gets one seed per call (``seeds[0]``).
+        """
+        if images.ndim != 4:
+            raise PsaUsageError(f"apply() takes an (N, C, H, W) batch, got shape {tuple(images.shape)}")
+        seeds = [int(s) & _SEED_MASK for s in (seeds.tolist() if hasattr(seeds, "tolist") else seeds)]
+        if len(seeds) != len(images):
+            raise PsaUsageError(f"apply() needs one seed per image: {len(images)} images, {len(seeds)} seeds")
+        if self.kind == "identity":
+            return images.to(torch.float32, copy=True)
+        with _preserved_global_rng(numpy=self.kind in ("numpy", "pil")):
+            if self.kind == "batched":
+                return self._apply_batched(images, seeds)
+            out = torch.empty(images.shape, dtype=torch.float32)
+            for i, (x, s) in enumerate(zip(images, seeds)):
+                _seed_globals(s, numpy=self.kind in ("numpy", "pil"))
+                out[i] = self._one(x)
+        return check_batch(out, self.name)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Apply to one float (C, H, W) image using the current global RNG (e.g. inside a DataLoader)."""
+        if self.kind == "identity":
+            return image
+        if self.kind == "batched":
+            return check_batch(self._call_user(image[None]), self.name)[0]
+        return check_batch(self._one(image)[None], self.name)[0]
+
+    # -- per kind ----------------------------------------------------------------------------
+    def _one(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "tensor":
+            if self.dtype == "uint8":
+                out = self._call_user(_to_uint8(x))
+                if isinstance(out, torch.Tensor) and out.dtype == torch.uint8:
+                    out = out.float().div_(255.0)
+                return check_single(out, x, self.name, float_input=False)
+            return check_single(self._call_user(x.clone()), x, self.name)
+        if self.kind == "pil":
+            from PIL import Image
+
+            arr = _to_uint8(x).permute(1, 2, 0).numpy()
+            pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+            out = self._call_user(pil)
+            if isinstance(out, Image.Image):
+                out = _pil_to_tensor(out, channels=x.shape[0])
+            return check_single(out, x, self.name)
+        # numpy
+        hwc = (_to_uint8(x) if self.dtype == "uint8" else x).permute(1, 2, 0).numpy().copy()
+        out = self._call_user(image=hwc) if self.albumentations else self._call_user(hwc)
+        if self.albumentations:
+            if not isinstance(out, dict) or "image" not in out:
+                raise AugmentationContractError(
+                    "an albumentations-style augmentation must return a dict with an 'image' key",
+                    property="type", observed=type(out).__name__,
+                    fix="use numpy_augmentation(fn) without albumentations=True for a plain function",
+                    augmentation=self.name,
+                )
+            out = out["image"]
+        return check_single(_numpy_to_tensor(out, x, self.name), x, self.name)
+
+    def _apply_batched(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        x = images.to(torch.float32)
+        if not self._batch_checked:
+            self._check_independent_draws(x[0], seeds[0])
+        torch.default_generator.manual_seed(seeds[0])
+        out = self._call_user(x.clone())
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            check_single(out, x, self.name)  # raises with the right property
+        return check_batch(out, self.name)
+
+    def _check_independent_draws(self, x: torch.Tensor, seed: int) -> None:
+        """A batched module must draw parameters per sample: 4 copies of one image must differ."""
+        copies = x.expand(4, *x.shape).clone()
+        torch.default_generator.manual_seed(seed)
+        first = self._call_user(copies.clone())
+        if isinstance(first, torch.Tensor) and first.shape == copies.shape:
+            same = all(torch.equal(first[0], first[i]) for i in range(1, 4))
+            if same and not torch.equal(first[0], x):
+                torch.default_generator.manual_seed(seed ^ 0x5DEECE66D)
+                again = self._call_user(copies.clone())
+                if isinstance(again, torch.Tensor) and not torch.equal(again[0], first[0]):
+                    raise AugmentationContractError(
+                        "the batched module draws ONE parameter set for the whole batch "
+                        "(4 copies of one image came out identical, a second call differed)",
+                        property="independent draws", observed="identical outputs within a batch",
+                        fix="apply it image by image: wrap it with tensor_augmentation(...) instead of "
+                            "batched_augmentation(...) (torchvision v2 transforms behave like this)",
+                        augmentation=self.name,
+                    )
+        self._batch_checked = True
+
+    def _call_user(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.fn(*args, **kwargs)  # type: ignore[misc]
+        except AugmentationContractError:
+            raise
+        except Exception as exc:  # the user's code failed: say so without an internal traceback
+            arg = kwargs.get("image", args[0] if args else None)
+            raise AugmentationContractError(
+                f"calling the augmentation raised {type(exc).__name__}: {exc}",
+                property="exception", observed=f"input {_describe_input(arg)}",
+                fix=_fix_for_exception(self.kind, arg),
+                augmentation=self.name,
+            ) from exc
+
+
+# -- constructors -----------------------------------------------------------------------------
+def tensor_augmentation(fn: Callable[[torch.Tensor], torch.Tensor], *, dtype: Literal["float", "uint8"] = "float",
+                        name: str | None = None) -> Augmentation:
+    """A callable on one (C, H, W) tensor: float in [0, 1] by default, or uint8 with ``dtype="uint8"``."""
+    return Augmentation(fn, kind="tensor", dtype=dtype, name=name)
+
+
+def pil_augmentation(fn: Callable[[Any], Any], *, name: str | None = None) -> Augmentation:
+    """A callable on one PIL image (torchvision v1 style); it may return PIL or a float tensor."""
+    return Augmentation(fn, kind="pil", name=name)
+
+
+def numpy_augmentation(fn: Callable[..., Any], *, dtype: Literal["float", "uint8"] = "uint8",
+                       albumentations: bool = False, name: str | None = None) -> Augmentation:
+    """A callable on one HWC numpy image (uint8 by default); ``albumentations=True`` calls ``fn(image=x)["image"]``."""
+    return Augmentation(fn, kind="numpy", dtype=dtype, albumentations=albumentations, name=name)
+
+
+def batched_augmentation(module: Callable[[torch.Tensor], torch.Tensor], *, name: str | None = None) -> Augmentation:
+    """A module on an (N, C, H, W) float batch that draws independent parameters per sample (kornia style)."""
+    return Augmentation(module, kind="batched", name=name)
+
+
+def as_augmentation(obj: Any) -> Augmentation:
+    """Wrap `obj` in the adapter its type calls for (see the module docstring); `None` is the identity."""
+    if isinstance(obj, Augmentation):
+        return obj
+    if obj is None:
+        return Augmentation(None, kind="identity", name="none")
+    if not callable(obj):
+        raise AugmentationContractError(
+            "the augmentation is not callable", property="callable", observed=type(obj).__name__,
+            fix="pass a transform object or a function image -> augmented image",
+        )
+    module = type(obj).__module__ or ""
+    if module.startswith("torchvision.transforms.v2"):
+        return Augmentation(obj, kind="tensor")
+    if module.startswith("torchvision.transforms"):
+        return Augmentation(obj, kind="pil")
+    if module.startswith("albumentations"):
+        return Augmentation(obj, kind="numpy", dtype="uint8", albumentations=True)
+    if module.startswith("kornia"):
+        return Augmentation(obj, kind="batched")
+    return Augmentation(obj, kind="tensor")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _preserved_global_rng(*, numpy: bool) -> Iterator[None]:
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state() if numpy else None
+    py_state = random.getstate() if numpy else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        if numpy:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def _seed_globals(seed: int, *, numpy: bool) -> None:
+    # default_generator.manual_seed costs ~1 us; torch.manual_seed ~100 us (it also seeds CUDA)
+    torch.default_generator.manual_seed(seed)
+    if numpy:
+        np.random.seed(seed & 0xFFFFFFFF)
+        random.seed(seed)
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.uint8 else x.mul(255.0).round_().to(torch.uint8)
+
+
+def _pil_to_tensor(img: Any, channels: int) -> torch.Tensor:
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    if t.shape[0] == 1 and channels == 3 and img.mode == "L":
+        pass  # keep 1 channel: the contract check reports the channel change
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+
+
+def _numpy_to_tensor(out: Any, like: torch.Tensor, name: str) -> Any:
+    if not isinstance(out, np.ndarray):
+        return out  # check_single reports the type
+    arr = out[..., None] if out.ndim == 2 else out
+    if arr.ndim != 3:
+        raise AugmentationContractError(
+            "a numpy augmentation must return one HWC image", property="shape", observed=out.shape,
+            fix="return an (H, W, C) array for an (H, W, C) input", augmentation=name,
+        )
+    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    if t.dtype == torch.uint8:
+        return t.float().div_(255.0)
+    if t.is_floating_point():
+        return t.float()
+    raise AugmentationContractError(
+        "a numpy augmentation must return uint8 or float pixels", property="dtype", observed=str(out.dtype),
+        fix="return uint8 in [0, 255] or float in [0, 1]", augmentation=name,
+    )
+
+
+def _describe_input(arg: Any) -> str:
+    if isinstance(arg, torch.Tensor):
+        return f"torch.Tensor {arg.dtype} {tuple(arg.shape)}"
+    if isinstance(arg, np.ndarray):
+        return f"numpy {arg.dtype} {arg.shape}"
+    return type(arg).__name__
+
+
+def _fix_for_exception(kind: str, arg: Any) -> str:
+    if kind == "tensor":
+        return ("it was given a float (C, H, W) tensor in [0, 1]; if it expects a PIL image use "
+                "pytest_psa.pil_augmentation(aug), for numpy HWC use numpy_augmentation(aug), for uint8 "
+                "tensors tensor_augmentation(aug, dtype='uint8')")
+    if kind == "pil":
+        return "it was given a PIL image; if it expects tensors use pytest_psa.tensor_augmentation(aug)"
+    if kind == "numpy":
+        return "it was given an HWC numpy image; pass dtype='float' if it expects floats in [0, 1]"
+    return "it was given an (N, C, H, W) float batch; fix the module or apply it per image with tensor_augmentation"
+
+
+def _readable_name(fn: Any) -> str:
+    text = repr(fn)
+    if text.startswith("<function") or text.startswith("<bound"):
+        text = getattr(fn, "__qualname__", getattr(fn, "__name__", type(fn).__name__))
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _stable_repr(fn: Any) -> str:
+    text = repr(fn)
+    if " at 0x" in text:  # default object repr: fall back to the qualified name only
+        text = getattr(fn, "__qualname__", type(fn).__qualname__)
+    return text

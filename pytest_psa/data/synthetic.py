@@ -1,0 +1,110 @@
+"""The embedded default data set: procedurally drawn shapes, 32x32 RGB, 10 classes.
+
+Each class is a shape (disk, square, ring, ...) drawn at a random position, size, tilt
+and colour over a random gradient background with a little noise. The class depends on
+the shape alone, so crops, flips, small rotations and colour changes preserve labels,
+which is what label-preserving augmentations assume. Image i depends only on
+(seed, split, i): any subset is the same whatever `n` is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from pytest_psa.data.image_data import ImageData
+from pytest_psa.errors import PsaUsageError
+
+CLASSES: tuple[str, ...] = (
+    "disk", "square", "triangle", "ring", "plus", "hstripes", "vstripes", "checker", "pair", "cross",
+)
+DEFAULT_SIZE: dict[str, int] = {"train": 10_000, "test": 2_000}
+_BLOCK = 500  # images generated per independently seeded block
+_SPLIT_SALT = {"train": 1, "test": 2}
+
+
+def synthetic(split: str = "test", n: int | None = None, *, seed: int = 0, size: int = 32) -> ImageData:
+    """The synthetic shapes set (`split` "train" or "test", `n` images, deterministic from `seed`)."""
+    if split not in _SPLIT_SALT:
+        raise PsaUsageError(f"unknown split {split!r} for the synthetic data set", fix="use 'train' or 'test'")
+    n = DEFAULT_SIZE[split] if n is None else int(n)
+    if n < 1 or size < 8:
+        raise PsaUsageError("the synthetic set needs n >= 1 and size >= 8", observed=f"n={n}, size={size}")
+    images, labels = _generate(split, n, seed, size)
+    return ImageData(
+        torch.from_numpy(images.copy()), torch.from_numpy(labels.copy()), CLASSES,
+        "synthetic", split, f"embedded(seed={seed}, size={size})",
+    )
+
+
+@functools.lru_cache(maxsize=8)  # callers get copies, so the cached arrays stay pristine
+def _generate(split: str, n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    blocks = [_block(seed, _SPLIT_SALT[split], b, size) for b in range((n + _BLOCK - 1) // _BLOCK)]
+    images = np.concatenate([b[0] for b in blocks])[:n]
+    labels = np.concatenate([b[1] for b in blocks])[:n]
+    return images, labels
+
+
+def _block(seed: int, salt: int, block: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.Generator(np.random.PCG64([seed, salt, block]))
+    m = _BLOCK
+    labels = rng.permutation(np.arange(m) % len(CLASSES)).astype(np.int64)
+    s = size / 32.0
+    cx = size / 2 + rng.uniform(-5, 5, m) * s
+    cy = size / 2 + rng.uniform(-5, 5, m) * s
+    r = rng.uniform(6.5, 10.5, m) * s
+    tilt = np.deg2rad(rng.uniform(-20, 20, m))
+    grid = np.arange(size, dtype=np.float64) + 0.5
+    x = grid[None, None, :] - cx[:, None, None]
+    y = grid[None, :, None] - cy[:, None, None]
+    c, sn = np.cos(tilt)[:, None, None], np.sin(tilt)[:, None, None]
+    u, v = (c * x + sn * y) / r[:, None, None], (-sn * x + c * y) / r[:, None, None]
+    mask = np.zeros((m, size, size))
+    for k in range(len(CLASSES)):
+        sel = labels == k
+        if sel.any():
+            mask[sel] = _shape(k, u[sel], v[sel], r[sel, None, None])
+    # background: a dark or bright colour with a gentle gradient; foreground on the other side
+    bright = rng.random(m) < 0.5
+    bg = rng.uniform(0.0, 0.45, (m, 3)) + np.where(bright, 0.5, 0.0)[:, None]
+    fg = rng.uniform(0.0, 0.45, (m, 3)) + np.where(bright, 0.0, 0.55)[:, None]
+    slope = rng.uniform(-0.15, 0.15, (m, 2))
+    ramp = (slope[:, 0, None, None] * (grid[None, None, :] / size - 0.5)
+            + slope[:, 1, None, None] * (grid[None, :, None] / size - 0.5))
+    img = bg[:, :, None, None] + ramp[:, None] + mask[:, None] * (fg - bg)[:, :, None, None]
+    img += rng.normal(0.0, 0.02, img.shape)
+    return (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8), labels
+
+
+def _shape(k: int, u: np.ndarray, v: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Coverage in [0, 1] of shape `k` at normalized coordinates (u, v); edges anti-aliased over ~1 px."""
+    def fill(sd: np.ndarray) -> np.ndarray:  # signed distance in radius units -> coverage
+        return np.clip(0.5 - sd * r, 0.0, 1.0)
+
+    rad = np.hypot(u, v)
+    box = np.maximum(np.abs(u), np.abs(v)) - 0.8
+    name = CLASSES[k]
+    if name == "disk":
+        return fill(rad - 0.85)
+    if name == "square":
+        return fill(box)
+    if name == "triangle":
+        h = np.sqrt(3) / 2
+        return fill(np.maximum.reduce([v - 0.5, h * u - 0.5 * v - 0.5, -h * u - 0.5 * v - 0.5]))
+    if name == "ring":
+        return fill(np.abs(rad - 0.7) - 0.2)
+    if name in ("plus", "cross"):
+        if name == "cross":
+            u, v = (u + v) / np.sqrt(2), (v - u) / np.sqrt(2)
+        return fill(np.minimum(np.maximum(np.abs(u) - 0.22, np.abs(v) - 0.95),
+                               np.maximum(np.abs(v) - 0.22, np.abs(u) - 0.95)))
+    if name in ("hstripes", "vstripes", "checker"):
+        period = 0.55
+        sv, su = np.sin(2 * np.pi * v / period), np.sin(2 * np.pi * u / period)
+        wave = {"hstripes": sv, "vstripes": su, "checker": sv * su}[name]
+        return fill(box) * np.clip(0.5 + 2.0 * wave, 0.0, 1.0)
+    if name == "pair":
+        return fill(np.minimum(np.hypot(u - 0.5, v), np.hypot(u + 0.5, v)) - 0.38)
+    raise AssertionError(k)
