@@ -1,1 +1,121 @@
-"""pytest entry point (placeholder while the foundation is written)."""
+"""The pytest plugin: options, marker, fixture, header, summary. Thin and torch-free at import.
+
+Everything heavy (torch, torchvision, scipy) loads when a test first uses the ``psa`` fixture,
+so a suite without psa tests pays nothing for having the plugin installed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_psa import hookspec
+from pytest_psa._settings import MARKER_DOC, OPTIONS, Settings, marker_problems, resolve
+from pytest_psa.fixture import AuditRecord, Psa
+
+
+@dataclass
+class PsaSession:
+    settings: Settings
+    records: list[AuditRecord] = field(default_factory=list)
+    extensions_loaded: bool = False
+
+
+SESSION_KEY = pytest.StashKey[PsaSession]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("psa", "pytest-psa: augmentation robustness checks")
+    for opt in OPTIONS:
+        if opt.flag:
+            group.addoption(opt.cli, action="store_true", default=None, dest=f"psa_{opt.name}", help=opt.help)
+        else:
+            group.addoption(opt.cli, type=opt.parse, default=None, dest=f"psa_{opt.name}",
+                            help=f"{opt.help} (default: {opt.default})")
+        parser.addini(opt.ini, help=f"{opt.help} (ini twin of {opt.cli})", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_DOC)
+    cli = {opt.name: config.getoption(f"psa_{opt.name}") for opt in OPTIONS}
+    ini = {opt.name: config.getini(opt.ini) for opt in OPTIONS}
+    try:
+        settings = resolve(cli, ini)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION_KEY] = PsaSession(settings)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[SESSION_KEY].settings.header()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # validate every psa marker at collection time, so a typo fails before anything runs
+    problems = []
+    for item in items:
+        for mark in item.iter_markers("psa"):
+            problems += [f"{item.nodeid}: @pytest.mark.psa: {p}" for p in marker_problems(mark.args, mark.kwargs)]
+    if problems:
+        raise pytest.UsageError("invalid psa marker arguments:\n  " + "\n  ".join(problems))
+
+
+def _load_extensions(config: pytest.Config, session: PsaSession) -> None:
+    """Register users' distances and data sources from the pytest_psa_* hooks (on first use)."""
+    if session.extensions_loaded:
+        return
+    from pytest_psa.data.sources import register_data_source
+    from pytest_psa.density.distances import register_distance
+
+    for mapping in config.hook.pytest_psa_distances():
+        for name, fn in (mapping or {}).items():
+            register_distance(name, fn, replace=True)
+    for mapping in config.hook.pytest_psa_data_sources():
+        for name, factory in (mapping or {}).items():
+            register_data_source(name, factory, replace=True)
+    session.extensions_loaded = True
+
+
+@pytest.fixture
+def psa_data() -> Any:
+    """Override in conftest.py to audit your own torch Dataset (or any data spec) by default."""
+    return None
+
+
+@pytest.fixture
+def psa(request: pytest.FixtureRequest, psa_data: Any) -> Iterator[Psa]:
+    """Measure and assert augmentation robustness: ``psa.density(aug).assert_psa(gamma=0.05)``."""
+    config = request.config
+    session = config.stash[SESSION_KEY]
+    _load_extensions(config, session)
+    marker: dict[str, Any] = {}
+    for mark in reversed(list(request.node.iter_markers("psa"))):  # closest marker wins
+        marker.update(mark.kwargs)
+
+    def repro(seed: int) -> str:
+        custom = config.hook.pytest_psa_repro_command(nodeid=request.node.nodeid, seed=seed, config=config)
+        if custom:
+            return custom
+        extra = [f"--psa-data={session.settings.data}"] if session.settings.data != "synthetic" else []
+        return shlex.join(["pytest", request.node.nodeid, f"--psa-seed={session.settings.seed}", *extra])
+
+    yield Psa(session.settings, marker, request.node, psa_data, session.records, repro)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.records or hasattr(config, "workerinput"):
+        return
+    from pytest_psa.report.terminal import density_table
+
+    terminalreporter.write_sep("-", "psa: proximal density audits")
+    for line in density_table(session.records):
+        terminalreporter.write_line(line)

@@ -72,6 +72,7 @@ class Augmentation:
         For per-image kinds the result for an image depends only on (image, seed), never on the
         batch it came in. A batched module gets one seed per call (``seeds[0]``).
         """
+        __tracebackhide__ = True
         if images.ndim != 4:
             raise PsaUsageError(f"apply() takes an (N, C, H, W) batch, got shape {tuple(images.shape)}")
         seeds = [int(s) & _SEED_MASK for s in (seeds.tolist() if hasattr(seeds, "tolist") else seeds)]
@@ -98,6 +99,7 @@ class Augmentation:
 
     # -- per kind ----------------------------------------------------------------------------
     def _one(self, x: torch.Tensor) -> torch.Tensor:
+        __tracebackhide__ = True
         if self.kind == "tensor":
             if self.dtype == "uint8":
                 out = self._call_user(_to_uint8(x))
@@ -160,6 +162,7 @@ class Augmentation:
         self._batch_checked = True
 
     def _call_user(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         try:
             return self.fn(*args, **kwargs)  # type: ignore[misc]
         except AugmentationContractError:

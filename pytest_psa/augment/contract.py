@@ -15,6 +15,7 @@ RANGE_TOLERANCE = 1e-4  # float round-off allowed outside [0, 1]; clamped away
 
 def check_single(out: object, like: torch.Tensor, name: str, *, float_input: bool = True) -> torch.Tensor:
     """Check one augmented image against the input `like` (C, H, W); return it as float32."""
+    __tracebackhide__ = True
     if not isinstance(out, torch.Tensor):
         hint = {
             "Image": "the augmentation returned a PIL image: wrap it with pytest_psa.pil_augmentation(...) "
@@ -58,6 +59,7 @@ def check_single(out: object, like: torch.Tensor, name: str, *, float_input: boo
 
 def check_batch(out: torch.Tensor, name: str, *, first_index: int = 0) -> torch.Tensor:
     """Check a stacked float batch (N, C, H, W) for finiteness and range; return it float32, clamped."""
+    __tracebackhide__ = True
     out = out.to(torch.float32)
     finite = torch.isfinite(out)
     if not bool(finite.all()):

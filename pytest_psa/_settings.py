@@ -1,0 +1,202 @@
+"""Options, ini values and environment variables -> one `Settings` object; marker validation.
+
+Every option is declared once in `OPTIONS`: the plugin builds both the ``--psa-*`` flag and its
+ini twin from it, so they cannot drift apart. Precedence: command line > ini > environment > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_psa._paths import CACHE_DIR_ENV, DATA_ROOT_ENV
+
+
+def _seed(value: str) -> int | str:
+    if value == "random":
+        return value
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0 or 'random', got {value!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+def _device(value: str) -> str:
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return n
+
+
+def _alpha(value: str) -> float:
+    try:
+        a = float(value)
+    except ValueError:
+        a = -1.0
+    if not 0 < a < 1:
+        raise argparse.ArgumentTypeError(f"alpha must be a number in (0, 1), got {value!r}")
+    return a
+
+
+def _preset(value: str) -> str:
+    if value not in ("smoke", "fast", "paper"):
+        raise argparse.ArgumentTypeError(f"preset must be smoke, fast or paper, got {value!r}")
+    return value
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # settings field; flag --psa-<name with dashes>, ini psa_<name>
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    env: str | None = None
+    flag: bool = False  # a store_true switch on the command line
+
+    @property
+    def cli(self) -> str:
+        return "--psa-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "psa_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("seed", _seed, 0, "base seed of every psa measurement (integer, or 'random' to draw one and print it)"),
+    Option("device", _device, "auto", "device for training and attacks: auto (CUDA when present), cpu, cuda, cuda:N"),
+    Option("data", str, "synthetic", "default data set: synthetic, cifar10, cifar100 or a path"),
+    Option("data_root", str, None, f"folder holding data sets (env ${DATA_ROOT_ENV})", env=DATA_ROOT_ENV),
+    Option("cache_dir", str, None, f"cache for unpacked data and trained models (env ${CACHE_DIR_ENV})",
+           env=CACHE_DIR_ENV),
+    Option("n_images", _positive_int, 500, "images per density audit"),
+    Option("draws", _positive_int, 8, "augmentation draws per image in a density audit"),
+    Option("distance", str, "l2", "default distance: l2 (normalized), linf, l2_raw or a registered name"),
+    Option("alpha", _alpha, 1e-3, "declared false-failure rate of each psa check"),
+    Option("preset", _preset, "smoke", "training preset: smoke (CPU, minutes), fast (one GPU), paper"),
+    Option("allow_download", _bool, False, "allow data sets to be downloaded (never by default)", flag=True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    seed: int
+    device: str
+    data: str
+    data_root: str | None
+    cache_dir: str | None
+    n_images: int
+    draws: int
+    distance: str
+    alpha: float
+    preset: str
+    allow_download: bool
+    seed_was_random: bool = False
+
+    def header(self) -> str:
+        seed = f"{self.seed}" + (" (random)" if self.seed_was_random else "")
+        root = f", data root {self.data_root}" if self.data_root else ""
+        return (f"psa: seed={seed}, device={self.device}, data={self.data}{root}, "
+                f"alpha={self.alpha:g}, preset={self.preset}")
+
+
+def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
+    """Settings from parsed command-line values (None = not given) and raw ini strings."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = cli.get(opt.name)
+        if value is None or (opt.flag and value is False):
+            raw = ini.get(opt.name)
+            if raw in (None, "") and opt.env:
+                raw = os.environ.get(opt.env) or None
+            if raw not in (None, ""):
+                try:
+                    value = opt.parse(str(raw).strip())
+                except argparse.ArgumentTypeError as exc:
+                    from pytest_psa.errors import PsaUsageError
+
+                    where = f"ini {opt.ini}" if ini.get(opt.name) not in (None, "") else f"${opt.env}"
+                    raise PsaUsageError(f"{where}: {exc}", fix=f"see `pytest --help`, option {opt.cli}") from None
+            else:
+                value = opt.default
+        values[opt.name] = value
+    was_random = values["seed"] == "random"
+    if was_random:
+        values["seed"] = secrets.randbelow(2**31)
+    return Settings(**values, seed_was_random=was_random)
+
+
+# -- the psa marker --------------------------------------------------------------------------
+MARKER_DOC = (
+    "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
+    "exclude_identity=False, strict=False, data=None, split='test'): defaults for the psa fixture's "
+    "checks in this test (see pytest-psa docs)"
+)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_gamma(v: Any) -> str | None:
+    values = v if isinstance(v, (list, tuple)) else [v]
+    if not values or not all(_is_number(g) and g >= 0 for g in values):
+        return "must be a number >= 0 or a list of them"
+    return None
+
+
+MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
+    "gamma": _check_gamma,
+    "min_density": lambda v: None if _is_number(v) and 0 < v <= 1 else "must be a number in (0, 1]",
+    "alpha": lambda v: None if _is_number(v) and 0 < v < 1 else "must be a number in (0, 1)",
+    "distance": lambda v: None if isinstance(v, str) or callable(v) else "must be a distance name or a callable",
+    "n_images": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an int >= 1",
+    "draws": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an int >= 1",
+    "seed": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an int >= 0",
+    "exclude_identity": lambda v: None if isinstance(v, bool) else "must be True or False",
+    "strict": lambda v: None if isinstance(v, bool) else "must be True or False",
+    "data": lambda v: None,
+    "split": lambda v: None if v in ("train", "test") else "must be 'train' or 'test'",
+}
+
+
+def marker_problems(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+    """What is wrong with one psa marker's arguments (empty when it is valid)."""
+    import difflib
+
+    problems = []
+    if args:
+        problems.append(f"takes keyword arguments only, got positional {args!r}")
+    for key, value in kwargs.items():
+        check = MARKER_ARGS.get(key)
+        if check is None:
+            close = difflib.get_close_matches(key, MARKER_ARGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(MARKER_ARGS))})"
+            problems.append(f"unknown argument {key!r}{hint}")
+        elif (msg := check(value)) is not None:
+            problems.append(f"{key}={value!r} {msg}")
+    return problems

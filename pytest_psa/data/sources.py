@@ -1,0 +1,238 @@
+"""`load_data`: turn a data specification into `ImageData`.
+
+A specification is one of: None or "synthetic" (the embedded default); "cifar10"/"cifar100"
+(looked up under the data root); a path to a torchvision CIFAR root, an image-folder tree, a
+``.tar``/``.tar.gz`` archive of one, or an ``.npz`` file; an `ImageData`; any torch ``Dataset``
+of (image, label) pairs; or a name registered with `register_data_source`. Nothing is
+downloaded unless ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pytest_psa._paths import DATA_ROOT_ENV, default_cache_dir, default_data_root
+from pytest_psa.data.folders import is_archive, load_image_folder, unpack_archive
+from pytest_psa.data.image_data import ImageData, from_arrays
+from pytest_psa.data.synthetic import synthetic
+from pytest_psa.errors import DataSourceError
+
+SourceFactory = Callable[[str], ImageData]  # split -> data
+_SOURCES: dict[str, SourceFactory] = {}
+_CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def register_data_source(name: str, factory: SourceFactory, *, replace: bool = False) -> None:
+    """Make ``load_data(name, split=...)`` call ``factory(split)``."""
+    if name in _SOURCES and _SOURCES[name] is not factory and not replace:
+        raise DataSourceError(f"a data source named {name!r} is already registered",
+                              fix="choose another name, or pass replace=True")
+    _SOURCES[name] = factory
+
+
+def load_data(
+    spec: Any = None, *, split: str = "test", root: str | Path | None = None,
+    cache_dir: str | Path | None = None, allow_download: bool = False,
+    n: int | None = None, seed: int = 0,
+) -> ImageData:
+    """Load `spec` (see the module docstring) as `ImageData`; with `n`, a seeded subset of n images."""
+    data = _load(spec, split, root, cache_dir, allow_download, n, seed)
+    return data.subset(n, seed) if n is not None else data
+
+
+def available(name: str, *, root: str | Path | None = None) -> bool:
+    """Whether `name` ("cifar10", "cifar100", a path) can be loaded here without a download."""
+    try:
+        _locate_named(name, _root(root)) if name in _CIFAR_DIRS else _existing_path(name, _root(root))
+        return True
+    except DataSourceError:
+        return False
+
+
+def _load(spec: Any, split: str, root: Any, cache_dir: Any, allow_download: bool,
+          n: int | None, seed: int) -> ImageData:
+    if spec is None or spec == "synthetic":
+        return synthetic(split)
+    if isinstance(spec, ImageData):
+        return spec
+    if isinstance(spec, torch.utils.data.Dataset) or (hasattr(spec, "__getitem__") and hasattr(spec, "__len__")
+                                                       and not isinstance(spec, (str, Path))):
+        return from_dataset(spec, n=n, seed=seed)
+    if not isinstance(spec, (str, Path)):
+        raise DataSourceError(
+            f"cannot use a {type(spec).__name__} as a data set",
+            fix="pass 'synthetic', 'cifar10', 'cifar100', a path (CIFAR root, image folder, .tar.gz, .npz), "
+                "an ImageData or a torch Dataset of (image, label) pairs",
+        )
+    if isinstance(spec, str) and spec in _SOURCES:
+        return _SOURCES[spec](split)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    base = _root(root)
+    if isinstance(spec, str) and spec in _CIFAR_DIRS:
+        return _load_path(_locate_named(spec, base, allow_download=allow_download), split, cache, spec,
+                          allow_download)
+    return _load_path(_existing_path(spec, base), split, cache, None, allow_download)
+
+
+def _root(root: Any) -> Path | None:
+    return Path(root).expanduser() if root else default_data_root()
+
+
+def _existing_path(spec: str | Path, root: Path | None) -> Path:
+    path = Path(spec).expanduser()
+    candidates = [path] + ([root / path] if root and not path.is_absolute() else [])
+    for c in candidates:
+        if c.exists():
+            return c
+    raise DataSourceError(
+        f"data set {str(spec)!r} not found",
+        observed=f"looked at {', '.join(str(c) for c in candidates)}",
+        fix=f"pass an existing path, or set the data root with --psa-data-root / psa_data_root / ${DATA_ROOT_ENV}",
+    )
+
+
+def _locate_named(name: str, root: Path | None, *, allow_download: bool = False) -> Path:
+    """Find "cifar10"/"cifar100" under the root: torchvision's folder, an image folder or an archive."""
+    if root is None or not root.is_dir():
+        if allow_download and root is not None:
+            return root
+        raise DataSourceError(
+            f"data set {name!r} needs a data root, and none is set" if root is None
+            else f"data root {root} does not exist",
+            fix=f"point --psa-data-root (ini psa_data_root, env ${DATA_ROOT_ENV}) at a folder holding "
+                f"{_CIFAR_DIRS[name]}/ (torchvision's format), a {name}*/ image folder or a {name}*.tar.gz; "
+                "or allow a download with --psa-allow-download",
+        )
+    if (root / _CIFAR_DIRS[name]).is_dir() or root.name == _CIFAR_DIRS[name]:
+        return root
+    matches = sorted(p for p in root.iterdir() if p.name.lower().replace("-", "").replace("_", "").startswith(name)
+                     and (p.is_dir() or is_archive(p)))
+    if (name == "cifar10"):  # "cifar100..." also starts with "cifar10"
+        matches = [p for p in matches if not p.name.lower().replace("-", "").replace("_", "").startswith("cifar100")]
+    if matches:
+        return matches[0]
+    if allow_download:
+        return root
+    raise DataSourceError(
+        f"data set {name!r} not found under the data root {root}",
+        observed=f"entries: {sorted(p.name for p in root.iterdir())[:10]}",
+        fix=f"put {_CIFAR_DIRS[name]}/ (torchvision's format), a {name}*/ image folder or a {name}*.tar.gz there, "
+            "or allow a download with --psa-allow-download",
+    )
+
+
+def _load_path(path: Path, split: str, cache: Path, name: str | None, allow_download: bool) -> ImageData:
+    label = name or _name_of(path)
+    if path.is_file() and path.suffix == ".npz":
+        return load_npz(path, split)
+    if is_archive(path):
+        folder = unpack_archive(path, cache)
+        return load_image_folder(folder, split, name=label, cache=folder)
+    if path.is_dir():
+        for variant, sub in _CIFAR_DIRS.items():
+            if (path / sub).is_dir() or path.name == sub or (name == variant and allow_download):
+                return load_cifar(path.parent if path.name == sub else path, split, variant, allow_download)
+        return load_image_folder(path, split, name=label)
+    raise DataSourceError(
+        f"do not know how to read {path}",
+        fix="use a CIFAR root, an image folder (split/class/file), a .tar/.tar.gz of one, or an .npz",
+    )
+
+
+def _name_of(path: Path) -> str:
+    name = path.name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".npz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def load_cifar(root: Path, split: str, variant: str = "cifar10", allow_download: bool = False) -> ImageData:
+    """CIFAR-10/100 in torchvision's own on-disk format (the pickled batches under `root`)."""
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if variant == "cifar10" else datasets.CIFAR100
+    if split not in ("train", "test"):
+        raise DataSourceError(f"CIFAR has 'train' and 'test' splits, not {split!r}")
+    try:
+        ds = cls(str(root), train=split == "train", download=allow_download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise DataSourceError(
+            f"{variant} at {root} is missing or damaged: {exc}",
+            fix=f"place torchvision's {_CIFAR_DIRS[variant]}/ folder under {root}, or pass --psa-allow-download",
+        ) from exc
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return ImageData(images, torch.as_tensor(ds.targets, dtype=torch.int64), tuple(ds.classes),
+                     variant, split, str(root))
+
+
+def load_npz(path: Path, split: str) -> ImageData:
+    """An ``.npz`` with ``x_<split>``/``y_<split>`` (or ``images``/``labels``), HWC or CHW, uint8 or float."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            for xk, yk in ((f"x_{split}", f"y_{split}"), ("images", "labels"), ("x", "y")):
+                if xk in keys and yk in keys:
+                    images, labels = z[xk], z[yk]
+                    classes = tuple(str(c) for c in z["classes"]) if "classes" in keys else None
+                    break
+            else:
+                raise DataSourceError(
+                    f"{path} has no arrays for split {split!r}", observed=f"keys: {sorted(keys)}",
+                    fix=f"store x_{split}/y_{split} (or images/labels) arrays in the .npz",
+                )
+    except (OSError, ValueError) as exc:
+        raise DataSourceError(f"cannot read {path}: {exc}",
+                              fix="write it with numpy.savez(path, x_test=..., y_test=...) (no pickled objects)") from exc
+    if len(images) != len(labels):
+        raise DataSourceError(f"{path}: {len(images)} images but {len(labels)} labels",
+                              fix="store one label per image")
+    return from_arrays(images, labels, classes=classes, name=_name_of(path), split=split, source=str(path))
+
+
+def from_dataset(dataset: Any, *, n: int | None = None, seed: int = 0, name: str | None = None) -> ImageData:
+    """Materialize (a seeded random subset of n items of) a Dataset of (image, label) pairs."""
+    total = len(dataset)
+    if total == 0:
+        raise DataSourceError("the Dataset is empty", fix="pass a Dataset with at least one item")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    picked = np.sort(rng.permutation(total)[:n]) if n is not None and n < total else np.arange(total)
+    images, labels = [], []
+    for i in picked.tolist():
+        item = dataset[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataSourceError(
+                f"Dataset item {i} is a {type(item).__name__}, not an (image, label) pair",
+                fix="return (image, label) from __getitem__ (image: PIL, HWC numpy, or CHW tensor)",
+            )
+        images.append(_as_chw(item[0], i))
+        labels.append(int(item[1]))
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) > 1:
+        raise DataSourceError("Dataset images differ in size", observed=sorted(shapes)[:3],
+                              fix="add a fixed-size transform (e.g. Resize + CenterCrop) to the Dataset")
+    data = from_arrays(torch.stack(images), labels, classes=getattr(dataset, "classes", None),
+                       name=name or type(dataset).__name__, split="dataset", source=type(dataset).__qualname__)
+    return ImageData(data.images, data.labels, data.classes, data.name, data.split, data.source,
+                     indices=torch.from_numpy(picked))
+
+
+def _as_chw(img: Any, i: int) -> torch.Tensor:
+    if isinstance(img, torch.Tensor):
+        t = img
+    elif isinstance(img, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(img))
+        t = t.permute(2, 0, 1) if t.ndim == 3 and t.shape[-1] in (1, 3) else t
+    elif hasattr(img, "convert"):  # PIL
+        t = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    else:
+        raise DataSourceError(f"Dataset item {i}: cannot read an image from a {type(img).__name__}",
+                              fix="return a PIL image, an HWC numpy array or a CHW tensor")
+    if t.is_floating_point():
+        t = (t.clamp(0, 1) * 255).round().to(torch.uint8) if float(t.min()) >= 0 and float(t.max()) <= 1 else t
+    return t

@@ -1,0 +1,88 @@
+"""The `psa` fixture object: the measurement functions with defaults from options, ini and marker.
+
+Nothing here imports torch at module level; the measurement modules load on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_psa._settings import Settings
+
+
+@dataclass
+class AuditRecord:
+    """What the terminal summary and JUnit properties show for one audit in one test."""
+
+    nodeid: str
+    summary: dict[str, Any]
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Psa:
+    """The ``psa`` fixture: ``psa.density(aug).assert_psa(...)``, or ``psa.check(aug)`` for the marker's check."""
+
+    def __init__(self, settings: Settings, marker: dict[str, Any], node: pytest.Item, data: Any,
+                 records: list[AuditRecord], repro: Callable[[int], str]) -> None:
+        self.settings = settings
+        self.marker = marker
+        self._node = node
+        self._data = data
+        self._records = records
+        self._repro = repro
+
+    @property
+    def seed(self) -> int:
+        """The seed this test's measurements use (marker seed, else --psa-seed)."""
+        return int(self.marker.get("seed", self.settings.seed))
+
+    def density(self, augmentation: Any, *, data: Any = None, n_images: int | None = None,
+                draws: int | None = None, distance: Any = None, seed: int | None = None,
+                exclude_identity: bool | None = None, split: str | None = None) -> Any:
+        """`pytest_psa.density` with this test's defaults; its `assert_psa()` defaults to the marker's γ."""
+        from pytest_psa.density.audit import density
+
+        m, s = self.marker, self.settings
+        seed = self.seed if seed is None else seed
+        result = density(
+            augmentation,
+            data=_first(data, m.get("data"), self._data, s.data),
+            n_images=_first(n_images, m.get("n_images"), s.n_images),
+            draws=_first(draws, m.get("draws"), s.draws),
+            distance=_first(distance, m.get("distance"), s.distance),
+            seed=seed,
+            exclude_identity=bool(_first(exclude_identity, m.get("exclude_identity"), False)),
+            split=_first(split, m.get("split"), "test"),
+            data_root=s.data_root, cache_dir=s.cache_dir, allow_download=s.allow_download,
+        )
+        record = AuditRecord(self._node.nodeid, result.to_dict())
+        self._records.append(record)
+        props = self._node.user_properties
+        props.append(("psa_augmentation", result.augmentation))
+        props.append(("psa_distance", result.distance))
+        props.append(("psa_seed", seed))
+        props.append(("psa_identity_fraction", round(result.identity_fraction, 6)))
+
+        def on_verdict(verdicts: list[Any]) -> None:
+            for v in verdicts:
+                record.verdicts.append(v.to_dict())
+                props.append((f"psa_F({v.gamma:g})", round(v.interval.estimate, 6)))
+                props.append((f"psa_verdict({v.gamma:g})", v.outcome))
+
+        defaults = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
+        defaults["alpha"] = m.get("alpha", s.alpha)
+        return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults,
+                                   on_verdict=on_verdict)
+
+    def check(self, augmentation: Any) -> Any:
+        """Run the check the marker describes (the PSA density assertion) and return its result."""
+        return self.density(augmentation).assert_psa()
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
