@@ -1,0 +1,136 @@
+"""Small frozen results: a value, its standard error and the exact configuration behind it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+
+def plain(obj: Any) -> Any:
+    """JSON-ready copy: tuples become lists, non-finite floats become None."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setup:
+    """What was perturbed and how; shared by the metrics of one measurement."""
+
+    params: tuple[str, ...]  # names of the perturbed parameter tensors (buffers are never perturbed)
+    n_params: int
+    normalization: str  # "none" (raw) or "filter" (scale-invariant geometry, see scaling.py)
+    loss: str
+    n_images: int
+    chunk_size: int
+    device: str
+    dtype: str
+    bn_policy: str = "eval"  # BatchNorm uses its frozen running statistics; dropout is off
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricResult:
+    """One metric's value with its standard error (None where the value is not a sample mean)."""
+
+    metric: str
+    value: float
+    se: float | None
+    unit: str
+    seed: int  # this metric's own seed, derived from the measurement's seed
+    seconds: float
+    setup: Setup
+
+    def interval(self, alpha: float = 1e-3) -> tuple[float, float] | None:
+        """Two-sided normal interval value +- z(1 - alpha/2) se, or None without an se."""
+        if self.se is None:
+            return None
+        z = NormalDist().inv_cdf(1 - alpha / 2)
+        return self.value - z * self.se, self.value + z * self.se
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain(asdict(self))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PacBayesResult(MetricResult):
+    """Largest sigma with E[L(w + u)] - L(w) <= target; `value` = 1/sigma^2 (Jiang et al.'s unit).
+
+    The noise u is sigma * z (isotropic; times the filter scale when normalized) or, for the
+    magnitude-aware variant, sqrt(sigma^2 w^2 + mag_eps^2) * z. Larger sigma, smaller value: flatter.
+    """
+
+    sigma: float
+    sigma_se: float
+    target: float
+    target_type: str  # "loss" (cross-entropy increase) or "accuracy" (0-1 accuracy drop)
+    magnitude: bool
+    mag_eps: float
+    n_samples: int  # noise draws per sigma, as antithetic pairs (z, -z) reused for every sigma
+    evaluations: int  # sigmas evaluated by the search
+    forward_passes: int  # full passes over the data
+    bracketed: bool  # False: the crossing lies outside the searched range; sigma is a bound
+    rtol: float  # relative tolerance of sigma from the root finder
+    slope: float  # local d log(increase) / d log(sigma) used for the standard error
+    loss0: float
+    accuracy0: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LPFResult(MetricResult):
+    """Bisla et al.'s low-pass-filter measure: `value` = E[L(w + sigma z)] (the perturbed loss)."""
+
+    sigma: float
+    increase: float  # value - loss0
+    increase_se: float
+    n_samples: int
+    forward_passes: int
+    loss0: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpsSharpnessResult(MetricResult):
+    """Keskar et al.'s metric: `value` = 100 (L_max - L0) / (1 + L0) over the box |d_i| <= b_i.
+
+    `se` is None: a maximum found by search is a lower bound, not a sample mean; `restart_values`
+    shows how much the restarts disagree.
+    """
+
+    eps: float
+    box: str  # "eps*(|w|+1)" (Keskar) or "eps*s" (filter-normalized)
+    steps: int
+    restarts: int
+    loss0: float
+    loss_max: float
+    restart_values: tuple[float, ...]
+    gradient_passes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianTopResult(MetricResult):
+    """Dominant Hessian eigenvalue by power iteration (largest |lambda|, as PyHessian reports).
+
+    `residual` = ||H v - lambda v|| for the final unit vector v: an eigenvalue of H lies within
+    it of `value` (a guaranteed bound, unlike the relative change used to stop).
+    """
+
+    residual: float
+    iterations: int
+    converged: bool
+    tol: float
+    max_iter: int
+    rel_change: float
+    hvps: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class HessianTraceResult(MetricResult):
+    """Hutchinson's estimate of tr(H) with Rademacher probes; `se` = sd / sqrt(n_samples)."""
+
+    n_samples: int
+    hvps: int
