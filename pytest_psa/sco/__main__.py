@@ -58,10 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--quick", action="store_true", help="smaller grids (seconds instead of tens of seconds)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", type=Path, help="also write all results as JSON to this file")
+        p.add_argument("--only", help="comma-separated experiments to run, e.g. E2,E4 (E5 needs E2 and E4, run along)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     only = None if args.command == "figures" or args.all else ["E2", "E4"]
+    if args.only:
+        only = [e.strip().upper() for e in args.only.split(",") if e.strip()]
+        unknown = sorted(set(only) - {"E1", "E2", "E3", "E4", "E5"})
+        if unknown:
+            parser.error(f"unknown experiment(s) {', '.join(unknown)}: choose from E1-E5")
     results = run_all(quick=args.quick, seed=args.seed, only=only)
     if args.json:
         args.json.write_text(json.dumps({k: v.to_dict() for k, v in results.items()}, indent=1))
