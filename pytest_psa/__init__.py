@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "batched_augmentation": "pytest_psa.augment.adapters",
     "ImageData": "pytest_psa.data.image_data",
     "load_data": "pytest_psa.data.sources",
+    "register_data_source": "pytest_psa.data.sources",
+    "from_arrays": "pytest_psa.data.image_data",
     "synthetic": "pytest_psa.data.synthetic",
 }
 
@@ -75,8 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         pil_augmentation,
         tensor_augmentation,
     )
-    from pytest_psa.data.image_data import ImageData
-    from pytest_psa.data.sources import load_data
+    from pytest_psa.data.image_data import ImageData, from_arrays
+    from pytest_psa.data.sources import load_data, register_data_source
     from pytest_psa.data.synthetic import synthetic
     from pytest_psa.density.audit import density
     from pytest_psa.density.distances import available_distances, register_distance

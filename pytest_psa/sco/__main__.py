@@ -12,7 +12,7 @@ from pathlib import Path
 from pytest_psa.sco.experiments import run_all
 from pytest_psa.sco.results import ExperimentResult, format_table
 
-E2_COLUMNS = ["T", "d", "r", "train_max", "sar_last", "pred_sar", "pop_last", "pop_last_mc", "pred_pop_last", "pop_average", "pred_pop_average", "pop_min_suffix", "gd_pop_last", "sam_pop_last"]
+E2_COLUMNS = ["T", "d", "r", "train_max", "sar_last", "pred_sar", "pop_last", "pred_pop_last", "pop_last_mc", "pop_last_mc_stderr", "pop_average", "pred_pop_average", "pop_min_suffix", "gd_pop_last", "sam_pop_last"]
 E4_COLUMNS = ["T", "d", "x", "pop_last", "note_pop_last", "last_ratio", "pop_average", "average_ratio", "min_suffix_ratio", "train_average", "chain_held", "w2_over_eta_r", "max_norm", "gd_pop_last"]
 
 

@@ -67,7 +67,7 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             if v == 0 or (1e-3 <= abs(v) < 1e4):
-                return f"{v:.4f}"
+                return f"{v:.4g}"  # four significant digits: the note prints two to four
             return f"{v:.2e}" if math.isfinite(v) else str(v)
         return str(v)
 

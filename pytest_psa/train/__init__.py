@@ -1,0 +1,33 @@
+"""Training and the trained-model cache: models, presets, the trainer, SAM/ASAM.
+
+    from pytest_psa.train import train, ModelCache
+    trained = ModelCache().get_or_train("small_cnn", data, augmentation, preset="smoke", seed=0)
+    trained.model, trained.record.test_accuracy
+
+Importing this package imports torch; ``import pytest_psa`` does not import it.
+"""
+
+from __future__ import annotations
+
+from pytest_psa.train.cache import CacheEntry, ModelCache, default_cache_dir
+from pytest_psa.train.models import MODELS, build_model
+from pytest_psa.train.presets import PRESETS, Preset, resolve_preset
+from pytest_psa.train.record import TrainedModel, TrainingRecord
+from pytest_psa.train.sam import SAM
+from pytest_psa.train.trainer import evaluate, train
+
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "SAM",
+    "CacheEntry",
+    "ModelCache",
+    "Preset",
+    "TrainedModel",
+    "TrainingRecord",
+    "build_model",
+    "default_cache_dir",
+    "evaluate",
+    "resolve_preset",
+    "train",
+]

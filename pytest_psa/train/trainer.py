@@ -1,0 +1,419 @@
+"""`train`: one seeded, budgeted training run of (model, data, augmentation, preset, optimizer).
+
+Deterministic: the global torch RNG is forked (saved, seeded from `seed`, restored) for
+initialization and anything a user model draws; the data order and augmentation draws come
+from an explicit generator (see `batches`). On CPU the same seed gives bitwise-identical
+weights; on CUDA cuDNN autotuning is on for speed and the record says ``deterministic: false``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pytest_psa.augment.adapters import as_augmentation
+from pytest_psa.data.image_data import ImageData
+from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
+from pytest_psa.train import batches
+from pytest_psa.train.models import ModelSpec, build_model, spec_name
+from pytest_psa.train.presets import Preset, resolve_preset
+from pytest_psa.train.record import TrainedModel, TrainingRecord, versions
+from pytest_psa.train.sam import SAM
+
+OptimizerName = Literal["sgd", "sam", "asam"]
+OPTIMIZERS: tuple[str, ...] = ("sgd", "sam", "asam")
+
+
+def train(
+    model: ModelSpec | None = None,
+    data: ImageData | None = None,
+    augmentation: Any = None,
+    *,
+    preset: str | Preset = "smoke",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    budget_s: float | None = None,
+    progress: bool = True,
+    optimizer: OptimizerName = "sgd",
+    test_data: ImageData | None = None,
+    **overrides: Any,
+) -> TrainedModel:
+    """Train `model` on `data` with `augmentation` (None = ERM) and return it with its record.
+
+    model: a name from `MODELS` or a factory ``(num_classes) -> nn.Module``; None = the preset's.
+    data: the training `ImageData` (None = the embedded synthetic set, with its test split as
+      `test_data`); the preset's ``n_train`` takes a class-balanced subset of it.
+    preset: "smoke", "fast", "paper" or a `Preset`; keyword `overrides` replace its fields
+      (``epochs=2, n_train=1000, lr=0.05, ...``).
+    device: None = the preset's (CUDA when present for "auto").
+    budget_s: wall-clock limit for the whole call; exceeding it raises `TimeBudgetExceeded`.
+    optimizer: "sgd" (the preset's SGD), "sam" or "asam" (SGD wrapped in `SAM`).
+    test_data: evaluated at the end for ``record.test_accuracy``.
+    """
+    start = time.perf_counter()
+    if data is None:
+        from pytest_psa.data.synthetic import synthetic
+
+        data = synthetic("train")
+        test_data = synthetic("test") if test_data is None else test_data
+    _check_data(data, test_data)
+    if optimizer not in OPTIMIZERS:
+        raise PsaUsageError(f"unknown optimizer {optimizer!r}", observed=optimizer, fix=f"use one of {OPTIMIZERS}")
+    p = resolve_preset(preset, **overrides).for_image_size(max(data.image_size))
+    aug = as_augmentation(augmentation)
+    dev = resolve_device(device, p)
+    amp = resolve_autocast(dev, p, optimizer)
+    spec = p.model if model is None else model
+    train_set = data.subset(p.n_train, seed=p.subset_seed)
+    plan = batches.Plan(len(train_set), p.batch_size, p.epochs)
+    label = f"{spec_name(spec).rsplit('.', 1)[-1]} + {aug.name} [{p.name}]"
+    clock = _Budget(budget_s, start, label, plan)
+
+    with _seeded(seed, dev), _cudnn_benchmark(dev.type == "cuda"):
+        mean, std = channel_stats(train_set.images)
+        net = build_model(spec, data.num_classes, data.images.shape[1], mean=mean, std=std,
+                          image_size=max(data.image_size))
+        net = net.to(dev, memory_format=torch.channels_last if p.channels_last else torch.preserve_format)
+        opt = _optimizer(net, p, optimizer)
+        sched = _scheduler(opt, p, plan.total_steps)
+        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+        workers = (batches.auto_workers(dev, aug) if p.workers == "auto" else int(p.workers))
+        stream, workers = batches.stream(train_set.images, train_set.labels, aug, plan, seed, device=dev,
+                                         workers=workers, microbatch=p.aug_microbatch)
+        loop = _Loop(net, opt, sched, scaler, amp, p, optimizer, dev)
+        try:
+            with _compute_threads(dev, workers):
+                final_loss, wait_s, loop_s = loop.run(stream, plan, clock, progress, label)
+        finally:
+            _close(stream)
+        net.eval()
+        t_eval = time.perf_counter()
+        train_acc = train_loss = test_acc = test_loss = None
+        if p.train_eval_n is None or p.train_eval_n > 0:
+            train_acc, train_loss = evaluate(net, train_set.subset(p.train_eval_n, seed=p.subset_seed),
+                                             device=dev, autocast=amp, batch_size=p.eval_batch_size)
+        if test_data is not None:
+            test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp,
+                                           batch_size=p.eval_batch_size)
+        eval_s = time.perf_counter() - t_eval
+        clock.check(plan.epochs - 1, plan.total_steps, stage="evaluation")
+
+    samples = plan.total_steps * plan.effective_batch
+    record = TrainingRecord(
+        model=spec_name(spec), num_params=sum(t.numel() for t in net.parameters()), preset=p.name,
+        preset_fields=p.to_dict(), optimizer=optimizer, seed=int(seed), device=str(dev),
+        device_kind=device_kind(dev), dtype="float32", autocast=_amp_name(amp),
+        channels_last=p.channels_last, deterministic=dev.type == "cpu", epochs=p.epochs,
+        n_train=len(train_set), batch_size=plan.effective_batch, steps=plan.total_steps,
+        final_loss=final_loss, train_accuracy=train_acc, train_loss=train_loss,
+        test_accuracy=test_acc, test_loss=test_loss, wall_s=time.perf_counter() - start,
+        train_s=loop_s - wait_s, data_wait_s=wait_s, eval_s=eval_s,
+        images_per_s=samples / loop_s if loop_s > 0 else float("nan"), s_per_epoch=loop_s / plan.epochs,
+        workers=workers, augmentation=aug.name, augmentation_identity=aug.identity(),
+        data=_describe_data(train_set), test_data=_describe_data(test_data) if test_data is not None else None,
+        versions=versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"aug_microbatch": p.aug_microbatch} if p.aug_microbatch > 1 else {},
+    )
+    return TrainedModel(net, record)
+
+
+# -- the optimization loop ---------------------------------------------------------------------
+class _Loop:
+    def __init__(self, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, scaler: Any,
+                 amp: torch.dtype | None, p: Preset, optimizer: str, dev: torch.device) -> None:
+        self.net, self.opt, self.sched, self.scaler, self.amp = net, opt, sched, scaler, amp
+        self.p, self.sam, self.dev = p, optimizer != "sgd", dev
+        self.fmt = torch.channels_last if p.channels_last else torch.contiguous_format
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            out = self.net(x)
+        return F.cross_entropy(out.float(), y, label_smoothing=self.p.label_smoothing)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.sam:
+            passes = []
+
+            def closure() -> torch.Tensor:
+                # the second (perturbed) pass must not move BatchNorm's running statistics
+                with frozen_bn_stats(self.net) if passes else contextlib.nullcontext():
+                    passes.append(1)
+                    out = self.loss(x, y)
+                    out.backward()
+                return out
+
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.opt.step(closure)
+        else:
+            loss = self.loss(x, y)
+            self.opt.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.opt)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.opt.step()
+        self.sched.step()
+        return loss.detach()
+
+    def run(self, stream: Iterator[tuple[torch.Tensor, torch.Tensor]], plan: batches.Plan, clock: _Budget,
+            progress: bool, label: str) -> tuple[float, float, float]:
+        """Run every step; returns (mean loss of the last epoch, seconds waiting for data, loop seconds)."""
+        from tqdm.auto import tqdm
+
+        self.net.train()
+        wait = 0.0
+        t0 = time.perf_counter()
+        epoch_loss = torch.zeros((), device=self.dev)
+        last = float("nan")
+        bar = tqdm(total=plan.total_steps, desc=f"psa train {label}", unit="step", leave=False,
+                   disable=None if progress else True, file=sys.stderr)
+        try:
+            for step in range(plan.total_steps):
+                tw = time.perf_counter()
+                x, y = next(stream)
+                wait += time.perf_counter() - tw
+                epoch_loss += self.step(x.contiguous(memory_format=self.fmt), y)
+                bar.update(1)
+                epoch, k = divmod(step + 1, plan.steps_per_epoch)
+                if k == 0:
+                    last = float(epoch_loss) / plan.steps_per_epoch
+                    if not math.isfinite(last):
+                        raise PsaUsageError(
+                            f"training diverged: the mean loss of epoch {epoch} is {last}",
+                            observed=f"lr={self.p.lr}, batch_size={self.p.batch_size}, autocast={self.amp}",
+                            fix="lower the learning rate (lr=...) or check the data and the model",
+                        )
+                    epoch_loss.zero_()
+                    bar.set_postfix(epoch=f"{epoch}/{plan.epochs}", loss=f"{last:.3f}")
+                clock.check(step // plan.steps_per_epoch, step + 1)
+        finally:
+            bar.close()
+        return last, wait, time.perf_counter() - t0
+
+
+class _Budget:
+    def __init__(self, budget_s: float | None, start: float, label: str, plan: batches.Plan) -> None:
+        if budget_s is not None and not budget_s > 0:
+            raise PsaUsageError("budget_s must be positive (or None for no limit)", observed=budget_s)
+        self.budget, self.start, self.label, self.plan = budget_s, start, label, plan
+
+    def check(self, epoch: int, steps_done: int, stage: str = "training") -> None:
+        if self.budget is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        if elapsed <= self.budget:
+            return
+        total = self.plan.total_steps
+        pace = f"; at this pace all {total} steps need about {elapsed * total / steps_done:.0f} s" \
+            if steps_done < total else ""
+        raise TimeBudgetExceeded(
+            f"training {self.label} ran past its time budget of {self.budget:g} s during {stage}",
+            observed=f"{elapsed:.1f} s elapsed at epoch {epoch + 1}/{self.plan.epochs}, "
+                     f"step {steps_done}/{total}{pace}",
+            fix="raise the budget (budget_s=...), or use a smaller preset or fewer epochs / n_train "
+                "(e.g. train(..., epochs=2, n_train=5000)); with the model cache later runs skip training",
+        )
+
+
+# -- pieces ------------------------------------------------------------------------------------
+def evaluate(model: nn.Module, data: ImageData, *, device: str | torch.device | None = None,
+             autocast: torch.dtype | None = None, batch_size: int = 1000) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` on clean `data`, in eval mode, without gradients."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    try:
+        with torch.no_grad():
+            for i in range(0, len(data), batch_size):
+                x = data.images[i:i + batch_size].to(dev).float().div_(255.0)
+                y = data.labels[i:i + batch_size].to(dev)
+                with torch.autocast(dev.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                    out = model(x.contiguous(memory_format=torch.channels_last)).float()
+                loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+                correct += int((out.argmax(1) == y).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(data), loss_sum / len(data)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale (exact, in float64 chunks)."""
+    c = images.shape[1]
+    s = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].to(torch.float64)
+        s += x.sum(dim=(0, 2, 3))
+        s2 += x.square().sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = s / n
+    std = (s2 / n - mean.square()).clamp_min(1e-12).sqrt()
+    return [float(m) / 255.0 for m in mean], [max(float(v) / 255.0, 1e-3) for v in std]
+
+
+def resolve_device(device: str | torch.device | None, preset: Preset) -> torch.device:
+    """The device to train on: the argument, else the preset's ("auto" = CUDA when present)."""
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise PsaUsageError("device 'cuda' was asked for but CUDA is not available", observed=str(device),
+                                fix="pass device='cpu' or install a CUDA build of torch")
+        return dev
+    if preset.device == "cuda" or (preset.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise PsaUsageError(f"preset {preset.name!r} needs a CUDA GPU, and none is available",
+                                fix="use preset='smoke' on CPU, or pass device='cpu' to run it slowly")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast is slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def resolve_autocast(dev: torch.device, preset: Preset, optimizer: str = "sgd") -> torch.dtype | None:
+    """The autocast dtype: None (fp32), bfloat16 or float16 (CUDA only; not combined with SAM)."""
+    mode = preset.autocast
+    if mode == "auto":
+        if dev.type == "cuda":
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            mode = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() else "off"
+    if mode == "fp16" and (dev.type != "cuda" or optimizer != "sgd"):
+        mode = "off"  # fp16 needs loss scaling, which we only do for plain SGD on CUDA
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def device_kind(dev: torch.device) -> str:
+    """'cpu' or 'cuda:<GPU name>': the part of the device that changes results (cache key)."""
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return dev.type
+
+
+def _amp_name(amp: torch.dtype | None) -> str:
+    return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+
+
+def _optimizer(net: nn.Module, p: Preset, name: str) -> torch.optim.Optimizer:
+    kw = dict(lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0, weight_decay=p.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(net.parameters(), **kw)
+    if name == "sam":
+        return SAM(net.parameters(), torch.optim.SGD, rho=p.sam_rho, **kw)
+    return SAM(net.parameters(), torch.optim.SGD, rho=p.asam_rho, adaptive=True, eta=p.asam_eta, **kw)
+
+
+def _scheduler(opt: torch.optim.Optimizer, p: Preset, total: int) -> Any:
+    if p.schedule == "onecycle":
+        # the measured recipe: linear warm-up over 25 % to lr, then linear decay to lr / 1000
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=p.lr, total_steps=total, pct_start=p.warmup_frac, anneal_strategy="linear",
+            div_factor=10.0, final_div_factor=100.0,
+        )
+    warm = int(p.warmup_frac * total)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(net: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalize with the batch but leave their running statistics unchanged."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, nbt) in zip(bns, saved):
+            m.momentum = mom
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, dev: torch.device) -> Iterator[None]:
+    """Seed the global torch RNG for initialization (and user models' dropout), then restore it."""
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(on: bool) -> Iterator[None]:
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on or old
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+@contextlib.contextmanager
+def _compute_threads(dev: torch.device, workers: int) -> Iterator[None]:
+    """On CPU, leave one core per augmentation worker: OpenMP threads that spin-wait for a
+    core another process holds make a step 5-8x slower (measured, docs/training.md)."""
+    old = torch.get_num_threads()
+    if dev.type == "cpu" and workers > 0:
+        torch.set_num_threads(max(1, min(old, batches.cpu_count() - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()  # a generator: shuts down DataLoader workers at once, also after an error
+
+
+def _describe_data(d: ImageData) -> dict[str, Any]:
+    return {"name": d.name, "split": d.split, "n": len(d), "fingerprint": d.fingerprint(),
+            "image_size": list(d.image_size), "num_classes": d.num_classes}
+
+
+def _check_data(data: Any, test_data: Any) -> None:
+    if not isinstance(data, ImageData):
+        raise PsaUsageError("data must be an ImageData", observed=type(data).__name__,
+                            fix="load it with pytest_psa.load_data(...) or wrap arrays with "
+                                "pytest_psa.data.image_data.from_arrays(images, labels)")
+    if test_data is not None:
+        if not isinstance(test_data, ImageData):
+            raise PsaUsageError("test_data must be an ImageData", observed=type(test_data).__name__)
+        if test_data.images.shape[1:] != data.images.shape[1:] or test_data.num_classes != data.num_classes:
+            raise PsaUsageError(
+                "test_data does not match the training data",
+                observed=f"train {tuple(data.images.shape[1:])} x {data.num_classes} classes, "
+                         f"test {tuple(test_data.images.shape[1:])} x {test_data.num_classes} classes",
+                fix="pass the test split of the same data set",
+            )

@@ -1,0 +1,8 @@
+# In-process pytester runs restore sys.modules afterwards; torch cannot be imported twice in one
+# process, so load the heavy modules here, before any inline run snapshots sys.modules.
+import scipy.stats  # noqa: F401
+import torch  # noqa: F401
+import torchvision.transforms.v2  # noqa: F401
+
+import pytest_psa.augment.adapters  # noqa: F401
+import pytest_psa.density.audit  # noqa: F401
