@@ -43,7 +43,7 @@ def _bad_blocks(coins: NDArray[np.bool_]) -> NDArray[np.int64]:
     return np.flatnonzero(~coins.any(axis=0))
 
 
-def _draw(theorem: Theorem, n: int, rng: np.random.Generator) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+def _draw(n: int, rng: np.random.Generator) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     coins = rng.random((n, 2**n)) < 0.5
     return coins, _bad_blocks(coins)
 
@@ -72,7 +72,7 @@ def bad_event_rate(theorem: Theorem, n: int, *, draws: int = 2000, seed: int = 0
     """Frequency of the bad event over `draws` fresh training sets, next to its exact probability."""
     positive_int("n", n)
     rng = np.random.default_rng(seed)
-    hits = sum(_is_bad(theorem, _draw(theorem, n, rng)[1]) for _ in range(positive_int("draws", draws)))
+    hits = sum(_is_bad(theorem, _draw(n, rng)[1]) for _ in range(positive_int("draws", draws)))
     return BadEventRate(theorem, n, draws, hits / draws, bad_event_probability(theorem, n))
 
 
@@ -82,7 +82,7 @@ def _sample_bad(theorem: Theorem, n: int, seed: int, max_tries: int) -> tuple[ND
         raise PsaUsageError("n is too large: the dimension grows as 2^n", observed=n, fix="use n <= 14 (the note uses 5..10)")
     rng = np.random.default_rng(seed)
     for tries in range(1, positive_int("max_tries", max_tries) + 1):
-        coins, bad = _draw(theorem, n, rng)
+        coins, bad = _draw(n, rng)
         if _is_bad(theorem, bad):
             return coins, bad, tries
     raise PsaUsageError(f"no bad training set in {max_tries} draws", observed=(theorem, n, seed), fix="raise max_tries or change the seed")

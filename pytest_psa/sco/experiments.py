@@ -80,7 +80,7 @@ def _sagd_row(inst: C.Thm3Instance, eta: float, r: float, oracle: C.Oracle, *, m
         "train_max": float(traj.train_loss.max()),
         "sar_last": float(traj.ascent_loss[-1]), "pred_sar": pred["sar"],
         "sar_mean": float(traj.ascent_loss.mean()),  # Thm 2's key lemma bounds this average
-        "thm2_bound": 0.0 + 4 * max(r - L.rho, 0.0) ** 2,  # ‖w_1 − w⋆‖ = 0 with w⋆ = 0, β = 1
+        "thm2_bound": 4 * max(r - L.rho, 0.0) ** 2,  # ‖w_1 − w⋆‖²/(ηT) = 0 (w_1 = w⋆ = 0), β = 1
         "certified_gap": certify(L, traj),
         "pop_last": L.population(traj.last).value, "pred_pop_last": pred["pop_last"],
         "pop_last_mc": mc_last.value, "pop_last_mc_stderr": mc_last.stderr,

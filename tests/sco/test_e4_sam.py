@@ -50,3 +50,13 @@ def test_bad_event_frequency(e4) -> None:
     (row,) = e4.part("bad_event")
     assert row["exact"] > 1 / 3
     assert abs(row["observed"] - row["exact"]) <= 4 * row["stderr"]  # error rate ≈ 6e-5
+
+
+def test_saturated_regime_keeps_the_risk_constant() -> None:
+    """r = 1/(2η√T): η²r²T = ¼ at every T, so the risk is Ω(1) and flat in T (last ≈ 0.21–0.24 × ¼)."""
+    from pytest_psa.sco.experiments import e4_sam
+
+    res = e4_sam(Ts=(16, 64), saturated=True, draws=100)
+    for row in res.part("main"):
+        assert row["x"] == pytest.approx(0.25)
+        assert 0.05 <= row["pop_last"] <= 0.06 and row["train_average"] == 0.0
