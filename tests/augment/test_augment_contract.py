@@ -152,7 +152,7 @@ def python_random_flip(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1) if random.random() < 0.5 else x
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "bug: adapters.py apply() seeds and restores numpy/`random` only for the numpy and pil kinds "
     "(_seed_globals(s, numpy=self.kind in ('numpy', 'pil'))), so a plain tensor callable that draws from "
     "`random` or numpy is neither seeded (not reproducible) nor isolated (it consumes the global state), "

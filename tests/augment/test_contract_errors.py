@@ -158,7 +158,7 @@ def test_imagenet_normalize_is_a_value_range_error():
     assert info.value.property == "value range"
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "bug: contract.py check_batch tests `hi > 1.5` before `lo < -0.05`, so ImageNet-normalized output "
     "(range about [-2.1, 2.6]) gets the hint 'pixel values look like the 0-255 scale: divide by 255' "
     "instead of the 'values look normalized (mean/std)' hint"))
