@@ -20,6 +20,7 @@ from pytest_psa import (
     pil_augmentation,
     tensor_augmentation,
 )
+from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
 
 
 # -- tiny stand-ins for libraries that are not installed ---------------------------------------
@@ -189,7 +190,7 @@ def test_batched_module_is_deterministic_per_call_and_seeded_by_the_first_seed()
 
 def test_density_leaves_global_rng_untouched():
     before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
-    pytest_psa.density(numpy_augmentation(hwc_uint8_noise), data=pytest_psa.synthetic("test", n=20),
+    density(numpy_augmentation(hwc_uint8_noise), data=pytest_psa.synthetic("test", n=20),
                        n_images=20, draws=2)
     assert torch.equal(torch.get_rng_state(), before[0])
     assert np.array_equal(np.random.get_state()[1], before[1])

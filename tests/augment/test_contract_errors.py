@@ -23,6 +23,7 @@ from pytest_psa import (
     numpy_augmentation,
     tensor_augmentation,
 )
+from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
 
 SEEDS = [1, 2, 3, 4]
 
@@ -127,7 +128,7 @@ def test_contract_error_names_the_augmentation():
 
 def test_density_surfaces_the_contract_error():
     with pytest.raises(AugmentationContractError) as info:
-        pytest_psa.density(lambda x: x * 255.0, data=pytest_psa.synthetic("test", n=10), n_images=10, draws=1)
+        density(lambda x: x * 255.0, data=pytest_psa.synthetic("test", n=10), n_images=10, draws=1)
     assert info.value.property == "value range"
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 import pytest_psa
 from pytest_psa import DataSourceError, ImageData
 from pytest_psa.data import sources
+from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -66,7 +67,7 @@ def test_dataset_with_n_reads_only_the_items_it_needs():
 
 
 def test_density_on_a_dataset():
-    r = pytest_psa.density(lambda x: x.flip(-1), data=PairDataset(n=30), n_images=10, draws=2)
+    r = density(lambda x: x.flip(-1), data=PairDataset(n=30), n_images=10, draws=2)
     assert r.n_images == 10 and r.draws == 2
 
 
@@ -198,7 +199,7 @@ def test_register_data_source(registry):
     d = pytest_psa.load_data("my-shapes", split="train", n=10)
     assert calls == ["train"] and len(d) == 10 and d.split == "train"
     assert torch.equal(d.images, pytest_psa.synthetic("train", n=30, seed=7).images[d.indices])
-    r = pytest_psa.density(None, data="my-shapes", n_images=5, draws=1)
+    r = density(None, data="my-shapes", n_images=5, draws=1)
     assert r.n_images == 5 and r.identity_fraction == 1.0
 
 

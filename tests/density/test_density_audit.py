@@ -45,10 +45,15 @@ def _rows(r) -> dict[int, np.ndarray]:
     return {int(i): row for i, row in zip(r.image_indices, r.distances)}
 
 
+_ONE_CHUNK: dict[str, object] = {}
+
+
 @HYP
-@given(kind=st.sampled_from(sorted(CHEAP)), chunk=st.integers(1, 40))
+@given(kind=st.sampled_from(sorted(CHEAP)), chunk=st.integers(1, 23))  # 24 images: every split
 def test_distances_do_not_depend_on_chunk_size(pool, kind, chunk):
-    ref = density(CHEAP[kind], data=pool, n_images=24, draws=3, seed=4, chunk_size=256)
+    if kind not in _ONE_CHUNK:
+        _ONE_CHUNK[kind] = density(CHEAP[kind], data=pool, n_images=24, draws=3, seed=4, chunk_size=256)
+    ref = _ONE_CHUNK[kind]
     r = density(CHEAP[kind], data=pool, n_images=24, draws=3, seed=4, chunk_size=chunk)
     np.testing.assert_array_equal(r.distances, ref.distances)
     np.testing.assert_array_equal(r.identity, ref.identity)
@@ -175,9 +180,12 @@ def test_identity_draws_can_pass_a_check_that_the_real_draws_fail(identity_audit
 
 
 def test_exclude_identity_at_audit_time(pool, identity_audit):
-    r = density(identity_30_percent, data=pool, n_images=120, draws=10, seed=0, exclude_identity=True)
-    np.testing.assert_array_equal(r.distances, identity_audit.distances)
-    assert r.F(0.01) == 0.0 and r.F(0.01, exclude_identity=False) == identity_audit.F(0.01)
+    r = density(identity_30_percent, data=pool, n_images=40, draws=5, seed=0, exclude_identity=True)
+    # the same draws as the full audit's (same seed, positions and draw numbers), only fewer
+    np.testing.assert_array_equal(r.distances, identity_audit.distances[r.image_indices, :5])
+    np.testing.assert_array_equal(r.identity, identity_audit.identity[r.image_indices, :5])
+    assert r.exclude_identity and r.F(0.01) == 0.0
+    assert r.F(0.01, exclude_identity=False) == pytest.approx(r.identity_fraction)
 
 
 def test_identity_is_exact_equality_only(pool):
