@@ -171,3 +171,21 @@ def test_nan_loss() -> None:
     with pytest.raises(PsaUsageError, match="not finite"):
         measure_flatness(net, image_data(), metrics="lpf")
     assert net.training  # the mode is restored on the error path too
+
+
+def test_pac_bayes_without_a_crossing_warns_and_reports_a_bound() -> None:
+    from pytest_psa.errors import PsaWarning
+
+    flat = Quadratic(torch.zeros(2, 2, dtype=DTYPE), torch.ones(2, dtype=DTYPE))  # the loss never rises
+    with pytest.warns(PsaWarning, match="crosses the target"):
+        r = measure_flatness(flat, dummy_data(), metrics="pac_bayes", loss=mean_output, seed=0, n_samples=2)["pac_bayes"]
+    assert not r.bracketed and r.sigma == pytest.approx(1e3)
+
+
+def test_hvp_graph_cache_off_gives_the_same_trace() -> None:
+    net, data = small_bn_cnn(), image_data()
+    kw = dict(metrics=["hessian_trace", "hessian_top"], seed=4, trace_samples=3, power_iters=3, chunk_size=10)
+    a = measure_flatness(net, data, **kw)
+    b = measure_flatness(net, data, hvp_cache_bytes=1, **kw)  # "auto" decides not to keep graphs
+    assert b["hessian_trace"].value == pytest.approx(a["hessian_trace"].value, rel=1e-5)
+    assert b["hessian_top"].value == pytest.approx(a["hessian_top"].value, rel=1e-5)
