@@ -121,8 +121,8 @@ def setup(*, n_train: int = 5000, epochs: int = 8, seed: int = 0, cache_dir: Pat
 def start_vector(seed: int, n: int) -> torch.Tensor:
     """The start vector pytest_psa's hessian_top draws for `seed`: both loops start from the same v,
     so iteration counts match and the time ratio compares implementations, not luck."""
-    from pytest_psa.flatness import _noise
-    from pytest_psa.flatness.measure import METRICS
+    from pytest_psa.measure.flatness import _noise
+    from pytest_psa.measure.flatness.measure import METRICS
 
     gen = _noise.generator(_noise.derive_seed(seed, METRICS.index("hessian_top"), 0))
     return _noise.gaussian(n, gen, torch.zeros(()))
@@ -153,7 +153,7 @@ def pyhessian_top(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: i
 
 
 def ours_top(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int, **cfg: Any) -> tuple[float, int, Any]:
-    from pytest_psa.flatness import measure_flatness
+    from pytest_psa.measure.flatness import measure_flatness
 
     r = measure_flatness(model, (x, y), metrics="hessian_top", seed=seed, max_images=None, **cfg)["hessian_top"]
     return r.value, r.iterations, r
@@ -163,8 +163,8 @@ def converged_top(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """A tightly converged lambda_max (Lanczos, scipy eigsh on our HVP) to judge both."""
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    from pytest_psa.flatness._problem import Problem, select_params, to_chunks
-    from pytest_psa.flatness.hvp import HessianOperator
+    from pytest_psa.measure.flatness._problem import Problem, select_params, to_chunks
+    from pytest_psa.measure.flatness.hvp import HessianOperator
 
     problem = Problem(model, to_chunks((x, y), max_images=None, chunk_size=250, device=torch.device("cpu")),
                       F.cross_entropy, select_params(model, "trainable"))

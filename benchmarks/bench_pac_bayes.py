@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pytest_psa.flatness import measure_flatness
+    from pytest_psa.measure.flatness import measure_flatness
 
     model, xu, yu, info = setup(epochs=args.epochs, cache_dir=args.cache_dir)
     model.eval()

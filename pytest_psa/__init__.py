@@ -24,10 +24,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily)
 _LAZY: dict[str, str] = {
-    "density": "pytest_psa.density.audit",
-    "DensityResult": "pytest_psa.density.result",
-    "register_distance": "pytest_psa.density.distances",
-    "available_distances": "pytest_psa.density.distances",
+    "density": "pytest_psa.measure.density.audit",
+    "DensityResult": "pytest_psa.measure.density.result",
+    "measure_flatness": "pytest_psa.measure.flatness.measure",
+    "FlatnessReport": "pytest_psa.measure.flatness.report",
+    "register_distance": "pytest_psa.measure.density.distances",
+    "available_distances": "pytest_psa.measure.density.distances",
     "Augmentation": "pytest_psa.augment.adapters",
     "as_augmentation": "pytest_psa.augment.adapters",
     "pil_augmentation": "pytest_psa.augment.adapters",
@@ -80,6 +82,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.data.image_data import ImageData, from_arrays
     from pytest_psa.data.sources import load_data, register_data_source
     from pytest_psa.data.synthetic import synthetic
-    from pytest_psa.density.audit import density
-    from pytest_psa.density.distances import available_distances, register_distance
-    from pytest_psa.density.result import DensityResult
+    from pytest_psa.measure.density.audit import density
+    from pytest_psa.measure.density.distances import available_distances, register_distance
+    from pytest_psa.measure.density.result import DensityResult
+    from pytest_psa.measure.flatness.measure import measure_flatness
+    from pytest_psa.measure.flatness.report import FlatnessReport

@@ -20,6 +20,7 @@ import numpy as np
 
 _GRID = 1025  # coarse grid over [0, 1], then bisection to _TOL
 _TOL = 1e-6
+_ORDER_SEED = 20250530
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ def proportion_interval(hits: np.ndarray, trials: np.ndarray, alpha: float,
 def _upper(x: np.ndarray, alpha: float) -> float:
     """Smallest m such that the bettor against "mean >= m" has reached 1 / alpha: the upper bound."""
     n = x.size
+    # The bets assume units in random order; audited images come sorted (often by class), so bet
+    # over a fixed permutation that does not depend on the values.
+    x = x[np.random.Generator(np.random.PCG64(_ORDER_SEED)).permutation(n)]
     threshold = math.log(1.0 / alpha)
     # predictable plug-in bets (WSR eq. 26, fixed-n tuning): lambda_i uses only x_1 .. x_{i-1}
     idx = np.arange(1, n + 1, dtype=np.float64)

@@ -45,7 +45,7 @@ class Psa:
                 draws: int | None = None, distance: Any = None, seed: int | None = None,
                 exclude_identity: bool | None = None, split: str | None = None) -> Any:
         """`pytest_psa.density` with this test's defaults; its `assert_psa()` defaults to the marker's γ."""
-        from pytest_psa.density.audit import density
+        from pytest_psa.measure.density.audit import density
 
         m, s = self.marker, self.settings
         seed = self.seed if seed is None else seed

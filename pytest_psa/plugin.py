@@ -73,7 +73,7 @@ def _load_extensions(config: pytest.Config, session: PsaSession) -> None:
     if session.extensions_loaded:
         return
     from pytest_psa.data.sources import register_data_source
-    from pytest_psa.density.distances import register_distance
+    from pytest_psa.measure.density.distances import register_distance
 
     for mapping in config.hook.pytest_psa_distances():
         for name, fn in (mapping or {}).items():

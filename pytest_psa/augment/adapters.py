@@ -9,8 +9,8 @@ Kinds (`Augmentation.kind`):
   (kornia style). torchvision v2 transforms are NOT batched in this sense: called on a batch they
   draw one parameter set for all of it, so they are applied image by image.
 
-Every draw is seeded from an explicit integer, and the global RNG states (torch, numpy, random)
-are restored afterwards: the audit neither relies on nor disturbs them.
+Every per-image draw is seeded from an explicit integer (torch's, numpy's and Python's global
+generators), and those global states are restored afterwards: the audit neither relies on nor disturbs them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pytest_psa._threads import single_thread
 from pytest_psa.augment.contract import check_batch, check_single
 from pytest_psa.errors import AugmentationContractError, PsaUsageError
 
@@ -83,10 +84,11 @@ class Augmentation:
         if self.kind == "batched":
             with _preserved_global_rng(numpy=False):
                 return self._apply_batched(images, seeds)
-        with _preserved_global_rng(numpy=self.kind in ("numpy", "pil")), _single_thread():
+        # any callable may draw from numpy or `random`: seed and restore those too
+        with _preserved_global_rng(numpy=True), single_thread():
             out = torch.empty(images.shape, dtype=torch.float32)
             for i, (x, s) in enumerate(zip(images, seeds)):
-                _seed_globals(s, numpy=self.kind in ("numpy", "pil"))
+                _seed_globals(s, numpy=True)
                 out[i] = self._one(x)
         return check_batch(out, self.name)
 
@@ -225,20 +227,6 @@ def as_augmentation(obj: Any) -> Augmentation:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread for per-image work: on 32x32 images, thread hand-offs cost more than
-    they save (measured 2-5x slower with 2 threads on 2 busy cores). Restored afterwards."""
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
-
-
 @contextlib.contextmanager
 def _preserved_global_rng(*, numpy: bool) -> Iterator[None]:
     torch_state = torch.get_rng_state()

@@ -74,11 +74,11 @@ def check_batch(out: torch.Tensor, name: str, *, first_index: int = 0) -> torch.
         )
     lo, hi = float(out.min()), float(out.max())
     if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-        if hi > 1.5:
-            fix = "pixel values look like the 0-255 scale: divide by 255 or use v2.ToDtype(torch.float32, scale=True)"
-        elif lo < -0.05:
+        if lo < -0.05:  # before the 0-255 test: normalized images also exceed 1.5
             fix = ("values look normalized (mean/std): audit the augmentation before Normalize, "
                    "since distances are defined on [0, 1] pixels")
+        elif hi > 1.5:
+            fix = "pixel values look like the 0-255 scale: divide by 255 or use v2.ToDtype(torch.float32, scale=True)"
         else:
             fix = "clamp the output to [0, 1] (e.g. .clamp(0, 1)) after adding noise or mixing"
         raise AugmentationContractError(

@@ -7,11 +7,13 @@ cached as an uncompressed ``.npz`` next to it: the second run loads in a fractio
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +75,10 @@ def unpack_archive(archive: Path, cache_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(target, ignore_errors=True)  # an earlier, interrupted unpack
         try:
+            _verify_gzip(archive)
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")  # refuses absolute paths and links out of tmp
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DataSourceError(f"cannot unpack {archive}: {exc}",
                                   fix="check that the file is a complete .tar/.tar.gz (compare its checksum)") from exc
@@ -84,6 +87,17 @@ def unpack_archive(archive: Path, cache_dir: Path) -> Path:
         os.replace(inner, target)
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _verify_gzip(archive: Path) -> None:
+    """Read a .gz to its end so its CRC is checked: tarfile stops at the end-of-archive block,
+    before the gzip trailer, so a flipped byte in a member would otherwise load silently."""
+    with open(archive, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return
+    with gzip.open(archive, "rb") as f:
+        while f.read(1 << 22):
+            pass
 
 
 def _single_top_folder(tmp: Path) -> Path:

@@ -9,7 +9,8 @@ downloaded unless ``allow_download=True``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,16 @@ def _load(spec: Any, split: str, root: Any, cache_dir: Any, allow_download: bool
         return synthetic(split)
     if isinstance(spec, ImageData):
         return spec
-    if isinstance(spec, torch.utils.data.Dataset) or (hasattr(spec, "__getitem__") and hasattr(spec, "__len__")
-                                                       and not isinstance(spec, (str, Path))):
+    if isinstance(spec, torch.utils.data.Dataset) or (
+            hasattr(spec, "__getitem__") and hasattr(spec, "__len__")
+            and not isinstance(spec, (str, Path, Mapping, np.ndarray, torch.Tensor))):
         return from_dataset(spec, n=n, seed=seed)
     if not isinstance(spec, (str, Path)):
         raise DataSourceError(
             f"cannot use a {type(spec).__name__} as a data set",
             fix="pass 'synthetic', 'cifar10', 'cifar100', a path (CIFAR root, image folder, .tar.gz, .npz), "
-                "an ImageData or a torch Dataset of (image, label) pairs",
+                "an ImageData or a torch Dataset of (image, label) pairs; for arrays use "
+            "pytest_psa.from_arrays(images, labels)",
         )
     if isinstance(spec, str) and spec in _SOURCES:
         return _SOURCES[spec](split)
@@ -173,22 +176,22 @@ def load_cifar(root: Path, split: str, variant: str = "cifar10", allow_download:
 
 def load_npz(path: Path, split: str) -> ImageData:
     """An ``.npz`` with ``x_<split>``/``y_<split>`` (or ``images``/``labels``), HWC or CHW, uint8 or float."""
+    found = None
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             for xk, yk in ((f"x_{split}", f"y_{split}"), ("images", "labels"), ("x", "y")):
                 if xk in keys and yk in keys:
-                    images, labels = z[xk], z[yk]
                     classes = tuple(str(c) for c in z["classes"]) if "classes" in keys else None
+                    found = z[xk], z[yk], classes
                     break
-            else:
-                raise DataSourceError(
-                    f"{path} has no arrays for split {split!r}", observed=f"keys: {sorted(keys)}",
-                    fix=f"store x_{split}/y_{split} (or images/labels) arrays in the .npz",
-                )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataSourceError(f"cannot read {path}: {exc}",
                               fix="write it with numpy.savez(path, x_test=..., y_test=...) (no pickled objects)") from exc
+    if found is None:
+        raise DataSourceError(f"{path} has no arrays for split {split!r}", observed=f"keys: {sorted(keys)}",
+                              fix=f"store x_{split}/y_{split} (or images/labels) arrays in the .npz")
+    images, labels, classes = found
     if len(images) != len(labels):
         raise DataSourceError(f"{path}: {len(images)} images but {len(labels)} labels",
                               fix="store one label per image")
@@ -204,7 +207,11 @@ def from_dataset(dataset: Any, *, n: int | None = None, seed: int = 0, name: str
     picked = np.sort(rng.permutation(total)[:n]) if n is not None and n < total else np.arange(total)
     images, labels = [], []
     for i in picked.tolist():
-        item = dataset[i]
+        try:
+            item = dataset[i]
+        except Exception as exc:  # the user's Dataset failed: say which item and why
+            raise DataSourceError(f"reading item {i} of the Dataset raised {type(exc).__name__}: {exc}",
+                                  fix="check the Dataset's __getitem__ (it must return (image, label))") from exc
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataSourceError(
                 f"Dataset item {i} is a {type(item).__name__}, not an (image, label) pair",

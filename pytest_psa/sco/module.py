@@ -2,7 +2,7 @@
 
 The module's one parameter is w; its input is a tensor of sample indices and its output the per-sample
 losses f(w, z_k). `EmpiricalRiskModule.data()` and `EmpiricalRiskModule.loss` are the `data` and `loss`
-arguments of `pytest_psa.flatness.measure_flatness`, which then measures F_S exactly:
+arguments of `pytest_psa.measure.flatness.measure_flatness`, which then measures F_S exactly:
 
     m = EmpiricalRiskModule(inst.loss, inst.flat_erm())
     measure_flatness(m, m.data(), loss=m.loss, metrics=["eps_sharpness"], seed=0)

@@ -20,7 +20,7 @@ from pytest_psa import (
     pil_augmentation,
     tensor_augmentation,
 )
-from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
+from pytest_psa.measure.density.audit import density
 
 
 # -- tiny stand-ins for libraries that are not installed ---------------------------------------
@@ -153,11 +153,6 @@ def python_random_flip(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1) if random.random() < 0.5 else x
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: adapters.py apply() seeds and restores numpy/`random` only for the numpy and pil kinds "
-    "(_seed_globals(s, numpy=self.kind in ('numpy', 'pil'))), so a plain tensor callable that draws from "
-    "`random` or numpy is neither seeded (not reproducible) nor isolated (it consumes the global state), "
-    "contrary to the module docstring"))
 def test_tensor_callable_using_python_random_is_seeded_and_isolated():
     check_augmentation(python_random_flip, kind="tensor")
 

@@ -135,10 +135,6 @@ def test_npz_that_is_not_an_archive(tmp_path):
         pytest_psa.load_data(path)
 
 
-@pytest.mark.xfail(strict=True, raises=zipfile.BadZipFile, reason=(
-    "bug: sources.py load_npz catches (OSError, ValueError) only; a truncated/damaged .npz raises "
-    "zipfile.BadZipFile (neither), which escapes raw instead of a DataSourceError "
-    "(folders._read_npz does catch BadZipFile)"))
 def test_truncated_npz_is_a_data_source_error(tmp_path, chw_uint8, labels):
     good = tmp_path / "good.npz"
     np.savez(good, images=chw_uint8, labels=labels)

@@ -250,10 +250,6 @@ def _invalid_deflate_midstream(raw: bytes) -> bytes:
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body
 
 
-@pytest.mark.xfail(strict=True, raises=zlib.error, reason=(
-    "bug: folders.py unpack_archive catches (tarfile.TarError, OSError, EOFError) around extractall; "
-    "corrupt deflate data inside a member's data raises zlib.error (none of those; tarfile wraps it only "
-    "while reading headers), which escapes raw and leaves the '<name>.tmp-<pid>' folder in the cache"))
 def test_corrupt_compressed_data_is_an_error_and_leaves_nothing_half_written(tmp_path):
     # members larger than gzip's read-ahead buffer, so the corruption is met while copying member data
     root = write_tree(tmp_path / "big", splits=("test",), per_class=2, suffix=".bmp", size=(96, 96))
@@ -268,10 +264,6 @@ def test_corrupt_compressed_data_is_an_error_and_leaves_nothing_half_written(tmp
     assert leftovers == []
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "bug: folders.py unpack_archive marks an unpack .complete without the gzip CRC ever being "
-    "checked (tarfile stops reading at the end-of-archive block, before the gzip trailer), so a "
-    "flipped byte inside a member's data loads silently as different pixels, and is cached as good"))
 def test_flipped_byte_in_an_archive_is_detected(tmp_path):
     root = tmp_path / "bmp"
     write_tree(root, splits=("test",), per_class=2, suffix=".bmp")

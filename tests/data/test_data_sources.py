@@ -14,7 +14,7 @@ from PIL import Image
 import pytest_psa
 from pytest_psa import DataSourceError, ImageData
 from pytest_psa.data import sources
-from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
+from pytest_psa.measure.density.audit import density
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -117,10 +117,6 @@ def test_unusable_spec(spec):
     assert "fix:" in str(info.value) and "synthetic" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "bug: sources.py _load treats anything with __getitem__ and __len__ as a Dataset, so a dict such as "
-    "{'images': ..., 'labels': ...} reaches from_dataset, whose dataset[0] raises a raw KeyError instead "
-    "of a DataSourceError with a fix"))
 def test_dict_spec_is_a_data_source_error():
     with pytest.raises(DataSourceError):
         pytest_psa.load_data({"images": np.zeros((2, 3, 4, 4), np.uint8), "labels": np.zeros(2)})

@@ -13,8 +13,8 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa import PsaUsageError, PSAViolation, numpy_augmentation
-from pytest_psa.density.audit import density, draw_seeds  # not pytest_psa.density: see test_public_density_name
-from pytest_psa.density.distances import get_distance
+from pytest_psa.measure.density.audit import density, draw_seeds
+from pytest_psa.measure.density.distances import get_distance
 
 HYP = settings(deadline=None, max_examples=12, database=None)
 

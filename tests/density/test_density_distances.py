@@ -13,9 +13,9 @@ from hypothesis.extra import numpy as hnp
 
 import pytest_psa
 from pytest_psa import PsaUsageError
-from pytest_psa.density import distances as dist_mod
-from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
-from pytest_psa.density.distances import Distance, get_distance, l2, l2_raw, linf
+from pytest_psa.measure.density import distances as dist_mod
+from pytest_psa.measure.density.audit import density
+from pytest_psa.measure.density.distances import Distance, get_distance, l2, l2_raw, linf
 
 HYP = settings(deadline=None, max_examples=40, database=None)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pytest_psa import PsaUsageError
-from pytest_psa.density.result import DensityResult
+from pytest_psa.measure.density.result import DensityResult
 
 HYP = settings(deadline=None, max_examples=40, database=None)
 
@@ -118,12 +118,6 @@ def test_wider_interval_at_smaller_alpha(table, gamma):
 BLOCKS = np.r_[np.full((50, 4), 0.5), np.zeros((50, 4))]  # images sorted so the far ones come first
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: _stats._upper takes the running maximum of the betting capital over the units in the order "
-    "given (log_cap.max over time), which is valid only for units in random order; for units sorted by "
-    "anything related to F (an image folder, hence CIFAR from cifar10-jpeg.tar.gz, is sorted by class) "
-    "the bounds can exclude the estimate and even cross: mean_bounds(np.r_[np.zeros(100), np.ones(100)], "
-    "0.05) = (0.131, 0.048) around an estimate of 0.5"))
 @HYP
 @example(table=(BLOCKS, np.zeros(BLOCKS.shape, bool)), gamma=0.1, alpha=0.05)
 @given(tables(min_images=2), st.floats(0.0, 1.0), st.sampled_from([0.2, 0.05, 1e-3]))
@@ -189,17 +183,11 @@ def test_to_dict_and_table():
     assert "F(0.05)" in r.table()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: pytest_psa/__init__.py serves `density` lazily through __getattr__, but the subpackage "
-    "pytest_psa/density has the same name: once any pytest_psa.density.* submodule is imported before the "
-    "first pytest_psa.density access (the plugin's fixture imports pytest_psa.density.audit and .distances), "
-    "the import system binds pytest_psa.density to the subpackage and pytest_psa.density(aug) raises "
-    "TypeError: 'module' object is not callable"))
 def test_public_density_name():
-    """`pytest_psa.density(...)` stays the function after a submodule of pytest_psa.density was imported."""
-    code = ("import pytest_psa.density.distances\n"
+    """`pytest_psa.density(...)` stays the function after the measurement submodules were imported."""
+    code = ("import pytest_psa.measure.density.distances\n"
             "import pytest_psa\n"
-            "from pytest_psa.density.audit import density\n"
+            "from pytest_psa.measure.density.audit import density\n"
             "print(pytest_psa.density is density)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -20,7 +20,7 @@ from scipy import stats
 
 from pytest_psa import PSAViolation, PsaWarning
 from pytest_psa._stats import proportion_interval
-from pytest_psa.density.result import DensityResult
+from pytest_psa.measure.density.result import DensityResult
 
 M = 200  # repetitions
 N, K = 100, 8  # images x draws per repetition
@@ -120,11 +120,6 @@ def _fails(check) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: _stats._upper bets over the units in the order given and keeps the running maximum of the "
-    "capital, which assumes units in random order; the audit passes images sorted by position, and an "
-    "image folder (CIFAR from cifar10-jpeg.tar.gz, torchvision ImageFolder Datasets) is sorted by class, "
-    "so a class-dependent F gets an upper bound below the truth almost every time: a false PSA failure"))
 def test_upper_bound_with_images_sorted_by_class():
     rng = np.random.default_rng(1)
     trials = np.full(N, K)

@@ -14,7 +14,7 @@ import pytest
 from torchvision.transforms import v2
 
 from pytest_psa import PSAViolation
-from pytest_psa.density.audit import density  # not pytest_psa.density: see test_public_density_name
+from pytest_psa.measure.density.audit import density
 
 GAMMA, MIN_DENSITY = 0.05, 0.05
 

@@ -13,7 +13,7 @@ import torch
 from flatness_cases import DTYPE, relu_net, rescaled, z_two_sided
 from torch import nn
 
-from pytest_psa.flatness import measure_flatness
+from pytest_psa.measure.flatness import measure_flatness
 
 Z = z_two_sided(1e-3)
 

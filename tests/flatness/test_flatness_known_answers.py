@@ -24,7 +24,7 @@ from flatness_cases import (
 )
 from scipy.optimize import brentq
 
-from pytest_psa.flatness import measure_flatness
+from pytest_psa.measure.flatness import measure_flatness
 
 ALPHA = 1e-3
 Z = z_two_sided(ALPHA)
@@ -91,8 +91,8 @@ def test_pac_bayes_standard_error_is_calibrated() -> None:
 def test_pac_bayes_root_meets_its_tolerance() -> None:
     # one parameter, one antithetic pair: D(sigma) = 1/2 * 4 * sigma^2 z^2 exactly, for the draw z
     # that the metric's own seed gives; the root must match sqrt(0.1 / (2 z^2)) within sigma_rtol
-    from pytest_psa.flatness import _noise
-    from pytest_psa.flatness.measure import METRICS
+    from pytest_psa.measure.flatness import _noise
+    from pytest_psa.measure.flatness.measure import METRICS
 
     model = Quadratic(torch.tensor([[4.0]], dtype=DTYPE), torch.tensor([0.0], dtype=DTYPE))
     r = measure(model, "pac_bayes", n_samples=2, sigma_rtol=1e-6, seed=7)["pac_bayes"]

@@ -14,7 +14,7 @@ from flatness_cases import DTYPE, Quadratic, dummy_data, mean_output
 from torch import nn
 
 from pytest_psa.errors import PsaUsageError
-from pytest_psa.flatness import METRICS, FlatnessReport, measure_flatness
+from pytest_psa.measure.flatness import METRICS, FlatnessReport, measure_flatness
 
 FAST = dict(n_samples=4, power_iters=3, trace_samples=2, ascent_steps=2, restarts=1)
 
@@ -113,8 +113,8 @@ def test_report_serializes() -> None:
 def test_hvp_matches_autograd_hessian() -> None:
     from torch.func import functional_call
 
-    from pytest_psa.flatness._problem import Problem, select_params, to_chunks
-    from pytest_psa.flatness.hvp import HessianOperator
+    from pytest_psa.measure.flatness._problem import Problem, select_params, to_chunks
+    from pytest_psa.measure.flatness.hvp import HessianOperator
 
     g = torch.Generator().manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(DTYPE)

@@ -5,4 +5,4 @@ import torch  # noqa: F401
 import torchvision.transforms.v2  # noqa: F401
 
 import pytest_psa.augment.adapters  # noqa: F401
-import pytest_psa.density.audit  # noqa: F401
+import pytest_psa.measure.density.audit  # noqa: F401

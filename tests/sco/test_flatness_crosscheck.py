@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_psa.flatness import measure_flatness
+from pytest_psa.measure.flatness import measure_flatness
 from pytest_psa.sco import constructions as C
 from pytest_psa.sco.algorithms import gd, sa_gd
 from pytest_psa.sco.losses import h

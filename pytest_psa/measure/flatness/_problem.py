@@ -2,7 +2,7 @@
 
 Every metric evaluates the model through :func:`torch.func.functional_call` with its own
 weight tensors, so the user's module is never written to: the only state we touch is the
-train/eval flag, which :mod:`pytest_psa.flatness._state` restores.
+train/eval flag, which :mod:`pytest_psa.measure.flatness._state` restores.
 """
 
 from __future__ import annotations

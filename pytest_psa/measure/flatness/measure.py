@@ -14,17 +14,17 @@ from torch import nn
 
 import pytest_psa
 from pytest_psa.errors import PsaUsageError
-from pytest_psa.flatness import _noise
-from pytest_psa.flatness._problem import Problem, default_accuracy, select_params, to_chunks
-from pytest_psa.flatness._state import measuring
-from pytest_psa.flatness.hessian import hessian_top, hessian_trace
-from pytest_psa.flatness.hvp import DEFAULT_CACHE_BYTES, HessianOperator
-from pytest_psa.flatness.lpf import lpf
-from pytest_psa.flatness.pac_bayes import TARGET_TYPES, pac_bayes
-from pytest_psa.flatness.report import FlatnessReport
-from pytest_psa.flatness.results import MetricResult, Setup
-from pytest_psa.flatness.scaling import NORMALIZATIONS, filter_scale, weight_norms
-from pytest_psa.flatness.sharpness import eps_sharpness
+from pytest_psa.measure.flatness import _noise
+from pytest_psa.measure.flatness._problem import Problem, default_accuracy, select_params, to_chunks
+from pytest_psa.measure.flatness._state import measuring
+from pytest_psa.measure.flatness.hessian import hessian_top, hessian_trace
+from pytest_psa.measure.flatness.hvp import DEFAULT_CACHE_BYTES, HessianOperator
+from pytest_psa.measure.flatness.lpf import lpf
+from pytest_psa.measure.flatness.pac_bayes import TARGET_TYPES, pac_bayes
+from pytest_psa.measure.flatness.report import FlatnessReport
+from pytest_psa.measure.flatness.results import MetricResult, Setup
+from pytest_psa.measure.flatness.scaling import NORMALIZATIONS, filter_scale, weight_norms
+from pytest_psa.measure.flatness.sharpness import eps_sharpness
 
 METRICS: tuple[str, ...] = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top", "hessian_trace")
 

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from pytest_psa.flatness import _noise
-from pytest_psa.flatness._problem import Problem
-from pytest_psa.flatness.results import EpsSharpnessResult, Setup
+from pytest_psa.measure.flatness import _noise
+from pytest_psa.measure.flatness._problem import Problem
+from pytest_psa.measure.flatness.results import EpsSharpnessResult, Setup
 
 
 def eps_sharpness(

@@ -1,8 +1,9 @@
 """The density audit: draw K augmentations of N images and measure d(x, A(x)).
 
 Every draw A_k(x_i) is seeded from (seed, i, k), where i is the image's position in its full
-split, so the distances do not depend on chunking, draw order or which other images were
-audited. The work is batched: distances for a chunk of images are computed in one tensor op,
+split, so for per-image augmentations the distances do not depend on chunking, draw order or
+which other images were audited. (A batched module gets one seed per chunk call, so its draws
+depend on the chunk it was in.) The work is batched: distances for a chunk of images are computed in one tensor op,
 so the audit costs little more than applying the augmentation itself.
 """
 
@@ -15,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.sources import load_data
-from pytest_psa.density.distances import Distance, get_distance
-from pytest_psa.density.result import DensityResult
+from pytest_psa.measure.density.distances import Distance, get_distance
+from pytest_psa.measure.density.result import DensityResult
 from pytest_psa.errors import PsaUsageError
 
 DEFAULT_N_IMAGES = 500  # cpu_feasibility §8: 500 images x 8 draws, 0.6-3.5 s for TA..AugMix
@@ -73,8 +75,9 @@ def density(
             t0 = time.perf_counter()
             y = aug.apply(x, seeds[start:stop, j])
             augment_s += time.perf_counter() - t0
-            distances[start:stop, j] = dist(x, y).double().numpy()
-            identity[start:stop, j] = ~(x != y).flatten(1).any(1).numpy()
+            with single_thread():
+                distances[start:stop, j] = dist(x, y).double().numpy()
+                identity[start:stop, j] = ~(x != y).flatten(1).any(1).numpy()
     if not np.isfinite(distances).all() or (distances < 0).any():
         raise PsaUsageError(f"distance {dist.name!r} returned negative or non-finite values",
                             fix="a distance must be finite and >= 0")
@@ -86,7 +89,8 @@ def density(
         timing={"total_s": finished - started, "load_s": loaded - started, "augment_s": augment_s,
                 "measure_s": finished - loaded - augment_s, "draws_per_s": n * k / max(finished - loaded, 1e-9)},
         environment=environment(),
-        repro=f"pytest_psa.density({aug.name!r}, n_images={n}, draws={k}, distance={dist.name!r}, seed={seed})",
+        repro=(f"pytest_psa.density(<the augmentation {aug.name}>, data={images.name!r}, split={images.split!r}, "
+               f"n_images={n}, draws={k}, distance={dist.name!r}, seed={seed})"),
     )
 
 

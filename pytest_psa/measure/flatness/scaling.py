@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from pytest_psa.flatness._problem import Problem
+from pytest_psa.measure.flatness._problem import Problem
 
 NORMALIZATIONS = ("none", "filter")
 

@@ -4,7 +4,7 @@ eps-sharpness, Hessian top eigenvalue and trace, each with its standard error an
 A flatter measurement is a measurement, not proof of robustness or of generalization.
 """
 
-from pytest_psa.flatness.measure import DEFAULTS, METRICS, measure_flatness
-from pytest_psa.flatness.report import FlatnessReport
+from pytest_psa.measure.flatness.measure import DEFAULTS, METRICS, measure_flatness
+from pytest_psa.measure.flatness.report import FlatnessReport
 
 __all__ = ["DEFAULTS", "METRICS", "FlatnessReport", "measure_flatness"]
