@@ -101,7 +101,8 @@ def run_one(dataset: str, aug: str, seed: int, overrides: dict[str, Any], tar: s
     rec = train(None, tr, _augmentation(aug), preset="smoke", seed=seed, test_data=te, progress=False,
                 **overrides).record
     out = rec.to_dict()
-    out.update(dataset=dataset, aug_key=aug, load_s=load_s, threads=torch.get_num_threads())
+    out.update(dataset=dataset, aug_key=aug, load_s=load_s, threads=torch.get_num_threads(),
+               loadavg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     return out
 
 
@@ -162,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 _HEADER_PRINTED = []
 
 
+def _num(x: float | None, width: int) -> str:
+    return f"{x:>{width}.4f}" if x is not None else f"{'-':>{width}}"
+
+
 def _row(r: dict[str, Any]) -> str:
     cols = [
         ("data", f"{r['dataset']:<9}"), ("aug", f"{r['aug_key']:<8}"), ("seed", f"{r['seed']:>4}"),
@@ -169,8 +174,8 @@ def _row(r: dict[str, Any]) -> str:
         ("wrk", f"{r['workers']:>3}"), ("train s", f"{r['wall_s']:>7.1f}"),
         ("s/epoch", f"{r['s_per_epoch']:>7.2f}"), ("wait s", f"{r['data_wait_s']:>6.1f}"),
         ("img/s", f"{r['images_per_s']:>6.0f}"), ("eval s", f"{r['eval_s']:>6.1f}"),
-        ("train acc", f"{r['train_accuracy']:>9.4f}"), ("test acc", f"{r['test_accuracy']:>8.4f}"),
-        ("final loss", f"{r['final_loss']:>10.3f}"),
+        ("train acc", _num(r["train_accuracy"], 9)), ("test acc", _num(r["test_accuracy"], 8)),
+        ("final loss", f"{r['final_loss']:>10.3f}"), ("load", f"{r.get('loadavg') or 0:>4.1f}"),
     ]
     line = " | ".join(v for _, v in cols)
     if not _HEADER_PRINTED:

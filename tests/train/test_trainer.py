@@ -94,6 +94,17 @@ def test_budget_exceeded_raises_clearly(tiny_train):
     assert isinstance(err.value, TimeoutError)
 
 
+def test_budget_exceeded_with_workers_leaves_no_processes(tiny_train):
+    import multiprocessing
+
+    with pytest.raises(TimeBudgetExceeded):
+        train("small_cnn", tiny_train, v2.RandomHorizontalFlip(), epochs=50, batch_size=100, budget_s=0.3,
+              workers=1, progress=False)
+    for p in multiprocessing.active_children():  # joins finished ones; none may still run
+        p.join(timeout=5)
+    assert multiprocessing.active_children() == []
+
+
 def test_budget_must_be_positive(tiny_train, quick):
     with pytest.raises(PsaUsageError, match="budget_s"):
         train("small_cnn", tiny_train, None, budget_s=0, **quick)
