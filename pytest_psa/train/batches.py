@@ -10,7 +10,6 @@ the same minibatches in the same order.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import Augmentation
 from pytest_psa.augment.contract import check_batch
 from pytest_psa.errors import PsaWarning
@@ -180,19 +180,10 @@ def _tensor_stream(images: torch.Tensor, labels: torch.Tensor, plan: Plan, seed:
 def _inline_stream(dataset: _AugmentedBatches, plan: Plan, seed: int,
                    device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for key in batch_keys(plan, seed):
-        with one_thread():  # per-image ops gain nothing from threads, and lose a lot when a core is busy
+        with single_thread():  # per-image ops gain nothing from threads, and lose a lot when a core is busy
             x, y = dataset[key]
         yield x.to(device), y.to(device)
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _to_device(it: Iterator[tuple[torch.Tensor, torch.Tensor]],
