@@ -102,16 +102,18 @@ PRESETS: dict[str, Preset] = {
         name="smoke", model="small_cnn", epochs=4, n_train=None, batch_size=256, lr=0.1,
         schedule="onecycle", warmup_frac=0.25, device="cpu",
     ),
+    # GPU presets say device="cuda": on a CPU they would run for hours, so they fail fast instead
+    # (train(..., device="cpu") still forces them there)
     # one GPU, fast-CIFAR-10 recipe: ResNet-9, batch 512, short one-cycle, label smoothing, bf16
     "fast": Preset(
         name="fast", model="resnet9", epochs=16, batch_size=512, lr=0.4, weight_decay=5e-4,
-        schedule="onecycle", warmup_frac=0.2, label_smoothing=0.2, device="auto",
+        schedule="onecycle", warmup_frac=0.2, label_smoothing=0.2, device="cuda",
     ),
     # the seed paper (C.1.1): WRN-40-2, 200 epochs, SGD lr 0.1, momentum 0.9, wd 5e-4, cosine, batch 128
     # (AugMix code); larger images (C.1.2): ResNet-18, 50 epochs, lr 0.01
     "paper": Preset(
         name="paper", model="wrn40_2", epochs=200, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
-        weight_decay=5e-4, schedule="cosine", warmup_frac=0.0, device="auto",
+        weight_decay=5e-4, schedule="cosine", warmup_frac=0.0, device="cuda",
         large_image_model="resnet18", large_image_overrides=(("epochs", 50), ("lr", 0.01)),
     ),
 }

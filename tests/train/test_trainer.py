@@ -173,6 +173,8 @@ def test_usage_errors(tiny_train, quick):
     if not torch.cuda.is_available():
         with pytest.raises(PsaUsageError, match="CUDA"):
             train("small_cnn", tiny_train, None, device="cuda", **quick)
+        with pytest.raises(PsaUsageError, match="preset 'fast' needs a CUDA GPU"):
+            train(None, tiny_train, None, preset="fast", progress=False)
 
 
 def test_n_train_takes_a_balanced_subset(tiny_train, quick):
