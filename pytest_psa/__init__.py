@@ -27,6 +27,8 @@ _LAZY: dict[str, str] = {
     "density": "pytest_psa.measure.density.audit",
     "DensityResult": "pytest_psa.measure.density.result",
     "measure_flatness": "pytest_psa.measure.flatness.measure",
+    "flatness": "pytest_psa.measure.flatness.comparison",
+    "FlatnessComparison": "pytest_psa.measure.flatness.comparison",
     "FlatnessReport": "pytest_psa.measure.flatness.report",
     "register_distance": "pytest_psa.measure.density.distances",
     "available_distances": "pytest_psa.measure.density.distances",
@@ -85,5 +87,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.measure.density.audit import density
     from pytest_psa.measure.density.distances import available_distances, register_distance
     from pytest_psa.measure.density.result import DensityResult
+    from pytest_psa.measure.flatness.comparison import FlatnessComparison, flatness
     from pytest_psa.measure.flatness.measure import measure_flatness
     from pytest_psa.measure.flatness.report import FlatnessReport

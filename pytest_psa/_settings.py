@@ -99,6 +99,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("alpha", _alpha, 1e-3, "declared false-failure rate of each psa check"),
     Option("preset", _preset, "smoke", "training preset: smoke (CPU, minutes), fast (one GPU), paper"),
     Option("allow_download", _bool, False, "allow data sets to be downloaded (never by default)", flag=True),
+    Option("cache_clear", _bool, False, "delete the trained-model cache before the run", flag=True),
 )
 
 
@@ -115,6 +116,7 @@ class Settings:
     alpha: float
     preset: str
     allow_download: bool
+    cache_clear: bool = False
     seed_was_random: bool = False
 
     def header(self) -> str:
@@ -153,13 +155,18 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
 # -- the psa marker --------------------------------------------------------------------------
 MARKER_DOC = (
     "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
-    "exclude_identity=False, strict=False, data=None, split='test'): defaults for the psa fixture's "
-    "checks in this test (see pytest-psa docs)"
+    "exclude_identity=False, strict=False, data=None, split='test', metric=None, metrics=None, "
+    "min_rel_improvement=0.0, seeds=3, preset=None): defaults for the psa fixture's checks in this test "
+    "(see pytest-psa docs/options.md)"
 )
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# spelled out here (not imported) so that validating markers never imports torch
+_FLATNESS_METRICS = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top", "hessian_trace")
 
 
 def _check_gamma(v: Any) -> str | None:
@@ -181,6 +188,14 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "strict": lambda v: None if isinstance(v, bool) else "must be True or False",
     "data": lambda v: None,
     "split": lambda v: None if v in ("train", "test") else "must be 'train' or 'test'",
+    # flatness
+    "metric": lambda v: None if v in _FLATNESS_METRICS else f"must be one of {', '.join(_FLATNESS_METRICS)}",
+    "metrics": lambda v: None if isinstance(v, (list, tuple)) and v and all(m in _FLATNESS_METRICS for m in v)
+    else f"must be a non-empty list of {', '.join(_FLATNESS_METRICS)}",
+    "min_rel_improvement": lambda v: None if _is_number(v) and -1 < v < 1 else "must be a number in (-1, 1)",
+    "seeds": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+    or (isinstance(v, (list, tuple)) and v and all(isinstance(s, int) for s in v)) else "must be an int >= 1 or a list of ints",
+    "preset": lambda v: None if v in ("smoke", "fast", "paper") else "must be 'smoke', 'fast' or 'paper'",
 }
 
 

@@ -22,6 +22,7 @@ class AuditRecord:
     nodeid: str
     summary: dict[str, Any]
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "density"
 
 
 class Psa:
@@ -79,9 +80,44 @@ class Psa:
         return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults,
                                    on_verdict=on_verdict)
 
+    def flatness(self, augmentation: Any, *, seeds: Any = None, metrics: Any = None, preset: Any = None,
+                 data: Any = None, **kwargs: Any) -> Any:
+        """`pytest_psa.flatness` with this test's defaults; its `assert_flatter()` defaults to the marker's.
+
+        Seeds default to the marker's `seeds` count (3) offset by the test's seed, so
+        ``--psa-seed=10`` trains seeds 10, 11, 12.
+        """
+        from pytest_psa.measure.flatness.comparison import DEFAULT_METRICS, DEFAULT_SEEDS, flatness
+
+        m, s = self.marker, self.settings
+        seeds = _first(seeds, m.get("seeds"), DEFAULT_SEEDS)
+        seed_list = [self.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+        metrics = _first(metrics, m.get("metrics"), (m["metric"],) if "metric" in m else None, DEFAULT_METRICS)
+        result = flatness(
+            augmentation, seeds=seed_list, metrics=metrics, preset=_first(preset, m.get("preset"), s.preset),
+            data=_first(data, m.get("data"), self._data, s.data), data_root=s.data_root, cache_dir=s.cache_dir,
+            device=None if s.device == "auto" else s.device, **kwargs,
+        )
+        record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")
+        self._records.append(record)
+        props = self._node.user_properties
+
+        def on_verdict(v: dict[str, Any]) -> None:
+            record.verdicts.append(v)
+            props.append((f"psa_flatness_improvement({v['metric']})", round(v["mean"], 6)))
+            props.append((f"psa_flatness_verdict({v['metric']})", v["outcome"]))
+
+        defaults = {k: m[k] for k in ("metric", "min_rel_improvement") if k in m}
+        return dataclasses.replace(result, repro=self._repro(self.seed), assert_defaults=defaults,
+                                   on_verdict=on_verdict)
+
     def check(self, augmentation: Any) -> Any:
-        """Run the check the marker describes (the PSA density assertion) and return its result."""
-        return self.density(augmentation).assert_psa()
+        """Run the checks the marker describes: the PSA density assertion, and the flatness
+        assertion when the marker names a `metric` or `min_rel_improvement`. Returns the density result."""
+        result = self.density(augmentation).assert_psa()
+        if "metric" in self.marker or "min_rel_improvement" in self.marker:
+            self.flatness(augmentation).assert_flatter()
+        return result
 
 
 def _first(*values: Any) -> Any:

@@ -52,6 +52,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = PsaSession(settings)
+    if settings.cache_clear and not hasattr(config, "workerinput"):
+        from pytest_psa.train.cache import ModelCache
+
+        ModelCache(settings.cache_dir).clear()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -114,8 +118,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.records or hasattr(config, "workerinput"):
         return
-    from pytest_psa.report.terminal import density_table
+    from pytest_psa.report.terminal import density_table, flatness_table
 
-    terminalreporter.write_sep("-", "psa: proximal density audits")
-    for line in density_table(session.records):
-        terminalreporter.write_line(line)
+    for kind, title, table in (("density", "psa: proximal density audits", density_table),
+                               ("flatness", "psa: flatness over ERM (a measurement, not proof of robustness)",
+                                flatness_table)):
+        records = [r for r in session.records if r.kind == kind]
+        if records:
+            terminalreporter.write_sep("-", title)
+            for line in table(records):
+                terminalreporter.write_line(line)
