@@ -208,8 +208,9 @@ class ModelCache:
                 raise CacheError("the weights file does not match its checksum",
                                  observed=f"sha256 {actual[:16]}... instead of {expected[:16]}...")
             state = load_safetensors(blob)
-            net = _models.build_model(ctx["spec"], ctx["num_classes"], ctx["in_channels"],
-                                      image_size=ctx["image_size"])
+            with torch.random.fork_rng(devices=[]):  # the initialization is overwritten: leave the RNG alone
+                net = _models.build_model(ctx["spec"], ctx["num_classes"], ctx["in_channels"],
+                                          image_size=ctx["image_size"])
             net.load_state_dict(state, strict=True)
         except Exception as exc:  # anything wrong with the entry: report it and rebuild
             if warn:

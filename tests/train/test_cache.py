@@ -53,6 +53,15 @@ def test_warm_hit_does_not_train_and_returns_the_same_weights(cache, tiny_train,
     assert third.record.cache == "hit" and len(count_training) == 1
 
 
+def test_cache_leaves_the_global_rng_alone(cache, tiny_train, quick):
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    cache.key("small_cnn", tiny_train)
+    assert cache.get_or_train("small_cnn", tiny_train, None, **quick).record.cache == "miss"
+    assert cache.get_or_train("small_cnn", tiny_train, None, **quick).record.cache == "hit"
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_hit_evaluates_a_new_test_set_without_training(cache, tiny_train, tiny_test, quick, count_training):
     cache.get_or_train("small_cnn", tiny_train, None, **quick)
     hit = cache.get_or_train("small_cnn", tiny_train, None, test_data=tiny_test, **quick)
