@@ -29,13 +29,14 @@ class Psa:
     """The ``psa`` fixture: ``psa.density(aug).assert_psa(...)``, or ``psa.check(aug)`` for the marker's check."""
 
     def __init__(self, settings: Settings, marker: dict[str, Any], node: pytest.Item, data: Any,
-                 records: list[AuditRecord], repro: Callable[[int], str]) -> None:
+                 records: list[AuditRecord], repro: Callable[[int], str], model: Any = None) -> None:
         self.settings = settings
         self.marker = marker
         self._node = node
         self._data = data
         self._records = records
         self._repro = repro
+        self._model = model
 
     @property
     def seed(self) -> int:
@@ -96,7 +97,8 @@ class Psa:
         result = flatness(
             augmentation, seeds=seed_list, metrics=metrics, preset=_first(preset, m.get("preset"), s.preset),
             data=_first(data, m.get("data"), self._data, s.data), data_root=s.data_root, cache_dir=s.cache_dir,
-            device=None if s.device == "auto" else s.device, **kwargs,
+            device=None if s.device == "auto" else s.device,
+            **({"model": self._model} if self._model is not None and "model" not in kwargs else {}), **kwargs,
         )
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")
         self._records.append(record)

@@ -6,6 +6,7 @@ so a suite without psa tests pays nothing for having the plugin installed.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,11 @@ import pytest
 from pytest_psa import hookspec
 from pytest_psa._settings import MARKER_DOC, OPTIONS, Settings, marker_problems, resolve
 from pytest_psa.fixture import AuditRecord, Psa
+
+# Before torch loads: OpenMP threads that spin while waiting make a training step 4-25x slower
+# on 2 cores as soon as any other process is busy (pytest -n 2 included); passive waiting does
+# not change results. A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass
@@ -95,7 +101,14 @@ def psa_data() -> Any:
 
 
 @pytest.fixture
-def psa(request: pytest.FixtureRequest, psa_data: Any) -> Iterator[Psa]:
+def psa_model() -> Any:
+    """Override in conftest.py with a model factory ``(num_classes) -> nn.Module`` (or a model name)
+    for psa.flatness; None means the preset's model."""
+    return None
+
+
+@pytest.fixture
+def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterator[Psa]:
     """Measure and assert augmentation robustness: ``psa.density(aug).assert_psa(gamma=0.05)``."""
     config = request.config
     session = config.stash[SESSION_KEY]
@@ -111,7 +124,7 @@ def psa(request: pytest.FixtureRequest, psa_data: Any) -> Iterator[Psa]:
         extra = [f"--psa-data={session.settings.data}"] if session.settings.data != "synthetic" else []
         return shlex.join(["pytest", request.node.nodeid, f"--psa-seed={session.settings.seed}", *extra])
 
-    yield Psa(session.settings, marker, request.node, psa_data, session.records, repro)
+    yield Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -55,6 +55,9 @@ class Augmentation:
         self.dtype = dtype
         self.albumentations = albumentations
         self.name = name or ("none" if fn is None else _readable_name(fn))
+        # torchvision transforms draw only from torch's generator and never write to their input:
+        # skip seeding numpy/random and the defensive copy for them (~15 us of ~50 us per draw)
+        self._trusted = type(fn).__module__.startswith("torchvision.transforms")
         self._batch_checked = False
 
     def __repr__(self) -> str:
@@ -84,11 +87,12 @@ class Augmentation:
         if self.kind == "batched":
             with _preserved_global_rng(numpy=False):
                 return self._apply_batched(images, seeds)
-        # any callable may draw from numpy or `random`: seed and restore those too
-        with _preserved_global_rng(numpy=True), single_thread():
+        # any other callable may draw from numpy or `random`: seed and restore those too
+        other_rngs = not self._trusted
+        with _preserved_global_rng(numpy=other_rngs), single_thread():
             out = torch.empty(images.shape, dtype=torch.float32)
             for i, (x, s) in enumerate(zip(images, seeds)):
-                _seed_globals(s, numpy=True)
+                _seed_globals(s, numpy=other_rngs)
                 out[i] = self._one(x)
         return check_batch(out, self.name)
 
@@ -109,7 +113,7 @@ class Augmentation:
                 if isinstance(out, torch.Tensor) and out.dtype == torch.uint8:
                     out = out.float().div_(255.0)
                 return check_single(out, x, self.name, float_input=False)
-            return check_single(self._call_user(x.clone()), x, self.name)
+            return check_single(self._call_user(x if self._trusted else x.clone()), x, self.name)
         if self.kind == "pil":
             from PIL import Image
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.image_data import ImageData
+from pytest_psa._paths import default_cache_dir
 from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
 from pytest_psa.train import models as _models
 from pytest_psa.train import trainer as _trainer
@@ -45,16 +46,6 @@ from pytest_psa.train.record import TrainedModel, TrainingRecord, versions
 
 FORMAT = 1
 _MODELS_DIR = "models"
-
-
-def default_cache_dir() -> Path:
-    """``$PSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-psa``, else ``~/.cache/pytest-psa``."""
-    env = os.environ.get("PSA_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "pytest-psa"
 
 
 @dataclass(frozen=True)
