@@ -26,6 +26,7 @@ import torch
 
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.contract import check_batch, check_single
+from pytest_psa.data.image_data import describe_value
 from pytest_psa.errors import AugmentationContractError, PsaUsageError
 
 Kind = Literal["tensor", "pil", "numpy", "batched", "identity"]
@@ -178,7 +179,7 @@ class Augmentation:
             arg = kwargs.get("image", args[0] if args else None)
             raise AugmentationContractError(
                 f"calling the augmentation raised {type(exc).__name__}: {exc}",
-                property="exception", observed=f"input {_describe_input(arg)}",
+                property="exception", observed=f"input {describe_value(arg)}",
                 fix=_fix_for_exception(self.kind, arg),
                 augmentation=self.name,
             ) from exc
@@ -285,14 +286,6 @@ def _numpy_to_tensor(out: Any, like: torch.Tensor, name: str) -> Any:
         "a numpy augmentation must return uint8 or float pixels", property="dtype", observed=str(out.dtype),
         fix="return uint8 in [0, 255] or float in [0, 1]", augmentation=name,
     )
-
-
-def _describe_input(arg: Any) -> str:
-    if isinstance(arg, torch.Tensor):
-        return f"torch.Tensor {arg.dtype} {tuple(arg.shape)}"
-    if isinstance(arg, np.ndarray):
-        return f"numpy {arg.dtype} {arg.shape}"
-    return type(arg).__name__
 
 
 def _fix_for_exception(kind: str, arg: Any) -> str:

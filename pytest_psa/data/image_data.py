@@ -38,7 +38,7 @@ class ImageData:
         if not isinstance(imgs, torch.Tensor) or imgs.dtype != torch.uint8 or imgs.ndim != 4:
             raise DataSourceError(
                 f"data set {self.name!r}: images must be a uint8 tensor (N, C, H, W)",
-                observed=_describe(imgs),
+                observed=describe_value(imgs),
                 fix="convert with pytest_psa.data.from_arrays(images, labels), which accepts HWC/CHW, uint8 or float in [0, 1]",
             )
         if imgs.shape[1] not in (1, 3):
@@ -131,11 +131,12 @@ class ImageData:
         }
 
 
-def _describe(x: Any) -> str:
+def describe_value(x: Any) -> str:
+    """A short description of an array-like for error messages: type, dtype, shape."""
     if isinstance(x, torch.Tensor):
-        return f"tensor {x.dtype} {tuple(x.shape)}"
+        return f"torch.Tensor {x.dtype} {tuple(x.shape)}"
     if isinstance(x, np.ndarray):
-        return f"ndarray {x.dtype} {x.shape}"
+        return f"numpy {x.dtype} {x.shape}"
     return type(x).__name__
 
 
@@ -151,7 +152,7 @@ def from_arrays(
     if x.ndim != 4:
         raise DataSourceError(
             f"data set {name!r}: images must be 4-D (N, H, W, C) or (N, C, H, W)",
-            observed=_describe(x), fix="stack the images into one array with a leading batch dimension",
+            observed=describe_value(x), fix="stack the images into one array with a leading batch dimension",
         )
     if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         x = x.permute(0, 3, 1, 2)

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.sco._checks import positive_float, positive_int
-from pytest_psa.sco.losses import Array, PopulationRisk
+from pytest_psa.sco.losses import Array, BlockLayout, PopulationRisk
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,7 @@ def chain_parameters(d: int, eta: float, r: float) -> tuple[float, float, float]
 
 
 @dataclass(frozen=True, eq=False)
-class ChainTriggerLoss:
+class ChainTriggerLoss(BlockLayout):
     """F_S of Theorem 7's f over n samples. coins: bool (n, B), z_k(i) ∈ {0,1}; deltas: δ_2..δ_T."""
 
     coins: NDArray[np.bool_]
@@ -73,24 +73,6 @@ class ChainTriggerLoss:
         object.__setattr__(self, "lam", lam)
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "delta1", delta1)
-
-    @property
-    def n(self) -> int:
-        return int(self.coins.shape[0])
-
-    @property
-    def n_blocks(self) -> int:
-        return int(self.coins.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return self.n_blocks * self.block + 1
-
-    def blocks(self, w: Array) -> tuple[Array, float]:
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != (self.dim,):
-            raise PsaUsageError("w has the wrong shape", observed=w.shape, fix=f"pass a vector of length {self.dim}")
-        return w[:-1].reshape(self.n_blocks, self.block), float(w[-1])
 
     def trigger_vectors(self) -> Array:
         """v_{z_k} restricted to position 1 of each block: 1 if z_k(i) = 1, else −1/(2(d−1)). v(d) = 1."""

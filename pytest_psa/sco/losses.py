@@ -52,8 +52,35 @@ class PopulationRisk:
         return asdict(self)
 
 
+class BlockLayout:
+    """Coordinates as B blocks of `block` entries plus one last coordinate w(d); needs `coins`
+    (n samples x B blocks) and `block` on the class that uses it."""
+
+    coins: Array
+    block: int
+
+    @property
+    def n(self) -> int:
+        return int(self.coins.shape[0])
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.coins.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return self.n_blocks * self.block + 1
+
+    def blocks(self, w: Array) -> tuple[Array, float]:
+        """(W of shape (B, T), w(d)) as views of the flat vector w."""
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.dim,):
+            raise PsaUsageError("w has the wrong shape", observed=w.shape, fix=f"pass a vector of length {self.dim}")
+        return w[:-1].reshape(self.n_blocks, self.block), float(w[-1])
+
+
 @dataclass(frozen=True, eq=False)
-class MaskedNormLoss:
+class MaskedNormLoss(BlockLayout):
     """Empirical risk F_S of f(w, z) = h(‖u_z(w)‖) over n samples, each a row of block coins.
 
     coins: bool (n, B), sample k's coin for block i. block: T, the length of a block.
@@ -78,25 +105,6 @@ class MaskedNormLoss:
         nonneg_float("rho", self.rho)
         object.__setattr__(self, "coins", coins)
 
-    # ---- layout -------------------------------------------------------------------------------
-    @property
-    def n(self) -> int:
-        return int(self.coins.shape[0])
-
-    @property
-    def n_blocks(self) -> int:
-        return int(self.coins.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return self.n_blocks * self.block + 1
-
-    def blocks(self, w: Array) -> tuple[Array, float]:
-        """(W of shape (B, T), w(d)) as views of the flat vector w."""
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != (self.dim,):
-            raise PsaUsageError("w has the wrong shape", observed=w.shape, fix=f"pass a vector of length {self.dim}")
-        return w[:-1].reshape(self.n_blocks, self.block), float(w[-1])
 
     def _masks(self) -> tuple[Array, Array]:
         """(n, B) 0/1 matrices: does sample k see block i's positive / negative parts (computed once)."""
