@@ -122,7 +122,7 @@ class Augmentation:
             pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
             out = self._call_user(pil)
             if isinstance(out, Image.Image):
-                out = _pil_to_tensor(out, channels=x.shape[0])
+                out = _pil_to_tensor(out)
             return check_single(out, x, self.name)
         # numpy
         hwc = (_to_uint8(x) if self.dtype == "uint8" else x).permute(1, 2, 0).numpy().copy()
@@ -258,13 +258,11 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.uint8 else x.mul(255.0).round_().to(torch.uint8)
 
 
-def _pil_to_tensor(img: Any, channels: int) -> torch.Tensor:
+def _pil_to_tensor(img: Any) -> torch.Tensor:
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[..., None]
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-    if t.shape[0] == 1 and channels == 3 and img.mode == "L":
-        pass  # keep 1 channel: the contract check reports the channel change
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # a channel change is reported by check_single
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
 
