@@ -43,6 +43,11 @@ _LAZY: dict[str, str] = {
     "register_data_source": "pytest_psa.data.sources",
     "from_arrays": "pytest_psa.data.image_data",
     "synthetic": "pytest_psa.data.synthetic",
+    "corrupt": "pytest_psa.measure.robustness.corruptions",
+    "available_corruptions": "pytest_psa.measure.robustness.corruptions",
+    "attack": "pytest_psa.measure.robustness.attacks",
+    "robustness": "pytest_psa.measure.robustness.audit",
+    "RobustnessResult": "pytest_psa.measure.robustness.result",
 }
 
 __all__ = [
@@ -90,3 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.measure.flatness.comparison import FlatnessComparison, flatness
     from pytest_psa.measure.flatness.measure import measure_flatness
     from pytest_psa.measure.flatness.report import FlatnessReport
+    from pytest_psa.measure.robustness.attacks import attack
+    from pytest_psa.measure.robustness.audit import robustness
+    from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
+    from pytest_psa.measure.robustness.result import RobustnessResult

@@ -1,0 +1,1 @@
+"""Robustness measurements: common corruptions, perturbation flip rates and adversarial attacks."""
