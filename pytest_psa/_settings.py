@@ -100,6 +100,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("preset", _preset, "smoke", "training preset: smoke (CPU, minutes), fast (one GPU), paper"),
     Option("allow_download", _bool, False, "allow data sets to be downloaded (never by default)", flag=True),
     Option("cache_clear", _bool, False, "delete the trained-model cache before the run", flag=True),
+    Option("no_replay", _bool, False, "do not re-measure a failed psa check with the same seed (a failure "
+           "that does not reproduce on replay is reported as flaky)", flag=True),
 )
 
 
@@ -117,6 +119,7 @@ class Settings:
     preset: str
     allow_download: bool
     cache_clear: bool = False
+    no_replay: bool = False
     seed_was_random: bool = False
 
     def header(self) -> str:

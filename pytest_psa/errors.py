@@ -88,5 +88,18 @@ class PSAViolation(PsaError, AssertionError):
         self.problem, self.observed, self.fix = message, None, None
 
 
+class FlakyMeasurement(PsaError, RuntimeError):
+    """A psa check failed, but re-measuring it once with the same seed passed.
+
+    The failure is not a verdict: the measurement itself is not reproducible (non-deterministic
+    kernels, a data race, a GPU), so neither outcome can be trusted until that is fixed.
+    """
+
+    def __init__(self, message: str, *, first: BaseException | None = None) -> None:
+        self.first = first
+        Exception.__init__(self, message)
+        self.problem, self.observed, self.fix = message, None, None
+
+
 class PsaWarning(UserWarning):
     """Something worth a look that does not fail the check (e.g. an inconclusive verdict)."""

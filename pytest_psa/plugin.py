@@ -16,6 +16,7 @@ import pytest
 
 from pytest_psa import hookspec
 from pytest_psa._settings import MARKER_DOC, OPTIONS, Settings, marker_problems, resolve
+from pytest_psa.errors import PSAViolation
 from pytest_psa.fixture import AuditRecord, Psa
 
 # Before torch loads: OpenMP threads that spin while waiting make a training step 4-25x slower
@@ -76,6 +77,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             problems += [f"{item.nodeid}: @pytest.mark.psa: {p}" for p in marker_problems(mark.args, mark.kwargs)]
     if problems:
         raise pytest.UsageError("invalid psa marker arguments:\n  " + "\n  ".join(problems))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    try:
+        return (yield)
+    except PSAViolation as first:
+        session = item.config.stash.get(SESSION_KEY, None)
+        if session is None or session.settings.no_replay or "psa" not in getattr(item, "fixturenames", ()):
+            raise
+        from pytest_psa._replay import replay
+
+        replay(item, first, session.records)
+        raise  # not reached: replay always raises
 
 
 def _load_extensions(config: pytest.Config, session: PsaSession) -> None:

@@ -1,0 +1,42 @@
+"""Replay a failed psa check once with the same seed, so a non-reproducible failure is called flaky.
+
+Every psa measurement is seeded, so on CPU a replay reproduces the failure bit for bit and costs
+one more measurement (trained models come from the cache). A replay that passes means the
+measurement itself is not deterministic: that is reported as `FlakyMeasurement`, never as a pass
+and never as a verdict on the augmentation (hypothesis's `Flaky`, not pytest-rerunfailures).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_psa.errors import FlakyMeasurement, PSAViolation
+
+
+def replay(item: pytest.Item, first: PSAViolation, records: list[Any]) -> None:
+    """Run the test body once more; raise `first` when it fails again, `FlakyMeasurement` when not."""
+    n_records, n_props = len(records), len(item.user_properties)
+    try:
+        item.runtest()
+    except PSAViolation as again:
+        del records[n_records:]  # the replay's measurements duplicate the first ones
+        del item.user_properties[n_props:]
+        item.user_properties.append(("psa_replay", "reproduced"))
+        first.add_note("psa: re-measured once with the same seed; the failure reproduced.")
+        if str(again) != str(first):
+            first.add_note(f"psa: the replay's numbers differed:\n{again}")
+        raise first from None
+    except Exception as other:  # the replay broke differently: show both, do not hide either
+        other.add_note(f"psa: raised while replaying this failed psa check:\n{first}")
+        raise
+    item.user_properties.append(("psa_replay", "flaky"))
+    raise FlakyMeasurement(
+        "flaky psa measurement: the check failed, then passed when re-measured once with the same seed, so "
+        "the measurement is not reproducible and its verdict cannot be trusted either way.\n"
+        "  Fix: make it deterministic (torch.use_deterministic_algorithms(True); on GPU set "
+        "CUBLAS_WORKSPACE_CONFIG=:4096:8), or look for state shared between tests.\n"
+        f"  The first failure was:\n{first}",
+        first=first,
+    ) from first
