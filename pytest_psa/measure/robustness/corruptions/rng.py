@@ -1,0 +1,310 @@
+"""Counter-based random numbers for corruptions.
+
+Every number is a pure function of (seed, sample index, corruption, severity, stream, element position):
+a SplitMix64 finalizer applied to ``key(sample, stream) + position * golden``. Nothing depends on the
+batch a sample sits in, its place in that batch or the worker that computes it, so corrupting image 17
+alone, in a batch of 7 or in reverse order gives the same pixels (what imagecorruptions PR #27 and the
+"use the released files" advice of hendrycks/robustness both ask for).
+
+All arithmetic is int64 torch ops (multiplication wraps; ``>>`` is arithmetic on int64, so every shift
+is masked to make it logical), which runs on CPU and CUDA alike. On CPU the words are made in chunks that
+fit in cache, so the ~12 elementwise passes of the finalizer stay compute-bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["CounterRNG", "mix64"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    """A 64-bit unsigned constant as the int64 torch stores."""
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN = _signed(0x9E3779B97F4A7C15)
+_M1 = _signed(0xBF58476D1CE4E5B9)
+_M2 = _signed(0x94D049BB133111EB)
+_CPU_CHUNK = 1 << 15  # words per chunk: 256 KiB of int64 state, stays in L2
+_CUDA_CHUNK = 1 << 26
+
+
+def _mix_inplace(z: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finalizer, in place on an int64 tensor (``tmp``: scratch of the same shape)."""
+    torch.bitwise_right_shift(z, 30, out=tmp).bitwise_and_((1 << 34) - 1)
+    z.bitwise_xor_(tmp).mul_(_M1)
+    torch.bitwise_right_shift(z, 27, out=tmp).bitwise_and_((1 << 37) - 1)
+    z.bitwise_xor_(tmp).mul_(_M2)
+    torch.bitwise_right_shift(z, 31, out=tmp).bitwise_and_((1 << 33) - 1)
+    return z.bitwise_xor_(tmp)
+
+
+def mix64(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finalizer of an int64 tensor (a bijection on 64-bit words), out of place."""
+    z = z.clone()
+    return _mix_inplace(z, torch.empty_like(z))
+
+
+def mix64_int(value: int) -> int:
+    """The same finalizer on one Python int, as a signed int64 value (keys, known-answer tests)."""
+    z = value & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return _signed(z ^ (z >> 31))
+
+
+def _name_key(seed: int, corruption: str, severity: int) -> int:
+    """A stable 64-bit key of (seed, corruption, severity); Python's hash() is salted per process."""
+    text = f"pytest-psa/corruption|{int(seed)}|{corruption}|{int(severity)}".encode()
+    return _signed(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
+
+
+Writer = Callable[[torch.Tensor, slice, int, int], None]
+
+
+class CounterRNG:
+    """Random numbers for a batch of samples, keyed by (seed, global sample index, corruption, severity).
+
+    Every method returns ``[N, *shape]``; row ``i`` depends only on ``indices[i]``, the key, the shape
+    and the stream, never on the other rows. Each distinct use inside one kernel takes its own ``stream``.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        indices: torch.Tensor,
+        corruption: str,
+        severity: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.seed = int(seed)
+        self.corruption = str(corruption)
+        self.severity = int(severity)
+        self.device = torch.device(device)
+        self.indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).to(self.device)
+        self.n = int(self.indices.numel())
+        base = _name_key(self.seed, self.corruption, self.severity)
+        # key_i = mix(mix(index_i) + base): distinct indices or keys give unrelated sample keys.
+        self._keys = mix64(mix64(self.indices).add_(base))
+
+    def __repr__(self) -> str:
+        return (
+            f"CounterRNG(seed={self.seed}, n={self.n}, corruption={self.corruption!r}, "
+            f"severity={self.severity}, device={self.device})"
+        )
+
+    # -- raw 64-bit words ---------------------------------------------------------------------------
+
+    def _fill(self, count: int, stream: int, write: Writer) -> None:
+        """Hash ``count`` counters per sample; hand each block of words to ``write(z, rows, c0, c1)``.
+
+        ``z`` is int64 [rows, c1 - c0] holding words ``c0..c1`` of samples ``rows``; no [N, count] int64
+        array is ever materialised on CPU.
+        """
+        if count == 0 or self.n == 0:
+            return
+        keys = mix64(self._keys ^ mix64_int(0x5EED0000 + int(stream)))
+        positions = torch.arange(count, dtype=torch.int64, device=self.device).mul_(_GOLDEN)
+        chunk = _CUDA_CHUNK if self.device.type == "cuda" else _CPU_CHUNK
+        if count >= chunk:
+            for row in range(self.n):
+                for c0 in range(0, count, chunk):
+                    c1 = min(count, c0 + chunk)
+                    z = positions[c0:c1].unsqueeze(0) + keys[row : row + 1, None]
+                    write(_mix_inplace(z, torch.empty_like(z)), slice(row, row + 1), c0, c1)
+        else:
+            step = max(1, chunk // count)
+            for r0 in range(0, self.n, step):
+                rows = slice(r0, min(self.n, r0 + step))
+                z = keys[rows, None] + positions.unsqueeze(0)
+                write(_mix_inplace(z, torch.empty_like(z)), rows, 0, count)
+
+    @staticmethod
+    def _numel(shape: tuple[int, ...]) -> int:
+        return int(math.prod(int(s) for s in shape))
+
+    def _uniform24(self, count: int, stream: int, *, open_low: bool) -> torch.Tensor:
+        """[N, count] float32 uniforms with 24-bit resolution, two per 64-bit word.
+
+        Word ``k`` of a row gives element ``k`` (bits 40..63) and element ``half + k`` (bits 8..31).
+        ``open_low`` gives (0, 1] (for logarithms) instead of [0, 1).
+        """
+        half = (count + 1) // 2
+        out = torch.empty((self.n, 2 * half), dtype=torch.float32, device=self.device)
+        offset = 1.0 if open_low else 0.0
+
+        def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
+            hi = torch.bitwise_right_shift(z, 40).bitwise_and_(0xFFFFFF)
+            lo = torch.bitwise_right_shift(z, 8).bitwise_and_(0xFFFFFF)
+            out[rows, c0:c1] = hi.to(torch.float32).add_(offset).mul_(2.0**-24)
+            out[rows, half + c0 : half + c1] = lo.to(torch.float32).add_(offset).mul_(2.0**-24)
+
+        self._fill(half, stream, write)
+        return out[:, :count]
+
+    # -- distributions --------------------------------------------------------------------------------
+
+    def uniform(self, shape: tuple[int, ...], stream: int = 0) -> torch.Tensor:
+        """[N, *shape] float32 uniform on [0, 1) (24-bit resolution)."""
+        shape = tuple(int(s) for s in shape)
+        return self._uniform24(self._numel(shape), stream, open_low=False).reshape(self.n, *shape)
+
+    def normal(self, shape: tuple[int, ...], stream: int = 0) -> torch.Tensor:
+        """[N, *shape] float32 standard normal (Box-Muller on 24-bit uniforms, so |z| <= 5.77)."""
+        shape = tuple(int(s) for s in shape)
+        count = self._numel(shape)
+        pairs = (count + 1) // 2
+        u = self._uniform24(2 * pairs, stream, open_low=True)
+        radius = u[:, :pairs].log_().mul_(-2.0).sqrt_()
+        angle = u[:, pairs:].mul_(2.0 * math.pi)
+        out = torch.cat([radius * torch.cos(angle), radius.mul_(torch.sin(angle))], dim=1)
+        return out[:, :count].reshape(self.n, *shape)
+
+    def randint(self, low: int, high: int, shape: tuple[int, ...], stream: int = 0) -> torch.Tensor:
+        """[N, *shape] int64 uniform on [low, high) (modulo bias below (high - low) / 2**63)."""
+        low, high = int(low), int(high)
+        if high <= low:
+            raise ValueError(f"randint needs low < high, got [{low}, {high})")
+        shape = tuple(int(s) for s in shape)
+        count = self._numel(shape)
+        out = torch.empty((self.n, count), dtype=torch.int64, device=self.device)
+
+        def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
+            bits = torch.bitwise_right_shift(z, 1).bitwise_and_((1 << 63) - 1)
+            out[rows, c0:c1] = bits.remainder_(high - low).add_(low)
+
+        self._fill(count, stream, write)
+        return out.reshape(self.n, *shape)
+
+    def uniform64(self, shape: tuple[int, ...], stream: int = 0) -> torch.Tensor:
+        """[N, *shape] float64 uniform on [0, 1) with 53-bit resolution (one word per element)."""
+        shape = tuple(int(s) for s in shape)
+        count = self._numel(shape)
+        out = torch.empty((self.n, count), dtype=torch.float64, device=self.device)
+
+        def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
+            bits = torch.bitwise_right_shift(z, 11).bitwise_and_((1 << 53) - 1)
+            out[rows, c0:c1] = bits.to(torch.float64).mul_(2.0**-53)
+
+        self._fill(count, stream, write)
+        return out.reshape(self.n, *shape)
+
+    def poisson(self, rate: torch.Tensor, stream: int = 0) -> torch.Tensor:
+        """Exact Poisson draws for rates ``[N, ...]`` (float >= 0), as float64 counts.
+
+        Inversion of a 53-bit uniform u: the smallest k with P(X <= k) >= u, the CDF being the
+        regularized upper incomplete gamma Q(k + 1, rate) in float64 (exact up to float64 rounding;
+        no normal approximation). Rates that sit on few distinct values go through a CDF table; see
+        :meth:`poisson_levels`, which gives bit-identical draws.
+        """
+        rate = torch.as_tensor(rate, device=self.device)
+        self._check_rows(rate, "rate")
+        u = self.uniform64(tuple(rate.shape[1:]), stream)
+        return _poisson_direct(rate.to(torch.float64), u)
+
+    def poisson_levels(self, levels: torch.Tensor, codes: torch.Tensor, stream: int = 0) -> torch.Tensor:
+        """``poisson(levels[codes], stream)``, bit for bit, fast when there are few levels.
+
+        ``levels``: float rates [K]; ``codes``: int64 [N, ...] indices into it (e.g. the 256 grey values
+        of images that came from uint8). One CDF table per level replaces per-element gamma functions.
+        """
+        codes = torch.as_tensor(codes, device=self.device)
+        self._check_rows(codes, "codes")
+        u = self.uniform64(tuple(codes.shape[1:]), stream)
+        return _poisson_table(levels.to(device=self.device, dtype=torch.float64), codes, u)
+
+    def _check_rows(self, tensor: torch.Tensor, what: str) -> None:
+        if tensor.dim() == 0 or tensor.shape[0] != self.n:
+            raise ValueError(f"poisson {what} must have shape [N={self.n}, ...], got {tuple(tensor.shape)}")
+
+
+# -- exact Poisson by inversion ----------------------------------------------------------------------
+
+
+def _poisson_cdf(k: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """P(X <= k) for X ~ Poisson(rate): Q(k + 1, rate), elementwise in float64 (1 where rate == 0)."""
+    return torch.where(rate > 0, torch.special.gammaincc(k + 1.0, rate.clamp(min=1e-300)), 1.0)
+
+
+def _normal_guess(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """A starting k near the u-quantile (Cornish-Fisher), clamped to >= 0; only speed depends on it."""
+    z = torch.special.ndtri(u.clamp(1e-300, 1 - 2**-53))
+    guess = rate + rate.sqrt() * z + (z * z - 1.0) / 6.0
+    return guess.floor_().clamp_(min=0.0)
+
+
+def _poisson_direct(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Smallest k with CDF(k) >= u, each CDF value from the incomplete gamma function."""
+    k = _normal_guess(rate, u)
+    # Walk down while the previous value already covers u, then up while k does not.
+    active = torch.ones_like(u, dtype=torch.bool)
+    while True:
+        down = active & (k > 0)
+        down &= _poisson_cdf(k - 1.0, rate) >= u
+        if not bool(down.any()):
+            break
+        k = torch.where(down, k - 1.0, k)
+        active = down
+    while True:
+        up = _poisson_cdf(k, rate) < u
+        if not bool(up.any()):
+            return k
+        k = torch.where(up, k + 1.0, k)
+
+
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor, int, int]] = {}
+
+
+def _cdf_table(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(flat cdf [K * L], flat guide [K * (B + 1)], L, B) for these levels, cached: a kernel applied
+    chunk by chunk reuses one table instead of re-evaluating K * L incomplete gamma functions."""
+    key = (str(levels.device), levels.numel(), levels.cpu().numpy().tobytes())
+    if key in _TABLES:
+        return _TABLES[key]
+    top = float(levels.max()) if levels.numel() else 0.0
+    width = int(math.ceil(top + 14.0 * math.sqrt(top) + 40.0))
+    ks = torch.arange(width, dtype=torch.float64, device=levels.device)
+    cdf = _poisson_cdf(ks.unsqueeze(0), levels.unsqueeze(1))  # [K, L]
+    cdf[:, -1] = 1.0  # the tail beyond L has mass < 1e-40 for these widths
+    buckets = 4 * width
+    marks = torch.arange(buckets + 1, dtype=torch.float64, device=levels.device) / buckets
+    guide = torch.searchsorted(cdf, marks.expand(levels.numel(), buckets + 1).contiguous())
+    entry = (cdf.reshape(-1), guide.clamp_(max=width - 1).reshape(-1), width, buckets)
+    if len(_TABLES) > 64:
+        _TABLES.clear()
+    _TABLES[key] = entry
+    return entry
+
+
+def _poisson_table(levels: torch.Tensor, codes: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Table inversion with a guide table: ``guide[r, m]`` is the smallest k with cdf[r, k] >= m / B.
+
+    The answer for u lies in [guide[r, floor(uB)], guide[r, floor(uB) + 1]]; with B = 4L the first
+    candidate is already right for ~95 % of elements and a bisection settles the rest.
+    """
+    flat_cdf, flat_guide, width, buckets = _cdf_table(levels)
+    uu = u.reshape(-1)
+    row = codes.reshape(-1).to(torch.int64)
+    bucket = (uu * buckets).to(torch.int64).add_(row * (buckets + 1))
+    k = torch.take(flat_guide, bucket)
+    row = row * width  # not in place: ``codes`` may share this storage
+    pending = (torch.take(flat_cdf, row + k) < uu).nonzero().squeeze(1)
+    if pending.numel():
+        lo = k[pending]  # cdf[lo] < u <= cdf[hi]
+        hi = torch.take(flat_guide, bucket[pending] + 1)
+        prow, pu = row[pending], uu[pending]
+        while bool((hi - lo > 1).any()):
+            mid = (lo + hi) // 2
+            covers = torch.take(flat_cdf, prow + mid) >= pu
+            hi = torch.where(covers, mid, hi)
+            lo = torch.where(covers, lo, mid)
+        k[pending] = hi
+    return k.to(torch.float64).reshape(codes.shape)
