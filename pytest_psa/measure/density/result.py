@@ -220,12 +220,23 @@ class DensityResult:
                      for g in self.gammas],
             "quantiles": {str(q): self.quantile(q) for q in (0.01, 0.05, 0.1, 0.25, 0.5)}
             if (self._valid(None)).any() else {},
+            "ecdf_curve": ecdf_curve(self.distances[self._valid(None)]),
             "timing": self.timing, "environment": self.environment,
         }
         if include_distances:
             out["distances"] = self.distances.tolist()
             out["identity"] = self.identity.tolist()
         return out
+
+
+def ecdf_curve(values: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """The pooled eCDF of `values` as `points` (γ, F) pairs at F = 0, 1/(points-1), ..., 1: enough to
+    draw the curve (the seed paper's Figure 2) without storing every distance."""
+    if values.size == 0:
+        return {"gamma": [], "F": []}
+    levels = np.linspace(0.0, 1.0, points)
+    gammas = np.quantile(values, levels, method="inverted_cdf")
+    return {"gamma": [float(f"{g:.6g}") for g in gammas], "F": [round(float(q), 4) for q in levels]}
 
 
 def _pick(*values: Any) -> Any:
