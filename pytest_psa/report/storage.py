@@ -1,0 +1,346 @@
+"""Stored psa runs: a versioned JSON file per run, one folder per comparability key.
+
+Layout (like pytest-benchmark's ``.benchmarks/<machine>/NNNN_NAME.json``)::
+
+    .psa/                                   --psa-storage / psa_storage (default: <rootdir>/.psa)
+      .gitignore                            ignores the lock and temp files only
+      Linux-x86_64-torch2.14.1-tv0.29.1-cpu-nondet/
+        0001_main.json                      --psa-save=main
+        0002_1a2b3c4d_20250101-120000.json  --psa-autosave
+
+Writes are atomic (a temp file in the same folder, then ``os.replace``) and serialized by a file
+lock, so a reader never sees half a file and two sessions never take the same number. Stdlib and
+filelock only: no torch at import.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_psa.errors import CacheError, PsaUsageError
+
+SCHEMA_VERSION = 1
+FORMAT = "pytest-psa run"
+DEFAULT_STORAGE = ".psa"
+RUN_FILE = re.compile(r"^(?P<number>\d{4,})_(?P<name>[A-Za-z0-9._+-]+)\.json$")
+NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+_FIX_CORRUPT = ("delete the file (or restore it from version control) and record the baseline again with "
+                "--psa-baseline-update")
+
+
+# -- what makes numbers comparable ---------------------------------------------------------------
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def comparability_key(device_kind: str, deterministic: bool) -> dict[str, Any]:
+    """Fields that must agree for two runs' numbers to be compared (docs/baselines.md, "Keying").
+
+    PyTorch does not promise equal results across releases, platforms or CPU vs GPU, and
+    deterministic mode changes kernels. Versions are public ones: ``2.14.1+cpu`` -> ``2.14.1``.
+    """
+    def public(v: str | None) -> str | None:
+        return None if v is None else v.split("+")[0]
+
+    return {"os": platform.system(), "arch": platform.machine(), "torch": public(_version("torch")),
+            "torchvision": public(_version("torchvision")), "device": device_kind,
+            "deterministic": bool(deterministic)}
+
+
+def key_id(key: Mapping[str, Any]) -> str:
+    """The folder name of a key, e.g. ``Linux-x86_64-torch2.14.1-tv0.29.1-cpu-nondet``."""
+    raw = (f"{key.get('os')}-{key.get('arch')}-torch{key.get('torch')}-tv{key.get('torchvision')}-"
+           f"{key.get('device')}-{'det' if key.get('deterministic') else 'nondet'}")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", raw)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(key: Mapping[str, Any], device_name: str | None = None) -> dict[str, Any]:
+    """Where the numbers were measured: platform, Python, CPU, library versions, device, determinism."""
+    return {
+        "platform": platform.platform(), "system": platform.system(), "machine": platform.machine(),
+        "python": platform.python_version(), "python_implementation": platform.python_implementation(),
+        "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "torch": _version("torch"), "torchvision": _version("torchvision"), "numpy": _version("numpy"),
+        "scipy": _version("scipy"), "pytest": _version("pytest"), "pytest_psa": _version("pytest-psa"),
+        "device": key.get("device"), "device_name": device_name, "deterministic": key.get("deterministic"),
+    }
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def commit_info(root: Path | str) -> dict[str, Any]:
+    """Git commit, branch, dirty flag and commit time; all None outside git (never raises).
+
+    Falls back to GitHub Actions' ``GITHUB_SHA``/``GITHUB_REF_NAME`` when git is not usable.
+    """
+    root = Path(root)
+    rev = _git(root, "rev-parse", "HEAD")
+    if rev is None:
+        sha = os.environ.get("GITHUB_SHA")
+        return {"id": sha, "branch": os.environ.get("GITHUB_REF_NAME"), "dirty": None, "time": None,
+                "source": "environment" if sha else "none"}
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"id": rev, "branch": None if branch in (None, "HEAD") else branch,
+            "dirty": None if status is None else bool(status), "time": _git(root, "log", "-1", "--format=%cI"),
+            "source": "git"}
+
+
+def autosave_name(commit: Mapping[str, Any], now: _dt.datetime | None = None) -> str:
+    """``<commit8>[-dirty]_<YYYYMMDD-HHMMSS>`` (``unversioned_...`` outside git)."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    rev = commit.get("id")
+    head = (rev[:8] + ("-dirty" if commit.get("dirty") else "")) if rev else "unversioned"
+    return f"{head}_{now.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_name(name: str) -> str:
+    """A run name usable in a file name (letters, digits, ``. _ + -``)."""
+    if not NAME.match(name or ""):
+        raise PsaUsageError(f"run name {name!r} cannot be used in a file name",
+                            fix="use letters, digits and . _ + - only, e.g. --psa-save=main")
+    return name
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def json_safe(obj: Any) -> Any:
+    """Plain JSON: non-finite floats become None, tuples lists, numpy scalars Python numbers."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:  # numpy scalar
+        return json_safe(obj.item())
+    if hasattr(obj, "tolist"):
+        return json_safe(obj.tolist())
+    return str(obj)
+
+
+def atomic_write_json(path: Path, doc: Any) -> None:
+    """Write `doc` to `path` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_run(path: Path | str) -> dict[str, Any]:
+    """Read and validate one run file; a damaged or foreign file is a CacheError naming it and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PsaUsageError(f"psa run file {path} does not exist",
+                            fix="pass an existing file, or an id listed under the storage folder") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CacheError(f"cannot read psa run file {path}: {exc}", fix=_FIX_CORRUPT) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CacheError(f"psa run file {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                         f"column {exc.colno}); it may have been cut off or edited by hand",
+                         fix=_FIX_CORRUPT) from None
+    if not isinstance(doc, dict) or "schema" not in doc or doc.get("format") != FORMAT:
+        raise CacheError(f"{path} is not a pytest-psa run file (no schema/format header)",
+                         observed=sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__,
+                         fix="move files that psa did not write out of the storage folder")
+    if doc["schema"] != SCHEMA_VERSION:
+        newer = isinstance(doc["schema"], int) and doc["schema"] > SCHEMA_VERSION
+        raise CacheError(f"psa run file {path} has schema {doc['schema']!r}; this pytest-psa reads schema "
+                         f"{SCHEMA_VERSION}", fix="upgrade pytest-psa" if newer else _FIX_CORRUPT)
+    results = doc.get("results")
+    bad = not isinstance(results, list) or not isinstance(doc.get("key"), dict) or any(
+        not isinstance(e, dict) or not isinstance(e.get("nodeid"), str) or not isinstance(e.get("metrics"), dict)
+        for e in results)
+    if bad:
+        raise CacheError(f"psa run file {path} is damaged: 'key' must be an object and every entry of 'results' "
+                         f"needs a 'nodeid' and a 'metrics' object", fix=_FIX_CORRUPT)
+    return doc
+
+
+# -- the storage folder --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredRun:
+    """One run file and its content."""
+
+    path: Path
+    number: int
+    name: str
+    doc: dict[str, Any] = field(repr=False)
+    _entries: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """``0003_main``: what ``--psa-compare=`` accepts."""
+        return self.path.stem
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return self.doc.get("key", {})
+
+    def entry(self, nodeid: str, index: int) -> dict[str, Any] | None:
+        if not self._entries and self.doc.get("results"):
+            for e in self.doc["results"]:
+                self._entries[(e["nodeid"], int(e.get("index", 0)))] = e
+        return self._entries.get((nodeid, index))
+
+    def summary(self) -> dict[str, Any]:
+        """Number, name, creation time and commit, for messages and the AuditRecord."""
+        commit = self.doc.get("commit_info") or {}
+        return {"id": self.id, "number": self.number, "name": self.name, "created": self.doc.get("created"),
+                "commit": commit.get("id"), "branch": commit.get("branch"), "dirty": commit.get("dirty")}
+
+
+class Storage:
+    """A storage folder: ``<root>/<key id>/NNNN_NAME.json``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._runs: dict[str, list[StoredRun]] | None = None
+
+    def folder(self, kid: str) -> Path:
+        return self.root / kid
+
+    def scan(self) -> dict[str, list[StoredRun]]:
+        """Read and validate every run file (oldest first per folder); a bad file raises CacheError."""
+        if self._runs is None:
+            runs: dict[str, list[StoredRun]] = {}
+            if self.root.is_dir():
+                for sub in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    found = []
+                    for f in sub.iterdir():
+                        m = RUN_FILE.match(f.name)
+                        if m and f.is_file():
+                            found.append(StoredRun(f, int(m["number"]), m["name"], load_run(f)))
+                    if found:
+                        runs[sub.name] = sorted(found, key=lambda r: r.number)
+            self._runs = runs
+        return self._runs
+
+    def runs(self, kid: str) -> list[StoredRun]:
+        return self.scan().get(kid, [])
+
+    def find(self, run_id: str) -> list[StoredRun]:
+        """Every stored run that `run_id` names, newest first: ``3``/``0003``, ``0003_main``, ``main``
+        (the newest run of that name), ``KEYDIR/0003``, or a path to a .json file."""
+        run_id = run_id.strip()
+        as_path = Path(run_id)
+        if run_id.endswith(".json") and as_path.is_file():
+            return [StoredRun(as_path, _number_of(as_path), _name_of(as_path), load_run(as_path))]
+        folder, _, ident = run_id.rpartition("/")
+        matches = []
+        for kid, runs in self.scan().items():
+            if folder and kid != folder:
+                continue
+            if ident.isdigit():
+                hits = [r for r in runs if r.number == int(ident)]
+            else:
+                hits = [r for r in runs if r.id == ident] or [r for r in runs if r.name == ident][-1:]
+            matches += hits
+        return sorted(matches, key=lambda r: r.number, reverse=True)
+
+    def next_number(self, kid: str) -> int:
+        numbers = [r.number for r in self.runs(kid)]
+        folder = self.folder(kid)
+        if folder.is_dir():  # files written after the scan (another session) count too
+            numbers += [int(m["number"]) for f in folder.iterdir() if (m := RUN_FILE.match(f.name))]
+        return max(numbers, default=0) + 1
+
+    def planned_path(self, kid: str, name: str) -> Path:
+        return self.folder(kid) / f"{self.next_number(kid):04d}_{check_name(name)}.json"
+
+    def _lock(self) -> Any:
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():  # baselines may be committed; the lock and temp files must not be
+            ignore.write_text("# written by pytest-psa: run files are meant to be kept\n.lock\n*/.tmp-*\n")
+        return FileLock(str(self.root / ".lock"), timeout=60)
+
+    def write_new(self, kid: str, name: str, doc: dict[str, Any], *, planned: Path | None = None) -> Path:
+        """Write `doc` as a new run file in folder `kid`; `planned` is used unless taken meanwhile."""
+        with self._lock():
+            path = planned if planned is not None and not planned.exists() else self.planned_path(kid, name)
+            doc = {**doc, "number": _number_of(path), "name": _name_of(path)}
+            atomic_write_json(path, doc)
+        self._runs = None
+        return path
+
+    def merge(self, path: Path, entries: Iterable[Mapping[str, Any]]) -> Path:
+        """Replace (or add) the given entries in an existing run file, keeping every other entry."""
+        with self._lock():
+            doc = load_run(path)
+            new = {(e["nodeid"], int(e.get("index", 0))): dict(e) for e in entries}
+            kept = [e for e in doc["results"] if (e["nodeid"], int(e.get("index", 0))) not in new]
+            doc["results"] = kept + list(new.values())
+            doc["updated"] = now_iso()
+            atomic_write_json(path, doc)
+        self._runs = None
+        return path
+
+
+def _number_of(path: Path) -> int:
+    m = RUN_FILE.match(path.name)
+    return int(m["number"]) if m else 0
+
+
+def _name_of(path: Path) -> str:
+    m = RUN_FILE.match(path.name)
+    return m["name"] if m else path.stem
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_document(*, key: Mapping[str, Any], machine: Mapping[str, Any], commit: Mapping[str, Any],
+                 settings: Mapping[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run file's content (``number`` and ``name`` are filled in when it is written)."""
+    return {"schema": SCHEMA_VERSION, "format": FORMAT, "number": None, "name": None, "created": now_iso(),
+            "key": dict(key), "key_id": key_id(key), "machine_info": dict(machine), "commit_info": dict(commit),
+            "settings": json_safe(settings), "argv": sys.argv[1:], "results": results}
