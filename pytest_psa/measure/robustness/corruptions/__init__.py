@@ -1,1 +1,231 @@
-"""Batched common corruptions (CIFAR-10-C / Tiny-ImageNet-C / ImageNet-C) in torch; work in progress."""
+"""Batched common corruptions (CIFAR-10-C, Tiny-ImageNet-C and ImageNet-C) in torch, CPU or CUDA.
+
+``corrupt(images, "gaussian_noise", 3)`` corrupts a float batch in [0, 1] with the severity table of
+its resolution (32, 64 or 224 px). Random corruptions draw from a counter-based generator keyed by
+(seed, sample index, corruption, severity), so each image's result is the same alone, in any batch, in
+any order and on any worker. See docs/corruptions.md for the tables and every deviation from the
+reference scripts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pytest_psa.errors import PsaUsageError
+from pytest_psa.measure.robustness.corruptions.registry import (
+    BENCHMARK,
+    RESOLUTIONS,
+    VALIDATION,
+    Corruption,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "BENCHMARK",
+    "COMPAT_MODES",
+    "RESOLUTIONS",
+    "VALIDATION",
+    "Corruption",
+    "available_corruptions",
+    "corrupt",
+    "get_corruption",
+]
+
+#: ``compat`` values: None (float output) or "hendrycks" (the reference's uint8 quirks).
+COMPAT_MODES: tuple[str, ...] = ("hendrycks",)
+_CPU_BLOCK = 1 << 20  # elements per block on CPU: a few MB per intermediate, stays cache-friendly
+_CUDA_BLOCK = 1 << 26
+_LEVEL_TOLERANCE = 1e-4  # in 1/255 units: float rounding of an exact level must not truncate it down
+
+
+def _registry() -> dict[str, Corruption]:
+    from pytest_psa.measure.robustness.corruptions.registry import CORRUPTIONS
+
+    return CORRUPTIONS
+
+
+def available_corruptions(include_validation: bool = False) -> tuple[str, ...]:
+    """The 15 benchmark corruptions in CIFAR-10-C order, plus the 4 validation ones if asked."""
+    names = BENCHMARK + (VALIDATION if include_validation else ())
+    registry = _registry()
+    return tuple(name for name in names if name in registry)
+
+
+def get_corruption(name: str) -> Corruption:
+    """The registry record of ``name`` (kernel, severity tables, deviation note)."""
+    registry = _registry()
+    if not isinstance(name, str) or name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PsaUsageError(
+            f"unknown corruption {name!r}",
+            observed=name,
+            fix=f"{hint}use one of {', '.join(registry)} (names as in CIFAR-10-C)",
+        )
+    return registry[name]
+
+
+def corrupt(
+    images: torch.Tensor,
+    corruption: str,
+    severity: int,
+    *,
+    seed: int = 0,
+    indices: torch.Tensor | Sequence[int] | None = None,
+    resolution: int | None = None,
+    compat: str | None = None,
+) -> torch.Tensor:
+    """Corrupt a batch of float images in [0, 1] (``[N, 3, H, W]`` or ``[3, H, W]``).
+
+    Returns a new tensor of the same shape, dtype and device. ``severity`` is 1..5 (0 returns an
+    unchanged copy). The severity table is the one for the image size (32, 64 or 224 px) unless
+    ``resolution`` names one explicitly (then any image size is accepted). ``indices`` are the
+    images' global sample ids (default ``arange(N)``): the random draws of image ``i`` depend only on
+    (seed, indices[i], corruption, severity). ``compat="hendrycks"`` reproduces the reference's
+    quirks: outputs truncated to uint8 levels as ``np.uint8`` does, and PIL's 8-bit passes in
+    pixelate.
+    """
+    import torch
+
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+
+    record = get_corruption(corruption)
+    level = _check_severity(severity)
+    batch, single = _check_images(images)
+    table = _pick_resolution(batch, resolution, record)
+    if compat is not None and compat not in COMPAT_MODES:
+        raise PsaUsageError(
+            f"unknown compat mode {compat!r}", observed=compat, fix=f"use compat=None or one of {COMPAT_MODES}"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise PsaUsageError("seed must be an int", observed=repr(seed), fix="pass seed=0 (or any int)")
+    ids = _check_indices(indices, batch.shape[0], batch.device)
+    if level == 0 or batch.shape[0] == 0:
+        out = batch.clone()
+        return out[0] if single else out
+
+    params = record.params(level, table)
+    kernel = record.compat_kernel if (compat and record.compat_kernel is not None) else record.kernel
+    per_image = batch[0].numel()
+    block = max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // max(per_image, 1))
+    pieces = []
+    with torch.no_grad():
+        for start in range(0, batch.shape[0], block):
+            chunk = batch[start : start + block]
+            rng = CounterRNG(seed, ids[start : start + block], record.name, level, device=batch.device)
+            result = kernel(chunk, params, rng).to(batch.dtype)
+            if compat:
+                result = _truncate_to_uint8_levels(result)
+            pieces.append(result)
+    out = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    out = out.contiguous()
+    return out[0] if single else out
+
+
+def _truncate_to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
+    """``np.uint8(clip(x, 0, 1) * 255) / 255``: truncation, not rounding (the reference's cast)."""
+    import torch
+
+    levels = torch.floor(x.to(torch.float64).clamp(0.0, 1.0) * 255.0 + _LEVEL_TOLERANCE)
+    return (levels / 255.0).to(x.dtype)
+
+
+def _check_severity(severity: object) -> int:
+    if isinstance(severity, bool) or not isinstance(severity, int) or not 0 <= severity <= 5:
+        raise PsaUsageError(
+            "severity must be an int from 1 to 5 (0 returns the images unchanged)",
+            observed=repr(severity),
+            fix="pass severity=1, 2, 3, 4 or 5",
+        )
+    return int(severity)
+
+
+def _check_images(images: object) -> tuple[torch.Tensor, bool]:
+    import torch
+
+    if not isinstance(images, torch.Tensor):
+        raise PsaUsageError(
+            "images must be a torch.Tensor of floats in [0, 1]",
+            observed=type(images).__name__,
+            fix="convert first, e.g. torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255",
+        )
+    if images.dtype not in (torch.float32, torch.float64):
+        fix = (
+            "divide by 255: images.float() / 255"
+            if images.dtype == torch.uint8
+            else "convert with images.float() (float32 or float64 are accepted)"
+        )
+        raise PsaUsageError("images must be float32 or float64 in [0, 1]", observed=str(images.dtype), fix=fix)
+    if images.dim() not in (3, 4):
+        raise PsaUsageError(
+            "images must be [N, C, H, W] or [C, H, W]", observed=tuple(images.shape), fix="reshape to NCHW"
+        )
+    single = images.dim() == 3
+    batch = images.unsqueeze(0) if single else images
+    if batch.shape[1] != 3:
+        fix = (
+            "the corruptions are defined on RGB; for greyscale use images.expand(-1, 3, -1, -1) and "
+            "average the channels of the result if you need one channel back"
+            if batch.shape[1] == 1
+            else "pass RGB images in channels-first layout (NCHW); NHWC input needs .permute(0, 3, 1, 2)"
+        )
+        raise PsaUsageError("images must have 3 (RGB) channels", observed=tuple(images.shape), fix=fix)
+    if batch.shape[2] < 2 or batch.shape[3] < 2:
+        raise PsaUsageError("images must be at least 2 x 2 pixels", observed=tuple(images.shape), fix="pass real images")
+    if batch.numel():
+        if not bool(torch.isfinite(batch).all()):
+            raise PsaUsageError("images contain NaN or inf", observed="non-finite values", fix="clean the input first")
+        lo, hi = float(batch.min()), float(batch.max())
+        if lo < 0.0 or hi > 1.0:
+            raise PsaUsageError(
+                "images must lie in [0, 1]",
+                observed=f"min {lo:.4g}, max {hi:.4g}",
+                fix="undo any normalisation (x * std + mean) and/or divide uint8 images by 255",
+            )
+    return batch, single
+
+
+def _pick_resolution(batch: torch.Tensor, resolution: int | None, record: Corruption) -> int:
+    sizes = tuple(sorted(record.tables))
+    if resolution is not None:
+        if isinstance(resolution, bool) or resolution not in sizes:
+            raise PsaUsageError(
+                f"no {record.name} severity table for resolution {resolution!r}",
+                observed=resolution,
+                fix=f"pass resolution= one of {sizes} (32: CIFAR, 64: Tiny ImageNet, 224: ImageNet)",
+            )
+        return int(resolution)
+    h, w = int(batch.shape[2]), int(batch.shape[3])
+    if h == w and h in sizes:
+        return h
+    raise PsaUsageError(
+        f"no severity table for {h} x {w} images",
+        observed=f"image size {h} x {w}; tables exist for {', '.join(f'{s} x {s}' for s in sizes)}",
+        fix=f"pass resolution= one of {sizes} to choose the table explicitly (32: CIFAR, 64: Tiny "
+        "ImageNet, 224: ImageNet), or resize the images to one of those sizes",
+    )
+
+
+def _check_indices(indices: object, n: int, device: torch.device) -> torch.Tensor:
+    import torch
+
+    if indices is None:
+        return torch.arange(n, dtype=torch.int64, device=device)
+    try:
+        ids = torch.as_tensor(indices)
+    except (TypeError, ValueError) as exc:
+        raise PsaUsageError("indices must be a sequence of ints", observed=repr(indices)[:80], fix="pass a list or int tensor") from exc
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
+        raise PsaUsageError("indices must be integers", observed=str(ids.dtype), fix="pass torch.arange(...) or a list of ints")
+    ids = ids.reshape(-1)
+    if ids.numel() != n:
+        raise PsaUsageError(
+            "indices must give one global sample id per image",
+            observed=f"{ids.numel()} indices for {n} images",
+            fix="pass indices of the same length as the batch (default: arange(N))",
+        )
+    return ids.to(device=device, dtype=torch.int64)

@@ -65,6 +65,9 @@ class Corruption:
     stochastic: bool
     validation: bool = False
     deviation: str = ""  # one line on how it differs from the reference scripts; '' if it does not
+    # Optional kernel for compat="hendrycks" where the reference's own arithmetic differs (e.g. PIL's
+    # uint8 intermediates); the output is truncated to uint8 levels either way.
+    compat_kernel: Kernel | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

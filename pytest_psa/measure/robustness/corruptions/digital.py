@@ -1,0 +1,223 @@
+"""Digital corruptions: brightness, contrast, saturate, pixelate and JPEG compression.
+
+All five are deterministic given the image. brightness and saturate are the reference's
+``rgb2hsv -> change V or S -> hsv2rgb`` round trip in closed form (hue and the other HSV coordinate are
+unchanged, so every RGB channel moves along a known line; no hue is ever computed). pixelate applies
+PIL's BOX resampling weights as two small matrices; JPEG goes through libjpeg via torchvision, which
+produces PIL's bytes for the same quality (checked in the tests).
+
+Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet-C/create_c/``:
+32 px ``make_cifar_c.py``, 64 px ``make_tinyimagenet_c.py``, 224 px ``make_imagenet_c.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from pytest_psa.measure.robustness.corruptions.registry import Corruption
+from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+
+__all__ = [
+    "CORRUPTIONS_DIGITAL",
+    "box_resize_matrix",
+    "brightness",
+    "contrast",
+    "jpeg_compression",
+    "pixelate",
+    "saturate",
+]
+
+
+def _rows(*values: float) -> tuple[tuple[float], ...]:
+    return tuple((v,) for v in values)
+
+
+def brightness(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """HSV value V = max(r, g, b) raised by c and clipped at 1, hue and saturation kept.
+
+    With V' = min(V + c, 1) every channel scales by V'/V; a black pixel (V = 0, S = 0 by skimage's
+    convention) becomes grey V'. params = (c,).
+    """
+    (shift,) = params
+    value = x.amax(dim=1, keepdim=True)
+    new_value = (value + shift).clamp_(max=1.0)
+    scaled = x * (new_value / value.clamp(min=torch.finfo(x.dtype).tiny))
+    return torch.where(value > 0, scaled, new_value.expand_as(x)).clamp_(0.0, 1.0)
+
+
+def contrast(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """(x - m) * c + m with m the per-image, per-channel mean, clipped. params = (c,)."""
+    (factor,) = params
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * factor + mean).clamp_(0.0, 1.0)
+
+
+def saturate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """HSV saturation S' = clip(S * a + b, 0, 1), hue and value kept.
+
+    Channel k is V * (1 - S * w_k) with w_k fixed by the hue, so channel' = V - (V - channel) * S'/S.
+    A grey pixel has S = 0 and hue 0 (skimage's convention), i.e. red: it becomes (V, V(1-S'), V(1-S')).
+    params = (a, b).
+    """
+    scale, offset = params
+    value = x.amax(dim=1, keepdim=True)
+    spread = value - x.amin(dim=1, keepdim=True)
+    saturation = torch.where(value > 0, spread / value.clamp(min=torch.finfo(x.dtype).tiny), 0.0)
+    new_saturation = (saturation * scale + offset).clamp_(0.0, 1.0)
+    ratio = new_saturation / saturation.clamp(min=torch.finfo(x.dtype).tiny)
+    coloured = value - (value - x) * ratio
+    grey_green_blue = value * (1.0 - new_saturation)
+    grey = torch.cat([value, grey_green_blue, grey_green_blue], dim=1)
+    return torch.where(spread > 0, coloured, grey).clamp_(0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _box_matrix_cached(n_in: int, n_out: int) -> torch.Tensor:
+    """PIL's BOX resampling weights as a float64 [n_out, n_in] matrix.
+
+    PIL (libImaging/Resample.c) centres output pixel j at (j + 0.5) * s in input coordinates
+    (s = n_in / n_out), scans inputs i in [int(centre - half + 0.5), int(centre + half + 0.5)) with
+    half = max(s, 1) / 2, and gives each weight 1 when (i - centre + 0.5) / max(s, 1) lies in
+    (-0.5, 0.5], else 0, then normalises. So downscaling averages one or two (or more) whole pixels
+    and upscaling is nearest-neighbour; it is not an area-weighted box.
+    """
+    scale = n_in / n_out
+    support_scale = max(scale, 1.0)
+    half = 0.5 * support_scale
+    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for j in range(n_out):
+        centre = (j + 0.5) * scale
+        lo = max(int(centre - half + 0.5), 0)
+        hi = min(int(centre + half + 0.5), n_in)
+        for i in range(lo, hi):
+            t = (i - centre + 0.5) / support_scale
+            if -0.5 < t <= 0.5:
+                weights[j, i] = 1.0
+        total = weights[j].sum()
+        if total > 0:
+            weights[j] /= total
+    return weights
+
+
+def box_resize_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`_box_matrix_cached` in the caller's dtype and device."""
+    return _box_matrix_cached(int(n_in), int(n_out)).to(dtype=dtype, device=device)
+
+
+def _resize_rows_cols(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, rounding: bool) -> torch.Tensor:
+    """``rows @ x @ cols.T`` per image and channel, width first (PIL's pass order) as two big GEMMs."""
+    n, c, h, w = x.shape
+    out_h, out_w = rows.shape[0], cols.shape[0]
+    y = (x.reshape(-1, w) @ cols.T).reshape(n * c, h, out_w)
+    if rounding:  # PIL stores each 8-bit pass as uint8, rounding half up
+        y = torch.floor(y + 0.5)
+    y = (y.transpose(1, 2).reshape(-1, h) @ rows.T).reshape(n * c, out_w, out_h)
+    if rounding:
+        y = torch.floor(y + 0.5)
+    return y.transpose(1, 2).reshape(n, c, out_h, out_w)
+
+
+def _pixelate(x: torch.Tensor, fraction: float, rounding: bool) -> torch.Tensor:
+    n, c, h, w = x.shape
+    small_h, small_w = max(1, int(h * fraction)), max(1, int(w * fraction))
+    mats = [box_resize_matrix(a, b, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
+    ups = [box_resize_matrix(b, a, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
+    small = _resize_rows_cols(x, mats[0], mats[1], rounding)
+    return _resize_rows_cols(small, ups[0], ups[1], rounding)
+
+
+def pixelate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """PIL BOX resize down to int(size * c) then BOX back up, on floats (no 8-bit intermediates).
+
+    params = (c,); the reduced size uses the image's own height and width.
+    """
+    (fraction,) = params
+    return _pixelate(x, fraction, rounding=False).clamp_(0.0, 1.0)
+
+
+def pixelate_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """compat='hendrycks' pixelate: 8-bit input and uint8 rounding after each of PIL's four passes."""
+    (fraction,) = params
+    levels = torch.round(x * 255.0)
+    return (_pixelate(levels, fraction, rounding=True) / 255.0).clamp_(0.0, 1.0)
+
+
+def jpeg_compression(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """Encode at JPEG ``quality`` and decode (libjpeg through torchvision; PIL's settings: 4:2:0,
+    baseline, islow DCT). The image is rounded to 8 bits first, as the reference's PIL image is.
+    CUDA tensors make the round trip on the CPU so the bytes stay libjpeg's. params = (quality,).
+    """
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    (quality,) = params
+    levels = torch.round(x.detach().to("cpu", torch.float32) * 255.0).clamp_(0, 255).to(torch.uint8)
+    encoded = encode_jpeg(list(levels), quality=int(quality))
+    decoded = torch.stack(decode_jpeg(encoded))
+    return decoded.to(device=x.device, dtype=x.dtype) / 255.0
+
+
+CORRUPTIONS_DIGITAL: list[Corruption] = [
+    Corruption(
+        name="brightness",
+        family="digital",
+        kernel=brightness,
+        tables={
+            32: _rows(0.05, 0.1, 0.15, 0.2, 0.3),
+            64: _rows(0.1, 0.2, 0.3, 0.4, 0.5),
+            224: _rows(0.1, 0.2, 0.3, 0.4, 0.5),
+        },
+        stochastic=False,
+        deviation="closed form of the HSV round trip (no hue computed); equal up to float rounding",
+    ),
+    Corruption(
+        name="contrast",
+        family="digital",
+        kernel=contrast,
+        tables={
+            32: _rows(0.75, 0.5, 0.4, 0.3, 0.15),
+            64: _rows(0.4, 0.3, 0.2, 0.1, 0.05),
+            224: _rows(0.4, 0.3, 0.2, 0.1, 0.05),
+        },
+        stochastic=False,
+    ),
+    Corruption(
+        name="pixelate",
+        family="digital",
+        kernel=pixelate,
+        compat_kernel=pixelate_uint8,
+        tables={
+            32: _rows(0.95, 0.9, 0.85, 0.75, 0.65),
+            64: _rows(0.9, 0.8, 0.7, 0.6, 0.5),
+            224: _rows(0.6, 0.5, 0.4, 0.3, 0.25),
+        },
+        stochastic=False,
+        deviation="PIL's BOX weights on floats; PIL rounds to uint8 after each pass (compat reproduces it)",
+    ),
+    Corruption(
+        name="jpeg_compression",
+        family="digital",
+        kernel=jpeg_compression,
+        tables={
+            32: _rows(80, 65, 58, 50, 40),
+            64: _rows(65, 58, 50, 40, 25),
+            224: _rows(25, 18, 15, 10, 7),
+        },
+        stochastic=False,
+        deviation="input rounded to 8 bits (the reference's input is a PIL image already)",
+    ),
+    Corruption(
+        name="saturate",
+        family="digital",
+        kernel=saturate,
+        tables={
+            32: ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2)),
+            64: ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (30.0, 0.2)),
+            224: ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
+        },
+        stochastic=False,
+        validation=True,
+        deviation="closed form of the HSV round trip (no hue computed); equal up to float rounding",
+    ),
+]
