@@ -68,6 +68,36 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def _run_name(value: str) -> str:
+    import re
+
+    if not re.match(r"^[A-Za-z0-9._+-]+$", value):
+        raise argparse.ArgumentTypeError(f"run name must hold only letters, digits and . _ + -, got {value!r}")
+    return value
+
+
+def _compare_id(value: str) -> str:
+    """``latest``, a run number (3, 0003), an id (0003_main), a name (main), KEYDIR/ID or a .json path."""
+    import re
+
+    if value.endswith(".json") or re.match(r"^([A-Za-z0-9._+-]+/)?[A-Za-z0-9._+-]+$", value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"--psa-compare takes an optional run id attached with '=' (--psa-compare=0003, --psa-compare=main, "
+        f"--psa-compare=path/to/run.json), got {value!r}; to compare with the latest run, put a bare "
+        f"--psa-compare after the test paths or write --psa-compare=latest")
+
+
+def _compare_fail(value: str) -> tuple[str, ...]:
+    from pytest_psa.errors import PsaUsageError
+    from pytest_psa.report.compare import parse_fail_specs
+
+    try:  # validated here, kept as text (plain values travel to xdist workers)
+        return tuple(str(spec) for spec in parse_fail_specs(value))
+    except PsaUsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # settings field; flag --psa-<name with dashes>, ini psa_<name>
@@ -76,6 +106,8 @@ class Option:
     help: str
     env: str | None = None
     flag: bool = False  # a store_true switch on the command line
+    const: Any = None  # not None: the flag's value is optional (--psa-compare means --psa-compare=latest)
+    multiple: bool = False  # repeatable flag; parse returns a tuple, the values are joined (ini: whitespace)
 
     @property
     def cli(self) -> str:
@@ -102,6 +134,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_clear", _bool, False, "delete the trained-model cache before the run", flag=True),
     Option("no_replay", _bool, False, "do not re-measure a failed psa check with the same seed (a failure "
            "that does not reproduce on replay is reported as flaky)", flag=True),
+    # baselines (docs/baselines.md)
+    Option("storage", str, None, "folder of stored runs and baselines (default: <rootdir>/.psa)"),
+    Option("save", _run_name, None, "save this run's results as <storage>/<key>/NNNN_NAME.json"),
+    Option("autosave", _bool, False, "save this run's results under an automatic name (commit and time)",
+           flag=True),
+    Option("compare", _compare_id, None, "compare each psa audit with the latest stored run (or the given "
+           "one: --psa-compare=0003, =main, =path.json); a test without a baseline gets one and fails",
+           const="latest"),
+    Option("compare_fail", _compare_fail, (), "fail a test whose metric got worse than its baseline by more "
+           "than this: METRIC:N% or METRIC:X, e.g. F(0.05):0.02, mce:2%; repeatable", multiple=True),
+    Option("baseline_update", _bool, False, "write the current values as the baselines and pass (the summary "
+           "lists the files written)", flag=True),
 )
 
 
@@ -120,6 +164,12 @@ class Settings:
     allow_download: bool
     cache_clear: bool = False
     no_replay: bool = False
+    storage: str | None = None
+    save: str | None = None
+    autosave: bool = False
+    compare: str | None = None
+    compare_fail: tuple[str, ...] = ()
+    baseline_update: bool = False
     seed_was_random: bool = False
 
     def header(self) -> str:
@@ -134,6 +184,8 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         value = cli.get(opt.name)
+        if opt.multiple and value is not None:  # a repeated flag: one tuple per occurrence
+            value = tuple(x for part in value for x in part)
         if value is None or (opt.flag and value is False):
             raw = ini.get(opt.name)
             if raw in (None, "") and opt.env:
@@ -159,7 +211,7 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
 MARKER_DOC = (
     "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
     "exclude_identity=False, strict=False, data=None, split='test', metric=None, metrics=None, "
-    "min_rel_improvement=0.0, seeds=3, preset=None): defaults for the psa fixture's checks in this test "
+    "min_rel_improvement=0.0, seeds=3, preset=None, compare_fail=None): defaults for the psa fixture's checks in this test "
     "(see pytest-psa docs/options.md)"
 )
 
@@ -176,6 +228,19 @@ def _check_gamma(v: Any) -> str | None:
     values = v if isinstance(v, (list, tuple)) else [v]
     if not values or not all(_is_number(g) and g >= 0 for g in values):
         return "must be a number >= 0 or a list of them"
+    return None
+
+
+def _check_compare_fail(v: Any) -> str | None:
+    from pytest_psa.errors import PsaUsageError
+    from pytest_psa.report.compare import parse_fail_specs
+
+    if not isinstance(v, (str, list, tuple)) or (not isinstance(v, str) and not all(isinstance(x, str) for x in v)):
+        return "must be a spec like 'mce:2%' or a list of them"
+    try:
+        parse_fail_specs(v)
+    except PsaUsageError as exc:
+        return f"is invalid: {exc.problem}"
     return None
 
 
@@ -199,6 +264,8 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "seeds": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
     or (isinstance(v, (list, tuple)) and v and all(isinstance(s, int) for s in v)) else "must be an int >= 1 or a list of ints",
     "preset": lambda v: None if v in ("smoke", "fast", "paper") else "must be 'smoke', 'fast' or 'paper'",
+    # baselines: this test's own --psa-compare-fail specs (they replace the global ones for the metrics they match)
+    "compare_fail": lambda v: _check_compare_fail(v),
 }
 
 

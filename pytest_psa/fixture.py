@@ -23,6 +23,7 @@ class AuditRecord:
     summary: dict[str, Any]
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "density"
+    baseline: dict[str, Any] | None = None  # the comparison with the stored baseline (report/baseline.py)
 
 
 class Psa:
@@ -62,7 +63,10 @@ class Psa:
             split=_first(split, m.get("split"), "test"),
             data_root=s.data_root, cache_dir=s.cache_dir, allow_download=s.allow_download,
         )
-        record = AuditRecord(self._node.nodeid, result.to_dict())
+        defaults = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
+        defaults["alpha"] = m.get("alpha", s.alpha)
+        # summary["metrics"] then holds F at the check's γ, with intervals at its declared α
+        record = AuditRecord(self._node.nodeid, dataclasses.replace(result, assert_defaults=defaults).to_dict())
         self._records.append(record)
         props = self._node.user_properties
         props.append(("psa_augmentation", result.augmentation))
@@ -76,8 +80,6 @@ class Psa:
                 props.append((f"psa_F({v.gamma:g})", round(v.interval.estimate, 6)))
                 props.append((f"psa_verdict({v.gamma:g})", v.outcome))
 
-        defaults = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
-        defaults["alpha"] = m.get("alpha", s.alpha)
         return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults,
                                    on_verdict=on_verdict)
 

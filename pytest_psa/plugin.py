@@ -44,6 +44,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for opt in OPTIONS:
         if opt.flag:
             group.addoption(opt.cli, action="store_true", default=None, dest=f"psa_{opt.name}", help=opt.help)
+        elif opt.multiple:
+            group.addoption(opt.cli, action="append", type=opt.parse, default=None, dest=f"psa_{opt.name}",
+                            help=opt.help.replace("%", "%%"))  # argparse %-formats help
+        elif opt.const is not None:  # --psa-compare or --psa-compare=ID
+            group.addoption(opt.cli, nargs="?", const=opt.const, type=opt.parse, default=None,
+                            dest=f"psa_{opt.name}", metavar="ID", help=opt.help)
         else:
             group.addoption(opt.cli, type=opt.parse, default=None, dest=f"psa_{opt.name}",
                             help=f"{opt.help} (default: {opt.default})")
@@ -59,6 +65,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = PsaSession(settings)
+    if settings.save or settings.autosave or settings.compare or settings.baseline_update or cli["compare_fail"]:
+        from pytest_psa.report.baseline import BaselineGate  # stored runs and the compare gate
+
+        config.pluginmanager.register(BaselineGate.from_config(config, settings, cli), "psa-baseline")
     if settings.cache_clear and not hasattr(config, "workerinput"):
         from pytest_psa.train.cache import ModelCache
 

@@ -210,12 +210,26 @@ class DensityResult:
                         f"images covered {self.image_coverage(g):.3f}")
         return "\n".join(rows)
 
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Headline numbers for reports and baselines: ``F(γ)`` for the reported γ grid and the
+        checked γ, each with its two-sided (1 − α) interval at the check's α (docs/baselines.md)."""
+        alpha = float(self.assert_defaults.get("alpha", DEFAULT_ALPHA))
+        checked = np.atleast_1d(self.assert_defaults.get("gamma", DEFAULT_GAMMA))
+        out = {}
+        for g in sorted({float(g) for g in (*self.gammas, *checked)}):
+            iv = self.interval(g, alpha)
+            est = iv.estimate if np.isfinite(iv.estimate) else None
+            out[f"F({g:g})"] = {"estimate": est, "low": None if est is None else iv.low,
+                                "high": None if est is None else iv.high, "better": "higher", "unit": "fraction",
+                                "confidence": 1 - alpha, "n": iv.n_units}
+        return out
+
     def to_dict(self, *, include_distances: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": "density", "augmentation": self.augmentation, "distance": self.distance,
             "distance_info": self.distance_info, "data": self.data, "seed": self.seed,
             "n_images": self.n_images, "draws": self.draws, "exclude_identity": self.exclude_identity,
-            "identity_fraction": self.identity_fraction,
+            "identity_fraction": self.identity_fraction, "metrics": self.metrics(),
             "ecdf": [{"gamma": g, **self.interval(g).to_dict(), "image_coverage": self.image_coverage(g)}
                      for g in self.gammas],
             "quantiles": {str(q): self.quantile(q) for q in (0.01, 0.05, 0.1, 0.25, 0.5)}

@@ -127,9 +127,20 @@ class FlatnessComparison:
     def _alpha(self) -> float:
         return next(iter(self.metrics.values())).alpha
 
+    def headline(self) -> dict[str, dict[str, Any]]:
+        """Headline numbers for reports and baselines: ``improvement(<metric>)`` = mean per-seed
+        1 − aug/ERM with its t-interval (each side one-sided at alpha; None with one seed)."""
+        def finite(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {f"improvement({k})": {"estimate": finite(c.mean), "low": finite(c.low), "high": finite(c.high),
+                                      "better": "higher", "unit": "relative", "confidence": 1 - 2 * c.alpha,
+                                      "n": len(c.improvement)} for k, c in self.metrics.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "flatness", "augmentation": self.augmentation, "seeds": list(self.seeds),
-                "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "training": self.training,
+                "comparisons": {k: v.to_dict() for k, v in self.metrics.items()}, "metrics": self.headline(),
+                "training": self.training,
                 "data": self.data, "settings": self.settings,
                 "erm_reports": [r.to_dict() for r in self.erm_reports],
                 "augmented_reports": [r.to_dict() for r in self.augmented_reports]}

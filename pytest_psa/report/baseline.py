@@ -1,0 +1,435 @@
+"""The baseline gate inside pytest: save runs, compare each test's audits with its stored baseline,
+and fail the test item itself on a regression (docs/baselines.md).
+
+Registered by `pytest_psa.plugin` only when a baseline option is given. Per test, at the end of
+its call phase, every audit it recorded is compared with the newest stored entry of the same
+test (or the one in ``--psa-compare=ID``); the outcome goes into the `AuditRecord` (``baseline``),
+the JUnit properties, and on a regression or a missing baseline into the test's own report.
+Files are written once, by the controller, when the session ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_psa.errors import PsaError
+from pytest_psa.report.compare import RecordComparison, compare_entries, parse_fail_specs
+from pytest_psa.report.storage import (
+    DEFAULT_STORAGE,
+    Storage,
+    StoredRun,
+    autosave_name,
+    commit_info,
+    comparability_key,
+    json_safe,
+    key_id,
+    machine_info,
+    run_document,
+)
+
+_START = pytest.StashKey[int]()
+DEFAULT_NAME = "baseline"  # the file new baselines go to when no --psa-save name is given
+
+# fields of a summary that say *what* was measured (beside data and settings): a baseline
+# that differs in any of them measured something else, and is not compared
+_IDENTITY_FIELDS = ("seed", "seeds", "n_images", "draws", "distance", "exclude_identity", "preset")
+_DATA_FIELDS = ("name", "split", "n", "fingerprint")
+
+
+def identity_of(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What must agree between a baseline and the current audit of a test, beside the key.
+
+    A result may declare it as ``summary["identity"]``; otherwise: the seeds, sample sizes,
+    distance, preset, the data set's name, split, size and content fingerprint, and the
+    measurement settings (alpha excluded: it changes interval widths, not estimates). The
+    augmentation is *not* part of it: a changed augmentation is what the gate is for.
+    """
+    if isinstance(summary.get("identity"), Mapping):
+        return json_safe({"kind": kind, **summary["identity"]})
+    ident: dict[str, Any] = {"kind": kind}
+    for k in _IDENTITY_FIELDS:
+        if k in summary:
+            ident[k] = summary[k]
+    data = summary.get("data") or {}
+    for k in _DATA_FIELDS:
+        if isinstance(data, Mapping) and k in data:
+            ident[f"data.{k}"] = data[k]
+    for k, v in (summary.get("settings") or {}).items():
+        if k != "alpha":
+            ident[f"settings.{k}"] = v
+    return json_safe(ident)
+
+
+def seeds_of(summary: Mapping[str, Any]) -> list[int]:
+    seeds = summary.get("seeds", summary.get("seed"))
+    return [] if seeds is None else [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+
+
+def _device_kind(name: Any) -> str | None:
+    if not isinstance(name, str) or not name:
+        return None
+    return "cuda" if name.startswith("cuda") else name.split(":")[0]
+
+
+def record_device(summary: Mapping[str, Any]) -> str | None:
+    """The device the audit's numbers came from, as a kind ("cpu", "cuda"), when the summary says."""
+    env = summary.get("environment") or {}
+    training = summary.get("training") or {}
+    candidates = [env.get("device") if isinstance(env, Mapping) else None, summary.get("device"),
+                  (summary.get("settings") or {}).get("device")]
+    if isinstance(training, Mapping):
+        candidates += [r.get("device") for rs in training.values() if isinstance(rs, list) for r in rs
+                       if isinstance(r, Mapping)]
+    return next((k for k in map(_device_kind, candidates) if k), None)
+
+
+def make_entry(record: Any, index: int, compare_fail: list[str]) -> dict[str, Any]:
+    """The stored form of one AuditRecord (docs/baselines.md, "results")."""
+    s = record.summary
+    info = record.baseline or {}
+    return json_safe({
+        "nodeid": record.nodeid, "index": index, "kind": record.kind, "augmentation": s.get("augmentation"),
+        "identity": identity_of(record.kind, s), "seeds": seeds_of(s), "metrics": s.get("metrics") or {},
+        "verdicts": record.verdicts, "compare_fail": list(compare_fail), "gate": info.get("status"),
+        "summary": s,
+    })
+
+
+def _rel(path: Path | str | None) -> str:
+    if path is None:
+        return "?"
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+class BaselineGate:
+    """The plugin object behind ``--psa-save/--psa-autosave/--psa-compare/--psa-baseline-update``."""
+
+    def __init__(self, config: pytest.Config, settings: Any, storage: Storage, *,
+                 explicit: list[StoredRun] | None, save_name: str | None) -> None:
+        self.config = config
+        self.settings = settings
+        self.storage = storage
+        self.explicit = explicit  # --psa-compare=ID: the runs it names (newest first)
+        self.save_name = save_name
+        self.comparing = settings.compare is not None or settings.baseline_update
+        self.update = bool(settings.baseline_update)
+        self.specs = parse_fail_specs(settings.compare_fail)
+        self._planned: dict[str, Path] = {}
+        self.written: list[tuple[Path, str]] = []
+
+    # -- set-up ----------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: pytest.Config, settings: Any, cli: Mapping[str, Any]) -> BaselineGate:
+        """Validate the options and the stored runs before any test runs (usage errors, not test errors)."""
+        if cli.get("compare_fail") and settings.compare is None and not settings.baseline_update:
+            raise pytest.UsageError("--psa-compare-fail needs --psa-compare (the run to compare with): add "
+                                    "--psa-compare to compare with the latest stored run")
+        storage = Storage(storage_root(config, settings, cli))
+        try:
+            if settings.compare is not None or settings.baseline_update:
+                storage.scan()  # a damaged file stops the run here, naming the file
+            explicit = None
+            if settings.compare not in (None, "latest"):
+                explicit = storage.find(settings.compare)
+                if not explicit:
+                    known = sorted({r.id for runs in storage.scan().values() for r in runs})
+                    raise pytest.UsageError(
+                        f"--psa-compare={settings.compare}: no stored run matches it in {storage.root}"
+                        f" (stored: {', '.join(known[-8:]) or 'none'}). If {settings.compare!r} is a test path, "
+                        f"write --psa-compare=latest or put --psa-compare after the paths.")
+        except PsaError as exc:
+            raise pytest.UsageError(f"psa baselines: {exc}") from None
+        save_name = settings.save
+        if save_name is None and settings.autosave:
+            save_name = autosave_name(commit_info(config.rootpath))
+        return cls(config, settings, storage, explicit=explicit, save_name=save_name)
+
+    # -- per test ------------------------------------------------------------------------------
+    def _records(self) -> list[Any]:
+        from pytest_psa.plugin import SESSION_KEY
+
+        return self.config.stash[SESSION_KEY].records
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        item.stash[_START] = len(self._records())
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if call.when == "call" and not report.skipped:
+            try:
+                self._gate(item, report)
+            except PsaError as exc:  # e.g. a storage problem found late: on this test, readable
+                self._fail(report, f"psa baselines: {exc}")
+        return report
+
+    def _key(self, item: pytest.Item, summary: Mapping[str, Any]) -> dict[str, Any]:
+        import torch  # loaded already: the test measured something
+
+        kind = record_device(summary)
+        if kind is None:
+            dev = next((m.kwargs["device"] for m in item.iter_markers("psa") if "device" in m.kwargs),
+                       self.settings.device)
+            kind = ("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else _device_kind(dev)
+        return comparability_key(str(kind), torch.are_deterministic_algorithms_enabled())
+
+    def _gate(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        start = item.stash.get(_START, 0)
+        records = [r for r in self._records()[start:] if r.nodeid == item.nodeid]
+        own: list[str] = []
+        for mark in item.iter_markers("psa"):  # closest marker wins
+            if "compare_fail" in mark.kwargs:
+                own = [str(s) for s in parse_fail_specs(mark.kwargs["compare_fail"])]
+                break
+        problems = []
+        for index, record in enumerate(records):
+            key = self._key(item, record.summary)
+            kid = key_id(key)
+            info = {"key": key, "key_id": kid, "index": index, "compare_fail": own}
+            if not self.comparing:
+                record.baseline = {"status": "not compared", **info}
+                continue
+            entry = make_entry(record, index, own)
+            run, stored = self._lookup(record.nodeid, index, kid)
+            rc = compare_entries(stored, entry, self.specs, baseline_key=None if run is None else run.key,
+                                 current_key=key, baseline_file=None if run is None else _rel(run.path),
+                                 baseline_run=None if run is None else run.summary())
+            status = "updated" if self.update else rc.status
+            write_to = self.target(kid) if status in ("updated", "missing") else None
+            record.baseline = {**rc.to_dict(), **info, "status": status,
+                               "written_to": None if write_to is None else _rel(write_to)}
+            self._properties(item, report, record.baseline, rc)
+            if status == "regressed":
+                problems.append(self._regression_message(item, record, rc, key))
+            elif status == "missing":
+                problems.append(self._missing_message(record, rc, kid, write_to))
+        if problems:
+            self._fail(report, "\n\n".join(problems))
+
+    def _lookup(self, nodeid: str, index: int, kid: str) -> tuple[StoredRun | None, dict[str, Any] | None]:
+        """The baseline entry: in --psa-compare=ID's run, else the newest run of this key folder
+        holding the test (entries that regressed when stored are passed over), else the newest one
+        in another key folder (compared only to report why it is skipped)."""
+        if self.explicit is not None:
+            run = next((r for r in self.explicit if r.path.parent.name == kid), self.explicit[0])
+            return run, run.entry(nodeid, index)
+        for run in reversed(self.storage.runs(kid)):
+            found = run.entry(nodeid, index)
+            if found is not None and found.get("gate") != "regressed":
+                return run, found
+        elsewhere = [(run, e) for k, runs in self.storage.scan().items() if k != kid for run in runs
+                     if (e := run.entry(nodeid, index)) is not None]
+        if elsewhere:
+            return max(elsewhere, key=lambda pair: str(pair[0].doc.get("created")))
+        return None, None
+
+    def target(self, kid: str) -> Path:
+        """Where new baselines of key folder `kid` go at the end of the session."""
+        if kid not in self._planned:
+            same = [r for r in self.explicit or [] if r.path.parent.name == kid]
+            if same:  # --psa-compare=ID: that file is rewritten in place
+                self._planned[kid] = same[0].path
+            else:
+                name = self.save_name or (self.explicit[0].name if self.explicit else DEFAULT_NAME)
+                self._planned[kid] = self.storage.planned_path(kid, name)
+        return self._planned[kid]
+
+    @staticmethod
+    def _fail(report: pytest.TestReport, message: str) -> None:
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = message
+        else:  # already failed for its own reason: add the gate's finding beside it
+            report.sections.append(("psa baseline", message))
+
+    @staticmethod
+    def _properties(item: pytest.Item, report: pytest.TestReport, info: Mapping[str, Any],
+                    rc: RecordComparison) -> None:
+        suffix = f"#{rc.index + 1}" if rc.index else ""
+        props = [(f"psa_baseline{suffix}", info["status"])]
+        if rc.reason:
+            props.append((f"psa_baseline_reason{suffix}", rc.reason))
+        if rc.baseline_file:
+            props.append((f"psa_baseline_file{suffix}", rc.baseline_file))
+        for d in rc.regressions:
+            props.append((f"psa_regression({d.name}){suffix}",
+                          f"{d.describe()}; allowed {d.threshold:.4g} ({d.violated})"))
+        item.user_properties.extend(props)  # JUnit XML reads them from the teardown report
+        report.user_properties.extend(props)
+
+    # -- messages --------------------------------------------------------------------------------
+    def _repro(self, nodeid: str, extra: list[str]) -> str:
+        seed = self.settings.seed
+        custom = self.config.hook.pytest_psa_repro_command(nodeid=nodeid, seed=seed, config=self.config)
+        base = custom or shlex.join(["pytest", nodeid, f"--psa-seed={seed}",
+                                     *([f"--psa-data={self.settings.data}"] if self.settings.data != "synthetic"
+                                       else [])])
+        storage = [] if self.storage.root == self.config.rootpath / DEFAULT_STORAGE else \
+            [f"--psa-storage={_rel(self.storage.root)}"]
+        return base + " " + shlex.join([*storage, *extra])
+
+    def _regression_message(self, item: pytest.Item, record: Any, rc: RecordComparison,
+                            key: Mapping[str, Any]) -> str:
+        regs = rc.regressions
+        conf = record.summary.get("metrics", {}).get(regs[0].name, {}).get("confidence")
+        level = f" ({100 * conf:.4g}% intervals)" if isinstance(conf, (int, float)) else ""
+        lines = [f"psa baseline regression: {rc.nodeid} ({rc.kind} audit"
+                 f"{f' {rc.index + 1}' if rc.index else ''}: {rc.augmentation[1]})"]
+        for d in regs:
+            lines += [f"  {d.describe()}{level}", f"    {d.explain()}"]
+        others = [d for d in rc.deltas if not d.regressed and d.specs]
+        if others:
+            lines.append("  within their allowance: " + ", ".join(
+                f"{d.name} {d.current['estimate']:.4g} (baseline {d.baseline['estimate']:.4g})" for d in others
+                if d.current.get("estimate") is not None and d.baseline.get("estimate") is not None))
+        if rc.augmentation[0] != rc.augmentation[1]:
+            lines.append(f"  augmentation: {rc.augmentation[0]} -> {rc.augmentation[1]}")
+        run = rc.baseline_run
+        commit = run.get("commit")
+        commit_text = (f"commit {commit[:10]}" + (f" on {run['branch']}" if run.get("branch") else "")
+                       + (" (dirty)" if run.get("dirty") else "")) if commit else "no commit recorded"
+        lines.append(f"  baseline: {rc.baseline_file} (run {run.get('id')}, {commit_text}, {run.get('created')})")
+        lines.append(f"  measured with: seed={','.join(map(str, seeds_of(record.summary)))}, device={key['device']}, "
+                     f"torch {key['torch']}, deterministic={key['deterministic']}")
+        lines.append("  rule: a metric regressed when its whole current interval is worse than the baseline "
+                     "estimate by more than the allowance (docs/baselines.md)")
+        specs = sorted({str(d.violated) for d in regs})
+        compare = [f"--psa-compare={run.get('id')}", *(f"--psa-compare-fail={s}" for s in specs
+                                                         if s in {str(x) for x in self.specs})]
+        lines.append(f"  reproduce: {self._repro(rc.nodeid, compare)}")
+        lines.append(f"  accept the new values: {self._repro(rc.nodeid, [compare[0], '--psa-baseline-update'])}")
+        return "\n".join(lines)
+
+    def _missing_message(self, record: Any, rc: RecordComparison, kid: str, write_to: Path | None) -> str:
+        where = _rel(self.storage.folder(kid))
+        values = ", ".join(f"{name} = {m.get('estimate'):.4g}" for name, m in (record.summary.get("metrics") or {}).items()
+                           if isinstance(m, Mapping) and isinstance(m.get("estimate"), (int, float)))
+        return "\n".join([
+            f"psa: no baseline for {rc.nodeid} ({rc.kind} audit{f' {rc.index + 1}' if rc.index else ''}) in {where}",
+            f"  baseline written to {_rel(write_to)} (when this session ends): rerun to compare against it, "
+            f"or pass --psa-baseline-update to record baselines without failing",
+            f"  recorded: {values or '(no metrics)'}",
+        ])
+
+    # -- end of session ----------------------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # the controller writes, once, from every worker's records
+        groups: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for record in self._records():
+            info = record.baseline
+            if info is None or "key_id" not in info:
+                continue
+            groups.setdefault(info["key_id"], []).append((make_entry(record, info["index"], info["compare_fail"]),
+                                                          record))
+        if not groups:
+            return
+        commit = commit_info(self.config.rootpath)
+        settings = dataclasses.asdict(self.settings) if dataclasses.is_dataclass(self.settings) else {}
+        for kid, items in groups.items():
+            key = items[0][1].baseline["key"]
+            device_name = _device_name(key)
+            entries = [e for e, _ in items]
+
+            def doc(results: list[dict[str, Any]]) -> dict[str, Any]:
+                return run_document(key=key, machine=machine_info(key, device_name), commit=commit,  # noqa: B023
+                                    settings=settings, results=results)
+
+            saved = None
+            if self.save_name:
+                planned = self._planned.get(kid) if self.explicit is None else None
+                saved = self.storage.write_new(kid, self.save_name, doc(entries), planned=planned)
+                self.written.append((saved, f"saved run: {len(entries)} audits"))
+            pending = [e for e, r in items if r.baseline["status"] in ("missing", "updated")]
+            if not (self.comparing and pending):
+                continue
+            what = _count_words(r.baseline["status"] for _, r in items if r.baseline["status"] in ("missing", "updated"))
+            target = self.target(kid)
+            if target.exists() and any(r.path == target for r in self.explicit or []):
+                self.storage.merge(target, pending)
+                self.written.append((target, f"rewritten in place: {what}"))
+            elif saved is not None and self.explicit is None:
+                self.written[-1] = (saved, f"saved run: {len(entries)} audits, {what}")
+            else:
+                path = self.storage.write_new(kid, target.name.split("_", 1)[1][:-5], doc(pending), planned=target)
+                self.written.append((path, f"new baselines: {what}"))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        infos = [(r, r.baseline) for r in self._records() if r.baseline and "status" in r.baseline]
+        if not infos and not self.written:
+            return
+        tr = terminalreporter
+        tr.write_sep("-", "psa: baselines")
+        if self.comparing:
+            counts = _count_words(i["status"] for _, i in infos)
+            tr.write_line(f"compared with {_rel(self.storage.root)}"
+                          f"{f' run {self.settings.compare}' if self.explicit else ' (newest baseline per test)'}: "
+                          f"{counts or 'no psa audits'}")
+        for record, info in infos:
+            label = record.nodeid + (f" [audit {info['index'] + 1}]" if info.get("index") else "")
+            status = info["status"]
+            if status == "regressed":
+                regs = [m for m in info.get("metrics", {}).values() if m.get("regressed")]
+                tr.write_line(f"  REGRESSED {label}: " + "; ".join(
+                    f"{m['name']} {_fmt(m['current']['estimate'])} vs baseline {_fmt(m['baseline']['estimate'])} "
+                    f"(allowed {_fmt(m['threshold'])})" for m in regs), red=True)
+            elif status == "skipped":
+                tr.write_line(f"  SKIPPED comparison {label}: {info['reason']} (rerun with --psa-baseline-update "
+                              f"to record a baseline that matches)", yellow=True)
+            elif status == "missing":
+                tr.write_line(f"  NO BASELINE {label}: written to {info.get('written_to')}", red=True)
+        names = {n for _, i in infos for n in (i.get("metrics") or {})}
+        for spec in self.specs:
+            if names and not any(spec.matches(n) for n in names):
+                tr.write_line(f"  warning: --psa-compare-fail={spec} matched no metric (measured: "
+                              f"{', '.join(sorted(names)[:12])})", yellow=True)
+        for path, what in self.written:
+            tr.write_line(f"psa: wrote {_rel(path)} ({what})", bold=True)
+
+
+def storage_root(config: pytest.Config, settings: Any, cli: Mapping[str, Any]) -> Path:
+    """--psa-storage is relative to where pytest was started; the ini value to the ini file's folder;
+    the default is ``<rootdir>/.psa``."""
+    if cli.get("storage"):
+        return (config.invocation_params.dir / cli["storage"]).resolve()
+    if settings.storage:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / settings.storage).resolve()
+    return config.rootpath / DEFAULT_STORAGE
+
+
+def _device_name(key: Mapping[str, Any]) -> str | None:
+    if key.get("device") != "cuda":
+        return None
+    try:
+        import torch
+
+        return str(torch.cuda.get_device_name())
+    except Exception:  # no CUDA in this (controller) process: the kind is in the key anyway
+        return None
+
+
+def _count_words(statuses: Any) -> str:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    words = {"missing": "new baseline", "updated": "updated", "pass": "passed", "regressed": "regressed",
+             "skipped": "skipped", "not compared": "saved only"}
+    return ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items())
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) else "n/a"
