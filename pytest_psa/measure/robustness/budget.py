@@ -1,0 +1,122 @@
+"""Budgets of `RobustnessResult.assert_budget`: which number each budget bounds, and the verdict on it.
+
+A budget is a ceiling on a "lower is better" number. Its verdict uses the one-sided lower
+confidence bound at level alpha / m (m budgets in the call, Bonferroni):
+
+- fail: the lower bound is above the budget (the data show it is exceeded);
+- inconclusive: the estimate is above the budget, the lower bound is not (passes, with a warning);
+- pass: the estimate is within the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_psa.errors import PsaUsageError
+from pytest_psa.measure.robustness.specs import attack_label
+
+# vs_erm dict keys -> the metric they bound (differences are audited - baseline)
+_VS_KEYS = {"mce": "delta(mce)", "clean_error": "delta(clean_error)", "mfp": "delta(mfp)",
+            "rel_mce": "rel_mce", "rel_mfp": "rel_mfp"}
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    name: str  # the budget as the user wrote it, e.g. "max_mce" or "vs_erm[mce]"
+    metric: str  # the metric it bounds, e.g. "mce" or "delta_mce"
+    budget: float
+    estimate: float
+    low: float | None  # one-sided lower bound at level `alpha`
+    high: float | None  # one-sided upper bound at level `alpha`
+    alpha: float
+    outcome: str  # pass | inconclusive | fail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "metric": self.metric, "budget": self.budget, "limit": self.budget,
+                "estimate": self.estimate,
+                "low": self.low, "high": self.high, "alpha": self.alpha, "outcome": self.outcome}
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PsaUsageError(f"budget {name} must be a finite number", observed=value)
+    return float(value)
+
+
+def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(budget name, metric name, budget value) for every budget given; unknown or unmeasured ones raise."""
+    specs = result.attacks
+    out: list[tuple[str, str, float]] = []
+
+    def need(metric: str, what: str, fix: str) -> None:
+        base = metric.strip(")").split("(")[-1].split("_")[-1]  # delta(mce) / rel_mce / mce -> mce
+        if base == "mce" and not result.corruptions or base == "mfp" and not result.perturbations:
+            raise PsaUsageError(f"{what} needs {base}, which was not measured", fix=fix)
+
+    if budgets.get("max_mce") is not None:
+        need("mce", "max_mce", 'run with corruptions="cifar10-c" (or a list)')
+        out.append(("max_mce", "mce", _number("max_mce", budgets["max_mce"])))
+    if budgets.get("max_clean_error") is not None:
+        out.append(("max_clean_error", "clean_error", _number("max_clean_error", budgets["max_clean_error"])))
+    if budgets.get("max_mfp") is not None:
+        need("mfp", "max_mfp", 'run with perturbations="cifar10-p"')
+        out.append(("max_mfp", "mfp", _number("max_mfp", budgets["max_mfp"])))
+    adv = budgets.get("max_adv_error")
+    if adv is not None:
+        if not specs:
+            raise PsaUsageError("max_adv_error needs attacks, and none were run", fix='run with attacks="default"')
+        items = adv.items() if isinstance(adv, dict) else [(s.label, adv) for s in specs]
+        for key, value in items:
+            label = attack_label(str(key), specs)
+            out.append((f"max_adv_error[{label}]", f"adv_error({label})", _number("max_adv_error", value)))
+    vs = budgets.get("vs_erm")
+    if vs is not None:
+        if result.baseline_samples is None:
+            raise PsaUsageError("vs_erm needs a baseline, and this result has none",
+                                fix="audit an augmentation (compared with ERM), or pass baseline=<model> for a model")
+        items = [("rel_mce", vs)] if not isinstance(vs, dict) else list(vs.items())
+        for key, value in items:
+            key = str(key)
+            if key in _VS_KEYS:
+                metric = _VS_KEYS[key]
+                need(metric, f"vs_erm[{key}]", "measure it, or drop that budget")
+                out.append((f"vs_erm[{key}]", metric, _number(f"vs_erm[{key}]", value)))
+            elif key == "adv_error":
+                for s in specs:
+                    out.append((f"vs_erm[adv_error({s.label})]", f"delta(adv_error({s.label}))", _number(key, value)))
+            elif key.startswith("adv_error(") or ":" in key or "," in key:
+                label = attack_label(key, specs)
+                out.append((f"vs_erm[adv_error({label})]", f"delta(adv_error({label}))", _number(key, value)))
+            else:
+                raise PsaUsageError(f"unknown vs_erm key {key!r}",
+                                    fix=f"use {', '.join(_VS_KEYS)}, adv_error or adv_error(<attack label>)")
+    return out
+
+
+def evaluate_budgets(result: Any, budgets: dict[str, Any], alpha: float) -> list[BudgetVerdict]:
+    """One verdict per budget (see the module docstring); raises PsaUsageError when none is given."""
+    if not 0 < alpha < 0.5:
+        raise PsaUsageError(f"alpha must be in (0, 0.5), got {alpha!r}", fix="alpha is the false-failure rate, e.g. 1e-3")
+    targets = budget_targets(result, budgets)
+    if not targets:
+        raise PsaUsageError("assert_budget() got no budget to check",
+                            fix="give e.g. max_mce=0.3, max_adv_error=0.9 or vs_erm={'mce': 0.0} "
+                                "(or set them on the psa marker)")
+    a = alpha / len(targets)
+    metrics = result.metrics(2 * a)  # two-sided at 2a: each side is a one-sided bound at level a
+    out = []
+    for name, metric, budget in targets:
+        e = metrics[metric]
+        if e.low is not None and e.low > budget:
+            outcome = "fail"
+        elif e.estimate > budget:
+            outcome = "inconclusive"
+        else:
+            outcome = "pass"
+        out.append(BudgetVerdict(name, metric, budget, float(e.estimate), e.low, e.high, a, outcome))
+    return out
+
+
+__all__ = ["BudgetVerdict", "budget_targets", "evaluate_budgets"]

@@ -1,0 +1,240 @@
+"""Batched evaluation of models on corrupted and perturbed images, cached per model.
+
+Every corrupted set and every perturbation frame is generated once per call and fed to all the
+models that still need it (their cache entries missed), so comparing an augmented model with ERM
+costs one generation, not two. Outputs are per-image predictions, which is what every metric
+and interval downstream needs. Evaluation is fp32, in eval mode, without gradients; a model's
+training mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytest_psa._threads import single_thread
+from pytest_psa.data.image_data import ImageData
+from pytest_psa.measure.robustness.store import EvaluationStore, code_version
+
+CHUNK = 1000  # images generated per corruption call (bounded memory at 224 px too)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model to evaluate: a label for reports, the module and its weight checksum."""
+
+    label: str
+    model: nn.Module
+    checksum: str
+
+
+def sample_indices(data: ImageData) -> torch.Tensor:
+    """Global positions of the images (their ids for the counter-based RNG)."""
+    return data.indices if data.indices is not None else torch.arange(len(data))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Arg-max predictions of `model` (already in eval mode) for float images in [0, 1].
+
+    One intra-op thread on CPU: for the smoke CNN at batch 100-256 it measured 4-5x faster than 2
+    threads on 2 busy cores (what CI and pytest-xdist give; docs/robustness.md)."""
+    dev = model_device(model)
+    out = []
+    with single_thread() if dev.type == "cpu" else contextlib.nullcontext():
+        for i in range(0, len(images), batch_size):
+            out.append(_predict_batch(model, images[i:i + batch_size], dev))
+    return torch.cat(out).numpy().astype(np.int16)
+
+
+def _predict_batch(model: nn.Module, images: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    logits = model(images.to(dev, torch.float32).contiguous(memory_format=torch.channels_last))
+    if logits.ndim != 2:
+        from pytest_psa.errors import PsaUsageError
+
+        raise PsaUsageError("the model must return logits of shape (N, classes)",
+                            observed=f"output shape {tuple(logits.shape)}",
+                            fix="evaluate a classifier; wrap the model so forward returns (N, classes) logits")
+    return logits.argmax(1).to("cpu")
+
+
+def _single_threaded(frames: Iterator[torch.Tensor], dev: torch.device) -> Iterator[torch.Tensor]:
+    """Generate each frame with one intra-op thread on CPU (small batches: 10-25x faster on busy cores)."""
+    while True:
+        with single_thread() if dev.type == "cpu" else contextlib.nullcontext():
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
+
+
+class _EvalMode:
+    """Put models in eval mode for the block and restore each one's mode afterwards."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        self.models = list(models)
+
+    def __enter__(self) -> None:
+        self.modes = [m.training for m in self.models]
+        for m in self.models:
+            m.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        for m, mode in zip(self.models, self.modes):
+            m.train(mode)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+# -- corruptions ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CorruptionSettings:
+    names: tuple[str, ...]
+    severities: tuple[int, ...]
+    seed: int
+    resolution: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "severities": list(self.severities), "seed": self.seed,
+                "resolution": self.resolution}
+
+
+def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings: CorruptionSettings,
+                         store: EvaluationStore, *, batch_size: int = 256) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
+    """Clean and corrupted predictions of each subject on `data`: arrays ``clean`` [N] and ``pred`` [C, S, N].
+
+    Returns the arrays per subject, "hit"/"miss" per subject and timing (generation and prediction seconds).
+    """
+    from pytest_psa.measure.robustness.corruptions import corrupt
+
+    timing = {"generate_s": 0.0, "predict_s": 0.0}
+    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.evaluate")
+    entries = [(EvaluationStore.key({
+        "kind": "corruptions", "model": s.checksum, "data": data.fingerprint(), "settings": settings.to_dict(),
+        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
+    }), {"kind": "corruptions", "label": s.label, "settings": settings.to_dict(), "data": data.to_dict()})
+        for s in subjects]
+
+    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+        models = [subjects[i].model for i in todo]
+        images = data.float_images()
+        ids = sample_indices(data)
+        c, s, n = len(settings.names), len(settings.severities), len(data)
+        preds = [np.zeros((c, s, n), np.int16) for _ in todo]
+        with _EvalMode(models):
+            t0 = time.perf_counter()
+            clean = [predict(m, images, batch_size) for m in models]
+            timing["predict_s"] += time.perf_counter() - t0
+            for ci, name in enumerate(settings.names):
+                for si, sev in enumerate(settings.severities):
+                    for part in _chunks(n, CHUNK):
+                        t0 = time.perf_counter()
+                        x = corrupt(images[part].to(model_device(models[0])), name, sev, seed=settings.seed,
+                                    indices=ids[part], resolution=settings.resolution)
+                        t1 = time.perf_counter()
+                        for k, m in enumerate(models):
+                            preds[k][ci, si, part] = predict(m, x, batch_size)
+                        timing["generate_s"] += t1 - t0
+                        timing["predict_s"] += time.perf_counter() - t1
+        return [{"clean": cl, "pred": p} for cl, p in zip(clean, preds)]
+
+    arrays, status = store.get_or_compute(entries, compute)
+    return arrays, status, timing
+
+
+# -- perturbation sequences -----------------------------------------------------------------------
+def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: Sequence[str], seed: int,
+                           frames: int | None, store: EvaluationStore, *,
+                           batch_size: int = 256) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
+    """Predictions on every frame of every perturbation sequence: arrays ``<name>`` [N, T + 1] per subject."""
+    from pytest_psa.measure.robustness import perturbations as P
+
+    timing = {"generate_s": 0.0, "predict_s": 0.0}
+    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.perturbations",
+                           "pytest_psa.measure.robustness.evaluate")
+    settings = {"names": list(names), "seed": seed, "frames": frames}
+    entries = [(EvaluationStore.key({
+        "kind": "perturbations", "model": s.checksum, "data": data.fingerprint(), "settings": settings,
+        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
+    }), {"kind": "perturbations", "label": s.label, "settings": settings, "data": data.to_dict()}) for s in subjects]
+
+    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+        models = [subjects[i].model for i in todo]
+        dev = model_device(models[0])
+        images, ids = data.float_images(), sample_indices(data)
+        out: list[dict[str, np.ndarray]] = [{} for _ in todo]
+        with _EvalMode(models):
+            for name in names:
+                cols: list[list[np.ndarray]] = [[] for _ in todo]
+                for part in _chunks(len(data), CHUNK):
+                    per_frame: list[list[np.ndarray]] = [[] for _ in todo]
+                    t0 = time.perf_counter()
+                    frames_it = P.sequence(name, images[part].to(dev), ids[part], seed=seed, frames=frames)
+                    for frame in _single_threaded(frames_it, dev):
+                        t1 = time.perf_counter()
+                        for k, m in enumerate(models):
+                            per_frame[k].append(predict(m, frame, batch_size))
+                        t0, timing["generate_s"] = time.perf_counter(), timing["generate_s"] + (t1 - t0)
+                        timing["predict_s"] += t0 - t1
+                    for k in range(len(todo)):
+                        cols[k].append(np.stack(per_frame[k], 1))
+                for k in range(len(todo)):
+                    out[k][name] = np.concatenate(cols[k], 0)
+        return out
+
+    arrays, status = store.get_or_compute(entries, compute)
+    return arrays, status, timing
+
+
+# -- attacks --------------------------------------------------------------------------------------
+ATTACK_BATCH = 250  # cpu_feasibility §5: PGD at batch 250 is 2x faster than at 1000
+
+
+def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, seed: int, store: EvaluationStore,
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run one attack (an `AttackSpec`) on each subject: arrays ``clean_correct``, ``robust_correct`` [N]
+    and ``info`` (JSON: counts, timing, perturbation bound, self-checks of `run_attack`)."""
+    import json
+
+    from pytest_psa.measure.robustness.attacks import run_attack
+
+    version = code_version("pytest_psa.measure.robustness.attacks")
+    settings = {**spec.settings, "seed": seed}
+    entries = [(EvaluationStore.key({
+        "kind": "attack", "model": s.checksum, "data": data.fingerprint(), "settings": settings,
+        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
+    }), {"kind": "attack", "label": s.label, "attack": spec.label, "settings": settings, "data": data.to_dict()})
+        for s in subjects]
+
+    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+        out = []
+        for i in todo:
+            model = subjects[i].model
+            dev = model_device(model)
+            result = run_attack(model, data.float_images().to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
+                                label=spec.label, **settings)
+            info = {k: v for k, v in result.to_dict().items() if k not in ("robust_interval",)}
+            out.append({"clean_correct": np.asarray(result.clean_correct, bool),
+                        "robust_correct": np.asarray(result.robust_correct, bool),
+                        "info": np.array(json.dumps(info, default=str))})
+        return out
+
+    arrays, status = store.get_or_compute(entries, compute)
+    for a in arrays:
+        a["info"] = json.loads(str(a["info"])) if not isinstance(a["info"], dict) else a["info"]
+    return arrays, status
