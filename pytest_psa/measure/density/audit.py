@@ -5,6 +5,11 @@ split, so for per-image augmentations the distances do not depend on chunking, d
 which other images were audited. (A batched module gets one seed per chunk call, so its draws
 depend on the chunk it was in.) The work is batched: distances for a chunk of images are computed in one tensor op,
 so the audit costs little more than applying the augmentation itself.
+
+The distance is bound to the audited data first (`Distance.bind`: the feature distance finds its
+encoder), then each chunk of clean images is prepared once (`Distance.reference`: encoded, for the
+feature distance) and compared with each draw (`Distance.measure`), whose per-image details (the
+winning alignment of ``l2_aligned``) are kept as (N, K) arrays in `DensityResult.details`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.sources import load_data
-from pytest_psa.measure.density.distances import Distance, get_distance
+from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
 from pytest_psa.measure.density.result import DensityResult
 from pytest_psa.errors import PsaUsageError
 
@@ -63,34 +68,47 @@ def density(
     positions = images.indices.numpy() if images.indices is not None else np.arange(len(images))
     seeds = draw_seeds(seed, positions, int(draws))
     loaded = time.perf_counter()
+    # a distance that depends on the data (an encoder to find or train, a radius for the image size)
+    dist = dist.bind(DistanceContext(images=images, data=data, split=split, data_root=data_root,
+                                     cache_dir=cache_dir, allow_download=allow_download))
+    bound = time.perf_counter()
 
     n, k = len(images), int(draws)
     distances = np.empty((n, k), dtype=np.float64)
     identity = np.empty((n, k), dtype=bool)
+    details: dict[str, np.ndarray] = {}  # per-draw extras of the distance, e.g. the winning alignment
     augment_s = 0.0
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         x = images.float_images(slice(start, stop))
+        with single_thread():
+            reference = dist.reference(x)  # once per chunk: a feature distance encodes x here
         for j in range(k):
             t0 = time.perf_counter()
             y = aug.apply(x, seeds[start:stop, j])
             augment_s += time.perf_counter() - t0
             with single_thread():
-                distances[start:stop, j] = dist(x, y).double().numpy()
+                out = dist.measure(reference, y)
+                distances[start:stop, j] = out.values.double().numpy()
                 identity[start:stop, j] = ~(x != y).flatten(1).any(1).numpy()
+                for key, value in out.details.items():
+                    value = value.numpy()
+                    details.setdefault(key, np.zeros((n, k), dtype=value.dtype))[start:stop, j] = value
     if not np.isfinite(distances).all() or (distances < 0).any():
         raise PsaUsageError(f"distance {dist.name!r} returned negative or non-finite values",
                             fix="a distance must be finite and >= 0")
     finished = time.perf_counter()
+    asked = repr(distance) if isinstance(distance, str) else f"<distance {dist.name}>"
     return DensityResult(
         augmentation=aug.name, distance=dist.name, distances=distances, identity=identity, seed=seed,
         data={**images.to_dict(), "describe": images.describe()}, distance_info=dist.to_dict(),
         gammas=dist.gammas, exclude_identity=exclude_identity, image_indices=positions,
-        timing={"total_s": finished - started, "load_s": loaded - started, "augment_s": augment_s,
-                "measure_s": finished - loaded - augment_s, "draws_per_s": n * k / max(finished - loaded, 1e-9)},
-        environment=environment(),
+        timing={"total_s": finished - started, "load_s": loaded - started, "distance_setup_s": bound - loaded,
+                "augment_s": augment_s, "measure_s": finished - bound - augment_s,
+                "draws_per_s": n * k / max(finished - bound, 1e-9)},
+        environment=environment(), details=details,
         repro=(f"pytest_psa.density(<the augmentation {aug.name}>, data={images.name!r}, split={images.split!r}, "
-               f"n_images={n}, draws={k}, distance={dist.name!r}, seed={seed})"),
+               f"n_images={n}, draws={k}, distance={asked}, seed={seed})"),
     )
 
 

@@ -2,43 +2,34 @@
 
 A distance maps two (N, C, H, W) float batches in [0, 1] to N non-negative values. Users add
 their own with `register_distance` (or the `pytest_psa_distances` hook inside pytest).
+
+Beyond a plain ``fn(x, y)``, a `Distance` may
+
+- return a `DistanceOutput` with per-image ``details`` (``l2_aligned`` reports the winning
+  alignment of every draw, and the audit keeps them as (N, K) arrays);
+- compare representations: with ``encode`` set, ``fn`` gets ``encode(x)`` and ``encode(y)``, and
+  the audit encodes each clean chunk once, not once per draw (``feature``); ``prepare`` likewise
+  precomputes what the clean side needs, once per chunk (``l2_aligned``: Fourier transforms);
+- depend on the audited data: the audit calls ``binder(distance, context)`` once and measures
+  with the distance it returns (``feature`` finds or trains its default encoder for the audited
+  data set; ``l2_aligned`` fixes its radius for the image size and records it);
+- take parameters by name: ``variant(**params)`` builds a configured copy, which is what
+  ``"l2_aligned(radius=2, flips=False)"`` resolves to wherever a distance name is accepted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import ast
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from pytest_psa.errors import PsaUsageError
-
-DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Distance:
-    """A named distance with the γ grid its reports use by default."""
-
-    name: str
-    fn: DistanceFn
-    description: str = ""
-    gammas: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        d = self.fn(x, y)
-        if not isinstance(d, torch.Tensor) or d.shape != (x.shape[0],):
-            raise PsaUsageError(
-                f"distance {self.name!r} must return one value per image",
-                observed=f"{type(d).__name__} {tuple(getattr(d, 'shape', ()))} for {x.shape[0]} images",
-                fix="reduce over every dimension but the first, e.g. (x - y).flatten(1).norm(dim=1)",
-            )
-        return d
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "params": dict(self.params)}
+from pytest_psa.measure.density.distance_types import Distance, DistanceContext, DistanceFn, DistanceOutput
+from pytest_psa.measure.density.distances_aligned import aligned_distance
+from pytest_psa.measure.density.distances_feature import feature_distance
 
 
 def l2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -60,10 +51,13 @@ _REGISTRY: dict[str, Distance] = {}
 
 
 def register_distance(
-    name: str, fn: DistanceFn | None = None, *, description: str = "",
+    name: str, fn: DistanceFn | Distance | None = None, *, description: str = "",
     gammas: tuple[float, ...] | None = None, params: Mapping[str, Any] | None = None, replace: bool = False,
 ) -> Any:
     """Register a distance under `name`; usable directly or as a decorator.
+
+    `fn` is a function ``(x, y) -> (N,)`` or a configured `Distance` (e.g.
+    ``pytest_psa.feature_distance(my_encoder)``), which is then known by `name`.
 
     >>> @register_distance("l1_mean", gammas=(0.01, 0.05))
     ... def l1_mean(x, y):
@@ -72,38 +66,71 @@ def register_distance(
     if not isinstance(name, str) or not name.isidentifier():
         raise PsaUsageError(f"a distance name must be an identifier-like string, got {name!r}")
 
-    def add(f: DistanceFn) -> DistanceFn:
+    def add(f: DistanceFn | Distance) -> DistanceFn | Distance:
         if not callable(f):
             raise PsaUsageError(f"distance {name!r} must be callable (x, y) -> per-image values")
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.fn is not f and not replace:
+        same = existing is not None and (existing is f or existing.fn is f)
+        if existing is not None and not same and not replace:
             raise PsaUsageError(
                 f"a distance named {name!r} is already registered",
                 fix="choose another name, or pass replace=True to override it on purpose",
             )
-        doc = description or (f.__doc__ or "").strip().splitlines()[0:1]
-        _REGISTRY[name] = Distance(
-            name, f, doc if isinstance(doc, str) else (doc[0] if doc else ""),
-            tuple(gammas) if gammas else Distance.gammas, dict(params or {}),
-        )
+        if isinstance(f, Distance):
+            changes: dict[str, Any] = {"name": name, "spec": None}
+            if description:
+                changes["description"] = description
+            if gammas:
+                changes["gammas"] = tuple(gammas)
+            if params:
+                changes["params"] = {**f.params, **params}
+            _REGISTRY[name] = dataclasses.replace(f, **changes)
+            return f
+        doc = description or next(iter((f.__doc__ or "").strip().splitlines()), "")
+        _REGISTRY[name] = Distance(name, f, doc, tuple(gammas) if gammas else Distance.gammas, dict(params or {}))
         return f
 
     return add(fn) if fn is not None else add
 
 
 def get_distance(spec: str | Distance | DistanceFn) -> Distance:
-    """The `Distance` for a registered name, a `Distance`, or a bare callable."""
+    """The `Distance` for a registered name (optionally with parameters, ``"l2_aligned(radius=2)"``),
+    a `Distance`, or a bare callable."""
     if isinstance(spec, Distance):
         return spec
     if callable(spec):
         return Distance(getattr(spec, "__name__", "custom"), spec, (spec.__doc__ or "").strip())
-    try:
+    if isinstance(spec, str) and spec in _REGISTRY:
         return _REGISTRY[spec]
-    except (KeyError, TypeError):
+    if isinstance(spec, str) and "(" in spec:
+        name, params = _parse_call(spec)
+        if name in _REGISTRY:
+            base = _REGISTRY[name]
+            return dataclasses.replace(base.with_params(**params), name=base.name, spec=spec.strip())
+    raise PsaUsageError(
+        f"unknown distance {spec!r}", observed=f"registered: {', '.join(available_distances())}",
+        fix="use one of the registered names, or register yours with pytest_psa.register_distance "
+            "(or the pytest_psa_distances hook in conftest.py)",
+    )
+
+
+def _parse_call(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name(a=1, b='x')"`` -> ("name", {"a": 1, "b": "x"}); only literal keyword values."""
+    try:
+        node = ast.parse(spec.strip(), mode="eval").body
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args):
+            raise ValueError("not name(key=value, ...)")
+        params = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ValueError("no **kwargs")
+            params[kw.arg] = ast.literal_eval(kw.value)
+        return node.func.id, params
+    except (SyntaxError, ValueError) as exc:
         raise PsaUsageError(
-            f"unknown distance {spec!r}", observed=f"registered: {', '.join(available_distances())}",
-            fix="use one of the registered names, or register yours with pytest_psa.register_distance "
-                "(or the pytest_psa_distances hook in conftest.py)",
+            f"cannot read the distance {spec!r}", observed=str(exc),
+            fix="write a registered name, optionally with literal keyword parameters: \"l2_aligned(radius=2, "
+                "flips=False)\"",
         ) from None
 
 
@@ -115,4 +142,8 @@ def available_distances() -> list[str]:
 register_distance("l2", l2, gammas=(0.01, 0.02, 0.05, 0.1, 0.2))
 register_distance("linf", linf, gammas=(1 / 255, 4 / 255, 8 / 255, 16 / 255, 0.1, 0.25))
 register_distance("l2_raw", l2_raw, gammas=(0.5, 1.0, 2.0, 5.0))
+register_distance("l2_aligned", aligned_distance())
+register_distance("feature", feature_distance())
 
+__all__ = ["Distance", "DistanceContext", "DistanceFn", "DistanceOutput", "aligned_distance", "available_distances",
+           "feature_distance", "get_distance", "l2", "l2_raw", "linf", "register_distance"]

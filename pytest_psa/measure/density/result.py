@@ -40,6 +40,10 @@ class DensityResult:
     image i unchanged. With `exclude_identity=True` (here or per call) those draws are left out
     of F, quantiles and intervals: an augmentation that returns x untouched 10 % of the time
     otherwise has F_N(γ) ≥ 0.1 for every γ.
+
+    `distance_info` records the distance's name and parameters (radius, encoder identity, ...);
+    `details` holds (N, K) arrays the distance reported per draw, e.g. ``l2_aligned``'s winning
+    ``dx``, ``dy`` and ``flip``, summarized by `alignment()`.
     """
 
     augmentation: str
@@ -55,6 +59,7 @@ class DensityResult:
     timing: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     repro: str = ""
+    details: dict[str, np.ndarray] = field(default_factory=dict)  # per-draw extras of the distance, (N, K)
     assert_defaults: dict[str, Any] = field(default_factory=dict)  # e.g. from a pytest marker
     on_verdict: Callable[[list[Verdict]], None] | None = field(default=None, repr=False)
 
@@ -70,6 +75,16 @@ class DensityResult:
     def identity_fraction(self) -> float:
         """Fraction of all draws that returned the image unchanged."""
         return float(self.identity.mean())
+
+    def alignment(self, *, exclude_identity: bool | None = None) -> dict[str, Any] | None:
+        """For ``l2_aligned``: shares of draws whose best alignment was a flip, a shift, neither, or at
+        the search radius, and the most frequent alignments; None for other distances."""
+        if not {"dx", "dy", "flip"} <= set(self.details):
+            return None
+        from pytest_psa.measure.density.distances_aligned import alignment_summary
+
+        radius = self.distance_info.get("params", {}).get("radius_px")
+        return alignment_summary(self.details, self._valid(exclude_identity), tuple(radius) if radius else None)
 
     def _valid(self, exclude_identity: bool | None) -> np.ndarray:
         exclude = self.exclude_identity if exclude_identity is None else exclude_identity
@@ -196,6 +211,7 @@ class DensityResult:
                          f"{v.min_density:>11.4g}  {cov:>22.3f}  {v.outcome.upper()}")
         lines += ["", f"  quantiles of d: q05={self.quantile(0.05, exclude_identity=exclude):.4f} "
                       f"q50={self.quantile(0.5, exclude_identity=exclude):.4f}"]
+        lines += [f"  {line}" for line in self._distance_lines(exclude)]
         if self.repro:
             lines.append(f"  reproduce: {self.repro}")
         return "\n".join(lines)
@@ -208,7 +224,22 @@ class DensityResult:
             iv = self.interval(g, alpha)
             rows.append(f"  F({g:.4g}) = {iv.estimate:.4f}  [{iv.low:.4f}, {iv.high:.4f}]  "
                         f"images covered {self.image_coverage(g):.3f}")
+        rows += [f"  {line}" for line in self._distance_lines(None)]
         return "\n".join(rows)
+
+    def _distance_lines(self, exclude_identity: bool | None) -> list[str]:
+        """What the distance adds to a report: its encoder, the alignments that won."""
+        lines = []
+        params = self.distance_info.get("params", {})
+        if "encoder" in params or "encoder_class" in params:
+            lines.append(f"encoder: {params.get('encoder') or params.get('encoder_class')}, layer "
+                         f"{params.get('layer')}, {params.get('normalize')} normalization")
+        summary = self.alignment(exclude_identity=exclude_identity)
+        if summary is not None:
+            from pytest_psa.measure.density.distances_aligned import describe_alignment
+
+            lines.append(describe_alignment(summary))
+        return lines
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Headline numbers for reports and baselines: ``F(γ)`` for the reported γ grid and the
@@ -237,6 +268,8 @@ class DensityResult:
             "ecdf_curve": ecdf_curve(self.distances[self._valid(None)]),
             "timing": self.timing, "environment": self.environment,
         }
+        if self.alignment() is not None:
+            out["alignment"] = self.alignment()
         if include_distances:
             out["distances"] = self.distances.tolist()
             out["identity"] = self.identity.tolist()
