@@ -127,7 +127,8 @@ OPTIONS: tuple[Option, ...] = (
            env=CACHE_DIR_ENV),
     Option("n_images", _positive_int, 500, "images per density audit"),
     Option("draws", _positive_int, 8, "augmentation draws per image in a density audit"),
-    Option("distance", str, "l2", "default distance: l2 (normalized), linf, l2_raw or a registered name"),
+    Option("distance", str, "l2", "default distance: l2 (normalized), linf, l2_raw, l2_aligned (best shift/flip), "
+                                  "feature (ERM embeddings) or a registered name; parameters as in l2_aligned(radius=2)"),
     Option("alpha", _alpha, 1e-3, "declared false-failure rate of each psa check"),
     Option("preset", _preset, "smoke", "training preset: smoke (CPU, minutes), fast (one GPU), paper"),
     Option("allow_download", _bool, False, "allow data sets to be downloaded (never by default)", flag=True),
