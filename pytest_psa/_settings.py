@@ -138,7 +138,7 @@ OPTIONS: tuple[Option, ...] = (
     # baselines (docs/baselines.md)
     Option("storage", str, None, "folder of stored runs and baselines (default: <rootdir>/.psa)"),
     Option("save", _run_name, None, "save this run's results as <storage>/<key>/NNNN_NAME.json"),
-    Option("autosave", _bool, False, "save this run's results under an automatic name (commit and time)",
+    Option("autosave", _bool, False, "save this run's results under an automatic name (the git commit)",
            flag=True),
     Option("compare", _compare_id, None, "compare each psa audit with the latest stored run (or the given "
            "one: --psa-compare=0003, =main, =path.json); a test without a baseline gets one and fails",

@@ -6,7 +6,7 @@ Layout (like pytest-benchmark's ``.benchmarks/<machine>/NNNN_NAME.json``)::
       .gitignore                            ignores the lock and temp files only
       Linux-x86_64-torch2.14.1-tv0.29.1-cpu-nondet/
         0001_main.json                      --psa-save=main
-        0002_1a2b3c4d_20250101-120000.json  --psa-autosave
+        0002_1a2b3c4d.json                  --psa-autosave (commit; -dirty with local changes)
 
 Writes are atomic (a temp file in the same folder, then ``os.replace``) and serialized by a file
 lock, so a reader never sees half a file and two sessions never take the same number. Stdlib and
@@ -118,12 +118,11 @@ def commit_info(root: Path | str) -> dict[str, Any]:
             "source": "git"}
 
 
-def autosave_name(commit: Mapping[str, Any], now: _dt.datetime | None = None) -> str:
-    """``<commit8>[-dirty]_<YYYYMMDD-HHMMSS>`` (``unversioned_...`` outside git)."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+def autosave_name(commit: Mapping[str, Any]) -> str:
+    """``<commit8>`` or ``<commit8>-dirty`` (``unversioned`` outside git); the number in front keeps
+    file names unique and the time is inside the file, so every xdist worker derives the same name."""
     rev = commit.get("id")
-    head = (rev[:8] + ("-dirty" if commit.get("dirty") else "")) if rev else "unversioned"
-    return f"{head}_{now.strftime('%Y%m%d-%H%M%S')}"
+    return (rev[:8] + ("-dirty" if commit.get("dirty") else "")) if rev else "unversioned"
 
 
 def check_name(name: str) -> str:

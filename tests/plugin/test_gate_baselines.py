@@ -142,6 +142,12 @@ def test_missing_baseline_is_written_and_fails_then_compares(pytester: pytest.Py
     ])
     assert (pytester.path / target).is_file()
     _run(pytester, "--psa-compare", "-k", "test_noise and not loose").assert_outcomes(passed=1)
+    # with --psa-autosave the new baseline goes into the saved run (named after the commit; none here)
+    auto = _run(pytester, "--psa-compare", "--psa-autosave", "-k", "flip")
+    auto.assert_outcomes(failed=1)
+    auto.stdout.fnmatch_lines([f"psa: wrote .psa/{KEY_DIR}/0002_unversioned.json (saved run: 1 audits, "
+                               "1 new baseline)"])
+    _run(pytester, "--psa-compare", "-k", "flip").assert_outcomes(passed=1)
 
 
 def test_update_without_baselines_writes_and_passes(pytester: pytest.Pytester) -> None:
