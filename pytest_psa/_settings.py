@@ -147,6 +147,10 @@ OPTIONS: tuple[Option, ...] = (
            "than this: METRIC:N% or METRIC:X, e.g. F(0.05):0.02, mce:2%; repeatable", multiple=True),
     Option("baseline_update", _bool, False, "write the current values as the baselines and pass (the summary "
            "lists the files written)", flag=True),
+    # reports (docs/reports.md)
+    Option("json", str, None, "write this session's psa audits as a psa run file (JSON) to this path"),
+    Option("plots", str, None, "write PNG figures (eCDFs, flatness, per-corruption errors) into this folder; "
+           "needs matplotlib: pip install pytest-psa[plots]"),
 )
 
 
@@ -171,6 +175,8 @@ class Settings:
     compare: str | None = None
     compare_fail: tuple[str, ...] = ()
     baseline_update: bool = False
+    json: str | None = None
+    plots: str | None = None
     seed_was_random: bool = False
 
     def header(self) -> str:

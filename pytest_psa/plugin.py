@@ -69,6 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_psa.report.baseline import BaselineGate  # stored runs and the compare gate
 
         config.pluginmanager.register(BaselineGate.from_config(config, settings, cli), "psa-baseline")
+    from pytest_psa.report.outputs import ReportHooks  # grouped summary, --psa-json/--psa-plots, html, progress
+
+    config.pluginmanager.register(ReportHooks(config, config.stash[SESSION_KEY]), "psa-reports")
     if settings.cache_clear and not hasattr(config, "workerinput"):
         from pytest_psa.train.cache import ModelCache
 
@@ -156,13 +159,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.records or hasattr(config, "workerinput"):
         return
-    from pytest_psa.report.terminal import density_table, flatness_table
-
-    for kind, title, table in (("density", "psa: proximal density audits", density_table),
-                               ("flatness", "psa: flatness over ERM (a measurement, not proof of robustness)",
-                                flatness_table)):
-        records = [r for r in session.records if r.kind == kind]
-        if records:
-            terminalreporter.write_sep("-", title)
-            for line in table(records):
-                terminalreporter.write_line(line)
+    reports = config.pluginmanager.get_plugin("psa-reports")
+    if reports is not None:  # one section per augmentation, then the files written
+        reports.write_summary(terminalreporter)

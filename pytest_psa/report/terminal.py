@@ -1,48 +1,282 @@
-"""Terminal summary tables (plain text; no torch)."""
+"""Terminal summary: one section per augmentation (like pytest-benchmark's groups); inside it each
+audit has a one-line header (check, test, settings) and a small table. Plain text, no torch;
+lines stay within about 110 columns.
+
+    ------------------------------------ psa: AugMix ------------------------------------
+    AugMix(interpolation=bilinear, severity=3, mixture_width=3, chain_depth=-1, a...
+    density     test_augmix_is_proximal | l2, N×K=500×8, identity 0.0% | synthetic/test[500]
+                γ     F_N(γ)  bounds            verdict
+                0.05  0.1234  [0.1000, 0.1500]  pass (≥0.05)
+    flatness    test_augmix_flatter | seeds 0, 1, 2 | preset smoke | synthetic/train[1000]
+                metric     ERM    augmented  improvement  lower bound  verdict
+                pac_bayes  166.7  116.7      +30.0%       +12.0%       pass (>+0.0%)
+    robustness  test_augmix_budget | vs erm | 1000 images | seeds 0 | preset smoke
+                metric       ERM     augmented [95%]       Δ vs ERM [95%]           verdict
+                mce          30.54%  15.24% [14.1, 16.4]   -15.30pp [-16.2, -14.4]  pass (max_mce ≤0.2)
+
+With a baseline comparison on a record (``record.baseline``, a `RecordComparison.to_dict()` from
+report/compare.py) a "vs baseline" column shows each metric's change and any regression.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+_WIDTH = 110
+_DENSITY_GAMMAS = (0.02, 0.05, 0.1)  # shown when no assertion picked γ values
+_ROBUSTNESS_SKIP = ("baseline_", "delta_", "rel_")  # shown as columns of their base metric
 
-def density_table(records: Iterable[Any]) -> list[str]:
-    """One row per (test, audit, γ): augmentation, distance, N×K, F with its bounds, identity share, verdict."""
-    rows = [("test", "augmentation", "distance", "N×K", "γ", "F_N(γ)", "bounds", "identity", "verdict")]
+
+def short_name(augmentation: str) -> str:
+    """``AugMix(severity=3, ...)`` -> ``AugMix``; names without arguments stay as they are."""
+    head = augmentation.split("(", 1)[0].strip()
+    return head or augmentation
+
+
+def subject_of(summary: Mapping[str, Any]) -> str:
+    """What a record audited: the augmentation (density, flatness) or the subject (robustness)."""
+    return str(summary.get("augmentation") or summary.get("subject") or "?")
+
+
+def summary_sections(records: Iterable[Any]) -> list[tuple[str, list[str]]]:
+    """(title, lines) per audited augmentation, in the order they were first audited."""
+    groups: dict[str, list[Any]] = {}
     for rec in records:
-        s = rec.summary
-        name = s["augmentation"] if len(s["augmentation"]) <= 32 else s["augmentation"][:29] + "..."
-        base = (rec.nodeid.split("::")[-1], name, s["distance"], f"{s['n_images']}×{s['draws']}")
-        ident = f"{100 * s['identity_fraction']:.1f}%"
-        if rec.verdicts:
-            for v in rec.verdicts:
-                rows.append((*base, f"{v['gamma']:g}", f"{v['F_estimate']:.4f}",
-                             f"[{v['F_low']:.4f}, {v['F_high']:.4f}]", ident,
-                             f"{v['outcome']} (≥{v['min_density']:g})"))
-        else:
-            for e in s["ecdf"]:
-                if e["gamma"] in (0.02, 0.05, 0.1) or len(s["ecdf"]) <= 3:
-                    rows.append((*base, f"{e['gamma']:g}", f"{e['estimate']:.4f}",
-                                 f"[{e['low']:.4f}, {e['high']:.4f}]", ident, "measured"))
-    return _align(rows)
+        groups.setdefault(subject_of(rec.summary), []).append(rec)
+    titles = _unique_titles(list(groups))
+    sections = []
+    for name, recs in groups.items():
+        lines = [] if titles[name] == name else [_clip(name, _WIDTH)]  # the full name under a short title
+        for rec in recs:
+            header, rows = RENDERERS.get(rec.kind, _other)(rec)
+            lines.append(_clip(f"{rec.kind:<11} {_test(rec)} | {header}", _WIDTH))
+            lines += align(rows, indent=" " * 12)
+        sections.append((f"psa: {titles[name]}", lines))
+    return sections
 
 
-def flatness_table(records: Iterable[Any]) -> list[str]:
-    """One row per (test, metric): ERM and augmented means over seeds, improvement, lower bound, verdict."""
-    rows = [("test", "augmentation", "metric", "seeds", "ERM", "augmented", "improvement", "lower bound", "verdict")]
-    for rec in records:
-        s = rec.summary
-        name = s["augmentation"] if len(s["augmentation"]) <= 32 else s["augmentation"][:29] + "..."
-        verdicts = {v["metric"]: v for v in rec.verdicts}
-        for metric, c in s["metrics"].items():
-            v = verdicts.get(metric)
-            rows.append((rec.nodeid.split("::")[-1], name, metric, str(len(s["seeds"])),
-                         f"{sum(c['erm']) / len(c['erm']):.4g}", f"{sum(c['augmented']) / len(c['augmented']):.4g}",
-                         f"{c['mean']:+.3f}", f"{c['low']:+.3f}",
-                         f"{v['outcome']} (>{v['min_rel_improvement']:g})" if v else "measured"))
-    return _align(rows)
+def summary_notes(records: Iterable[Any]) -> list[str]:
+    """Lines that belong under the summary once, whatever the grouping."""
+    notes = []
+    if any(r.kind == "flatness" for r in records):
+        notes.append("psa: flatness over ERM is a measurement, not proof of robustness (arXiv 2511.03548)")
+    return notes
 
 
-def _align(rows: list[tuple[str, ...]]) -> list[str]:
+# -- per check: (header, rows) ------------------------------------------------------------------
+def density_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+    """One row per γ: F_N(γ) with its bounds and the verdict (bounds are the assertion's one-sided
+    ones at α/m when asserted, else 95 % two-sided)."""
+    s = rec.summary
+    header = (f"{s.get('distance', '?')}, N×K={s.get('n_images', '?')}×{s.get('draws', '?')}, identity "
+              f"{_pct(s.get('identity_fraction'), 1)} | {_data(s)}")
+    base = _comparison(rec)
+    rows = [("γ", "F_N(γ)", "bounds", *(("vs baseline",) if base else ()), "verdict")]
+    if rec.verdicts:
+        points = [(v["gamma"], v["F_estimate"], v["F_low"], v["F_high"],
+                   f"{v['outcome']} (≥{v['min_density']:g})") for v in rec.verdicts]
+    else:
+        ecdf = s.get("ecdf", [])
+        shown = [e for e in ecdf if e["gamma"] in _DENSITY_GAMMAS] or ecdf[:3]
+        points = [(e["gamma"], e["estimate"], e["low"], e["high"], "measured") for e in shown]
+    for gamma, est, low, high, verdict in points:
+        cell = (_baseline_cell(base, f"F({gamma:g})"),) if base else ()
+        rows.append((f"{gamma:g}", _fix(est, 4), _bounds(low, high, 4), *cell, verdict))
+    return header, rows
+
+
+def flatness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+    """One row per metric: ERM and augmented means over seeds, the mean relative improvement
+    1 − aug/ERM and its one-sided lower bound, the verdict."""
+    s = rec.summary
+    settings = s.get("settings") or {}
+    seeds = ", ".join(str(x) for x in s.get("seeds", []))
+    header = f"seeds {seeds} | preset {settings.get('preset', '?')} | {_data(s)}"
+    base = _comparison(rec)
+    verdicts = {v.get("metric"): v for v in rec.verdicts}
+    rows = [("metric", "ERM", "augmented", "improvement", "lower bound", *(("vs baseline",) if base else ()),
+             "verdict")]
+    for metric, c in flatness_comparisons(s).items():
+        v = verdicts.get(metric)
+        verdict = f"{v['outcome']} (>{_signed_pct(v['min_rel_improvement'])})" if v else "measured"
+        cell = (_baseline_cell(base, f"improvement({metric})"),) if base else ()
+        rows.append((metric, _sig(_mean(c.get("erm"))), _sig(_mean(c.get("augmented"))), _signed_pct(c.get("mean")),
+                     _signed_pct(c.get("low")), *cell, verdict))
+    return header, rows
+
+
+def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+    """One row per headline metric: the baseline's (ERM) value, the audited value with its interval,
+    the paired difference with its interval, and the budgets checked on it."""
+    s = rec.summary
+    metrics = headline_metrics(s)
+    seeds = ", ".join(str(x) for x in s.get("seeds", [])) or "-"
+    header = (f"vs {s.get('baseline') or 'nothing'} | {s.get('n_images', '?')} images | seeds {seeds} | "
+              f"preset {s.get('preset') or '-'} | {_data(s)}")
+    conf = _confidence(metrics)
+    base = _comparison(rec)
+    by_metric: dict[str, list[str]] = {}
+    for v in rec.verdicts:
+        if isinstance(v, Mapping) and v.get("metric"):
+            target = str(v["metric"])
+            for prefix in ("delta_", "rel_"):
+                target = target[len(prefix):] if target.startswith(prefix) else target
+            by_metric.setdefault(target, []).append(
+                f"{v.get('outcome', '?')} ({v.get('check', v['metric'])} ≤{v.get('budget', float('nan')):g})")
+    erm_label = str(s.get("baseline") or "baseline").upper() if s.get("baseline") == "erm" else "baseline"
+    rows = [("metric", erm_label, f"value [{conf}]", f"Δ [{conf}]", *(("vs baseline",) if base else ()), "verdict")]
+    for name, m in metrics.items():
+        if name.startswith(_ROBUSTNESS_SKIP):
+            continue
+        unit = str(m.get("unit", ""))
+        ref = metrics.get(f"baseline_{name}")
+        delta = metrics.get(f"delta_{name}")
+        cell = (_baseline_cell(base, name),) if base else ()
+        rows.append((name, _value(ref.get("estimate"), unit) if ref else "",
+                     _with_interval(m, unit), _with_interval(delta, unit, signed=True) if delta else "",
+                     *cell, "; ".join(by_metric.get(name, [])) or "measured"))
+    for name, m in metrics.items():  # ratios to the baseline (relative mCE, mFP) as their own rows
+        if name.startswith("rel_"):
+            cell = (_baseline_cell(base, name),) if base else ()
+            rows.append((name, "", _with_interval(m, "ratio"), "", *cell,
+                         "; ".join(by_metric.get(name[4:], [])) if name[4:] not in metrics else "measured"))
+    return header, rows
+
+
+def _other(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+    rows = [("metric", "value", "interval")]
+    for name, m in headline_metrics(rec.summary).items():
+        unit = str(m.get("unit", ""))
+        rows.append((name, _value(m.get("estimate"), unit), _interval(m, unit)))
+    return _data(rec.summary), rows
+
+
+RENDERERS = {"density": density_audit, "flatness": flatness_audit, "robustness": robustness_audit}
+
+
+# -- reading summaries (shared with plots and the CLI) ------------------------------------------
+def headline_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``summary["metrics"]`` entries that follow the headline contract ({"estimate", "low", ...})."""
+    metrics = summary.get("metrics") or {}
+    return {k: v for k, v in metrics.items() if isinstance(v, Mapping) and "estimate" in v}
+
+
+def flatness_comparisons(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-metric ERM-vs-augmented comparisons of a flatness summary (the entries with per-seed
+    ``erm`` and ``augmented`` values, under "comparisons" or "metrics")."""
+    for key in ("comparisons", "metrics"):
+        found = {k: v for k, v in (summary.get(key) or {}).items()
+                 if isinstance(v, Mapping) and "erm" in v and "augmented" in v}
+        if found:
+            return found
+    return {}
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def align(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    """Rows as left-aligned columns separated by two spaces."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return [(indent + "  ".join(str(c).ljust(w) for c, w in zip(r, widths))).rstrip() for r in rows]
+
+
+def _unique_titles(names: list[str]) -> dict[str, str]:
+    short = {n: short_name(n) for n in names}
+    values = list(short.values())
+    return {n: (_clip(n, 64) if values.count(short[n]) > 1 else short[n]) for n in names}
+
+
+def _test(rec: Any) -> str:
+    return _clip(rec.nodeid.split("::", 1)[-1], 48)
+
+
+def _data(summary: Mapping[str, Any]) -> str:
+    return str((summary.get("data") or {}).get("describe", "?"))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _fix(x: Any, digits: int) -> str:
+    return f"{x:.{digits}f}" if _finite(x) else "n/a"
+
+
+def _sig(x: Any) -> str:
+    return f"{x:.4g}" if _finite(x) else "n/a"
+
+
+def _pct(x: Any, digits: int = 2) -> str:
+    return f"{100 * x:.{digits}f}%" if _finite(x) else "n/a"
+
+
+def _signed_pct(x: Any) -> str:
+    if isinstance(x, float) and math.isinf(x) or x is None:
+        return "-∞" if x is None or x < 0 else "+∞"  # one seed, or null in JSON: no bound
+    return f"{100 * x:+.1f}%" if _finite(x) else "n/a"
+
+
+def _mean(values: Any) -> float | None:
+    vals = [v for v in (values or []) if _finite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _bounds(low: Any, high: Any, digits: int) -> str:
+    return f"[{_fix(low, digits)}, {_fix(high, digits)}]" if _finite(low) and _finite(high) else "n/a"
+
+
+def _percent_unit(unit: str) -> bool:
+    return unit in ("fraction", "error", "rate", "difference")
+
+
+def _value(x: Any, unit: str, signed: bool = False) -> str:
+    if not _finite(x):
+        return "n/a"
+    if _percent_unit(unit):  # shown as percent, differences in percentage points
+        return f"{100 * x:+.2f}pp" if signed else f"{100 * x:.2f}%"
+    return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def _interval(m: Mapping[str, Any], unit: str) -> str:
+    low, high = m.get("low"), m.get("high")
+    if not (_finite(low) and _finite(high)):
+        return "n/a"
+    if _percent_unit(unit):
+        return f"[{100 * low:.1f}, {100 * high:.1f}]"
+    return f"[{low:.3g}, {high:.3g}]"
+
+
+def _with_interval(m: Mapping[str, Any], unit: str, signed: bool = False) -> str:
+    text = _value(m.get("estimate"), unit, signed)
+    iv = _interval(m, unit)
+    if signed and iv != "n/a" and _percent_unit(unit):
+        iv = f"[{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]"
+    return text if iv == "n/a" else f"{text} {iv}"
+
+
+def _confidence(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    levels = {m.get("confidence") for m in metrics.values() if _finite(m.get("confidence"))}
+    return f"{100 * levels.pop():g}%" if len(levels) == 1 else "CI"
+
+
+def _comparison(rec: Any) -> dict[str, Any] | None:
+    """The record's comparison with a stored baseline (None when there is none)."""
+    comp = getattr(rec, "baseline", None)
+    return comp if isinstance(comp, Mapping) and comp.get("status") else None
+
+
+def _baseline_cell(comp: Mapping[str, Any], metric: str) -> str:
+    status = comp.get("status")
+    if status in ("missing", "skipped", "updated", "not compared"):
+        return str(status)
+    d = (comp.get("metrics") or {}).get(metric)
+    if not d:
+        return ""
+    delta = d.get("delta")
+    text = f"{delta:+.4g}" if _finite(delta) else "n/a"
+    return f"{text} REGRESSED" if d.get("regressed") else text

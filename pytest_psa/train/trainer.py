@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -169,15 +168,15 @@ class _Loop:
     def run(self, stream: Iterator[tuple[torch.Tensor, torch.Tensor]], plan: batches.Plan, clock: _Budget,
             progress: bool, label: str) -> tuple[float, float, float]:
         """Run every step; returns (mean loss of the last epoch, seconds waiting for data, loop seconds)."""
-        from tqdm.auto import tqdm
+        from pytest_psa.report.progress import progress as progress_bar
 
         self.net.train()
         wait = 0.0
         t0 = time.perf_counter()
         epoch_loss = torch.zeros((), device=self.dev)
         last = float("nan")
-        bar = tqdm(total=plan.total_steps, desc=f"psa train {label}", unit="step", leave=False,
-                   disable=None if progress else True, file=sys.stderr)
+        # drawn only on an interactive terminal (not under -q, in CI or when output is captured)
+        bar = progress_bar(desc=f"psa train {label}", total=plan.total_steps, unit="step", enabled=progress)
         try:
             for step in range(plan.total_steps):
                 tw = time.perf_counter()

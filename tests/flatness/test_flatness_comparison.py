@@ -105,8 +105,10 @@ def test_fixture_marker_summary_and_junit(comparison, cache_dir, pytester: pytes
     result.stdout.fnmatch_lines([
         "*not shown flatter than ERM: none on lpf*",
         "*reproduce: pytest test_fixture_marker_summary_and_junit.py::test_identity_is_not_flatter --psa-seed=0*",
-        "*psa: flatness over ERM (a measurement, not proof of robustness)*",
-        "*test_identity_is_not_flatter*none*lpf*2*+0.000*fail (>0)*",
+        "*- psa: none -*",
+        "flatness*test_identity_is_not_flatter | seeds 0, 1 | preset smoke*",
+        "*lpf*+0.0%*+0.0%*fail (>+0.0%)*",
+        "*flatness over ERM is a measurement, not proof of robustness*",
     ])
     assert 'name="psa_flatness_verdict(lpf)" value="fail"' in xml.read_text()
 

@@ -135,8 +135,9 @@ def test_far_is_not(psa):
         "*reproduce: pytest test_check_passes_and_fails_on_the_item_with_table_and_repro.py::test_far_is_not"
         " --psa-seed=5*",
     ])
-    assert "psa: proximal density audits" in out
-    assert re.search(r"test_noise_is_proximal\s+\S+\s+l2\s+100×8\s+0.05\s+1.0000.*pass", out)
+    # the summary: one section per augmentation, a header line per audit, then its γ rows
+    assert re.search(r"density\s+test_noise_is_proximal \| l2, N×K=100×8.*\n\s+γ\s+F_N\(γ\).*\n\s+0.05\s+1.0000\s.*pass",
+                     out), out
     junit = xml.read_text()
     assert 'name="psa_verdict(0.05)" value="fail"' in junit
     assert 'name="psa_seed" value="5"' in junit

@@ -26,6 +26,7 @@ from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.sources import load_data
 from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
 from pytest_psa.measure.density.result import DensityResult
+from pytest_psa.report.progress import progress
 from pytest_psa.errors import PsaUsageError
 
 DEFAULT_N_IMAGES = 500  # cpu_feasibility §8: 500 images x 8 draws, 0.6-3.5 s for TA..AugMix
@@ -78,6 +79,7 @@ def density(
     identity = np.empty((n, k), dtype=bool)
     details: dict[str, np.ndarray] = {}  # per-draw extras of the distance, e.g. the winning alignment
     augment_s = 0.0
+    bar = progress(desc=f"psa density {aug.name[:40]}", total=n * k, unit="draw")
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         x = images.float_images(slice(start, stop))
@@ -87,6 +89,7 @@ def density(
             t0 = time.perf_counter()
             y = aug.apply(x, seeds[start:stop, j])
             augment_s += time.perf_counter() - t0
+            bar.update(stop - start)
             with single_thread():
                 out = dist.measure(reference, y)
                 distances[start:stop, j] = out.values.double().numpy()
@@ -94,6 +97,7 @@ def density(
                 for key, value in out.details.items():
                     value = value.numpy()
                     details.setdefault(key, np.zeros((n, k), dtype=value.dtype))[start:stop, j] = value
+    bar.close()
     if not np.isfinite(distances).all() or (distances < 0).any():
         raise PsaUsageError(f"distance {dist.name!r} returned negative or non-finite values",
                             fix="a distance must be finite and >= 0")

@@ -150,7 +150,7 @@ def flatness(
     augmentation: Any, *, baseline: Any = "erm", seeds: int | Sequence[int] = DEFAULT_SEEDS,
     metrics: Sequence[str] = DEFAULT_METRICS, preset: Any = None, data: Any = None, model: Any = None,
     alpha: float = DEFAULT_ALPHA, n_measure: int = DEFAULT_MEASURE_IMAGES, device: Any = None,
-    cache_dir: Any = None, data_root: Any = None, optimizer: str = "sgd", progress: bool = False,
+    cache_dir: Any = None, data_root: Any = None, optimizer: str = "sgd", progress: bool = True,
     measure_options: dict[str, Any] | None = None, **train_overrides: Any,
 ) -> FlatnessComparison:
     """Train (or load from the cache) ERM and `augmentation` models for each seed and compare flatness.

@@ -1,0 +1,110 @@
+"""Augmentations by name, for the ``psa`` command line: well-known torchvision policies, the
+destructive one used in tests and examples, and ``module:attr`` import paths for your own.
+
+    resolve_augmentation("augmix")                      # v2.AugMix()
+    resolve_augmentation("cropflip", image_size=64)     # RandomCrop(64, padding=4) + flip
+    resolve_augmentation("mypkg.augs:MyAug")            # a class is instantiated without arguments;
+    resolve_augmentation("mypkg.augs:my_function")      # anything else is used as it is
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from pytest_psa.errors import PsaUsageError
+
+
+def _augmix(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    return v2.AugMix()
+
+
+def _randaugment(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    return v2.RandAugment()
+
+
+def _trivialaugment(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    return v2.TrivialAugmentWide()
+
+
+def _autoaugment(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    policy = v2.AutoAugmentPolicy.CIFAR10 if size <= 32 else v2.AutoAugmentPolicy.IMAGENET
+    return v2.AutoAugment(policy)
+
+
+def _cropflip(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomCrop(size, padding=max(1, size // 8)), v2.RandomHorizontalFlip()])
+
+
+def _destructive(size: int) -> Any:
+    from torchvision.transforms import v2
+
+    # never lands near the original image: the PSA condition's negative example
+    return v2.Compose([v2.RandomInvert(p=1), v2.ColorJitter(0.8, 0.8, 0.8, 0.3), v2.RandomSolarize(0.5, p=1)])
+
+
+# name -> (factory(image_size), one-line description)
+KNOWN_AUGMENTATIONS: dict[str, tuple[Callable[[int], Any], str]] = {
+    "augmix": (_augmix, "torchvision v2.AugMix() (severity 3, width 3)"),
+    "randaugment": (_randaugment, "torchvision v2.RandAugment() (2 ops, magnitude 9)"),
+    "trivialaugment": (_trivialaugment, "torchvision v2.TrivialAugmentWide()"),
+    "autoaugment": (_autoaugment, "torchvision v2.AutoAugment (CIFAR-10 policy up to 32 px, else ImageNet)"),
+    "cropflip": (_cropflip, "RandomCrop(size, padding=size/8) + RandomHorizontalFlip (the standard CIFAR pair)"),
+    "destructive": (_destructive, "RandomInvert + ColorJitter(0.8, 0.8, 0.8, 0.3) + RandomSolarize(0.5): "
+                                  "never near the original (fails the PSA check)"),
+    "none": (lambda size: None, "the identity (ERM): no augmentation"),
+}
+
+
+def resolve_augmentation(spec: str, image_size: int = 32) -> Any:
+    """An `Augmentation` for a registered name or a ``module:attr`` path, named after `spec`."""
+    from pytest_psa.augment.adapters import as_augmentation
+
+    if ":" in spec:
+        obj = _import(spec)
+        label = spec.rsplit(":", 1)[1]
+    else:
+        key = spec.strip().lower()
+        if key not in KNOWN_AUGMENTATIONS:
+            close = difflib.get_close_matches(key, KNOWN_AUGMENTATIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PsaUsageError(f"unknown augmentation {spec!r}{hint}",
+                                fix=f"use one of {', '.join(KNOWN_AUGMENTATIONS)} or an import path module:attr")
+        obj = KNOWN_AUGMENTATIONS[key][0](int(image_size))
+        label = key
+    aug = as_augmentation(obj)
+    aug.name = label  # the tables and plots show what the user typed; the cache keys on the transform itself
+    return aug
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    fix = "give an importable module and an attribute, e.g. mypackage.augmentations:MyAugment"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PsaUsageError(f"cannot import {module_name!r} for augmentation {spec!r}: {exc}", fix=fix) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PsaUsageError(f"{module_name!r} has no attribute {attr!r}", fix=fix)
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise PsaUsageError(f"{spec} is a class that cannot be built without arguments ({exc})",
+                                fix="point at an instance or a factory-made object instead of the class") from None
+    return obj

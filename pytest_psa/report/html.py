@@ -1,0 +1,42 @@
+"""pytest-html extras: the figures and the summary table of a test's audits, on that test's row.
+
+Used only when pytest-html is installed (``config.pluginmanager.getplugin("html")``) and writes a
+report (``--html``); under xdist the workers attach and the controller's report shows it;
+the figures are embedded as base64 PNG so ``--self-contained-html`` holds them too. Nothing here
+is imported, and pytest-html is never needed, in a run without ``--html``.
+"""
+
+from __future__ import annotations
+
+import html as _html
+from collections.abc import Sequence
+from typing import Any
+
+
+def extras_for(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """pytest-html extras for one test: a table of its audits and one PNG per figure."""
+    try:
+        from pytest_html import extras
+    except ImportError:  # the html plugin object exists only with pytest-html installed
+        return []
+    from pytest_psa.report.terminal import summary_sections
+
+    text = []
+    for title, lines in summary_sections(records):
+        text += [title, *lines]
+    out = [extras.html(f'<pre class="psa-summary">{_html.escape(chr(10).join(text))}</pre>')]
+    from pytest_psa.report.plots import figures, png_base64
+
+    try:
+        made = figures(records)
+    except Exception as exc:  # a figure must never break the test report: say so in it instead
+        return [*out, extras.text(f"psa: figures could not be drawn: {type(exc).__name__}: {exc}", name="psa figures")]
+    for name, fig in made.items():
+        out.append(extras.png(png_base64(fig), name=f"psa {name}"))
+    return out
+
+
+def attach(report: Any, records: Sequence[Any]) -> None:
+    """Append the extras for `records` to a test report (pytest-html reads ``report.extras``)."""
+    if records:
+        report.extras = [*getattr(report, "extras", []), *extras_for(records)]

@@ -1,0 +1,240 @@
+"""Figures of a run (``--psa-plots DIR``, ``psa audit --plots DIR``, pytest-html extras).
+
+- ``ecdf_<distance>.png``: the eCDF F_N(γ) of every audited augmentation on one axis (the seed
+  paper's Figure 2), full range on the left, the proximal region with the audited γ values and
+  their 95 % intervals on the right;
+- ``flatness.png``: one panel per flatness metric, ERM and augmented means over seeds (range
+  whiskers, seed pairs joined), the relative improvement with its t-interval under each pair;
+- ``corruptions.png``: error per corruption (mean over severities) for ERM and each augmentation
+  with 95 % intervals, from robustness records.
+
+matplotlib is imported on first use and only through its object API (`Figure` + the Agg canvas),
+so no pyplot state or interactive backend is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_psa.report.terminal import flatness_comparisons, short_name
+
+PROXIMAL_GAMMA = 0.25  # right panel of the eCDF figure: where the PSA thresholds live
+
+
+def require_matplotlib() -> Any:
+    """The matplotlib module, or a clear error naming the extra to install."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    except ImportError as exc:
+        from pytest_psa.errors import PsaUsageError
+
+        raise PsaUsageError(f"plots need matplotlib, which is not installed ({exc})",
+                            fix="pip install pytest-psa[plots]  (or drop --psa-plots / --plots)") from None
+    return matplotlib
+
+
+def _figure(width: float, height: float) -> Any:
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _labels(records: Sequence[Any]) -> list[str]:
+    names = [str(r.summary.get("augmentation", "?")) for r in records]
+    short = [short_name(n) for n in names]
+    out = []
+    for n, s in zip(names, short):
+        out.append(s if short.count(s) == 1 or names.count(n) == len(names) else (n if len(n) <= 40 else n[:37] + "..."))
+    return out
+
+
+# -- eCDF -----------------------------------------------------------------------------------------
+def ecdf_figure(records: Sequence[Any]) -> Any:
+    """F_N(γ) of the density records (one distance) on one axis; needs ``summary["ecdf_curve"]``."""
+    fig = _figure(10.0, 4.2)
+    full, near = fig.subplots(1, 2)
+    distance = records[0].summary.get("distance", "?") if records else "?"
+    colors = _colors(len(records))
+    for rec, label, color in zip(records, _labels(records), colors):
+        s = rec.summary
+        curve = s.get("ecdf_curve") or {}
+        gammas, F = list(curve.get("gamma", [])), list(curve.get("F", []))
+        if gammas:
+            xs, ys = [0.0, *gammas], [0.0, *F]  # the eCDF is 0 below the smallest distance
+            for ax in (full, near):
+                ax.plot(xs, ys, drawstyle="steps-post", color=color, lw=1.6,
+                        label=f"{label} (N×K={s.get('n_images')}×{s.get('draws')})" if ax is full else None)
+        points = [e for e in s.get("ecdf", []) if e.get("gamma", math.inf) <= PROXIMAL_GAMMA]
+        if points:
+            g = [e["gamma"] for e in points]
+            est = [e["estimate"] for e in points]
+            err = [[max(0.0, e["estimate"] - (e["low"] if e["low"] is not None else e["estimate"])) for e in points],
+                   [max(0.0, (e["high"] if e["high"] is not None else e["estimate"]) - e["estimate"]) for e in points]]
+            near.errorbar(g, est, yerr=err, fmt="o", ms=3.5, color=color, capsize=3, lw=1)
+        for v in rec.verdicts:
+            near.plot([v["gamma"]], [v["min_density"]], marker="_", ms=14, mew=2, color="black")
+    full.set(xlabel=f"distance γ ({distance})", ylabel="F_N(γ) = share of draws with d(x, A(x)) ≤ γ",
+             title="eCDF of augmentation distances", ylim=(-0.02, 1.02), xlim=(0, None))
+    near.set(xlabel=f"distance γ ({distance})", title=f"proximal region γ ≤ {PROXIMAL_GAMMA:g}", xlim=(0, PROXIMAL_GAMMA))
+    near.plot([], [], "o", color="gray", ms=3.5, label="audited γ, 95% CI")
+    if any(rec.verdicts for rec in records):
+        near.plot([], [], "_", color="black", ms=14, mew=2, label="PSA threshold (γ, min density)")
+    near.legend(fontsize=8, loc="upper left")
+    near.set_ylim(bottom=-0.01)
+    for ax in (full, near):
+        ax.grid(alpha=0.3)
+    if records:
+        full.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+# -- flatness -------------------------------------------------------------------------------------
+def flatness_figure(records: Sequence[Any]) -> Any:
+    """ERM vs augmented flatness per metric (lower is flatter): bars are means over seeds, whiskers
+    the range over seeds, thin lines pair the two models of a seed; under each pair the relative
+    improvement 1 − aug/ERM with its (1 − 2α) t-interval over seeds (the compared statistic)."""
+    metrics: list[str] = []
+    for rec in records:
+        metrics += [m for m in flatness_comparisons(rec.summary) if m not in metrics]
+    fig = _figure(max(4.2, 1.2 + 2.2 * len(records)) * max(1, len(metrics)) ** 0.85, 4.0)
+    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
+    labels = _labels(records)
+    for ax, metric in zip(axes, metrics):
+        ticks, names = [], []
+        for i, (rec, label) in enumerate(zip(records, labels)):
+            c = flatness_comparisons(rec.summary).get(metric)
+            if c is None:
+                continue
+            pairs = [(e, a) for e, a in zip(c["erm"], c["augmented"]) if e is not None and a is not None]
+            for j, color in enumerate(("#9e9e9e", "#1f77b4")):
+                vals = [p[j] for p in pairs]
+                mean = sum(vals) / len(vals)
+                ax.bar(3 * i + j, mean, width=0.8, color=color, alpha=0.85,
+                       yerr=[[mean - min(vals)], [max(vals) - mean]], capsize=4)
+            for e, a in pairs:
+                ax.plot([3 * i, 3 * i + 1], [e, a], "o-", color="black", ms=3, lw=0.6)
+            ticks += [3 * i, 3 * i + 1]
+            names += ["ERM", f"{label}\n{_improvement_text(c)}"]
+        ax.set_xticks(ticks, names, fontsize=7.5)
+        ax.set_title(f"{metric} (lower = flatter)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_ylim(bottom=0)
+    fig.suptitle("flatness over ERM: mean over seeds (whiskers: range, lines: seed pairs); "
+                 "improvement 1 − aug/ERM with its t-interval", fontsize=9)
+    return fig
+
+
+def _improvement_text(c: Mapping[str, Any]) -> str:
+    imp, low, high, alpha = c.get("mean"), c.get("low"), c.get("high"), c.get("alpha")
+    if not isinstance(imp, (int, float)):
+        return ""
+    text = f"{100 * imp:+.1f}%"
+    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, alpha)):
+        text += f" [{100 * low:+.0f}, {100 * high:+.0f}] ({100 * (1 - 2 * alpha):.0f}%)"
+    return text
+
+
+# -- corruptions ----------------------------------------------------------------------------------
+def corruption_figure(records: Sequence[Any]) -> Any:
+    """Error per corruption (mean over severities) for ERM and each augmentation, with intervals."""
+    series: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    erm_done = False
+    for rec, label in zip(records, _labels(records)):
+        per = corruption_errors(rec.summary)
+        if per.get("erm") and not erm_done:
+            series.append(("ERM", per["erm"]))
+            erm_done = True
+        if per.get("model"):
+            series.append((label, per["model"]))
+    names: list[str] = []
+    for _, table in series:
+        names += [n for n in table if n not in names]
+    fig = _figure(max(6.0, 0.55 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(series))
+    colors = ["#9e9e9e" if label == "ERM" else c for (label, _), c in zip(series, _colors(len(series)))]
+    for k, ((label, table), color) in enumerate(zip(series, colors)):
+        xs, ys, lo, hi = [], [], [], []
+        for i, name in enumerate(names):
+            e = table.get(name)
+            if not e or e.get("estimate") is None:
+                continue
+            xs.append(i + (k - (len(series) - 1) / 2) * width)
+            ys.append(100 * e["estimate"])
+            lo.append(100 * max(0.0, e["estimate"] - (e.get("low") if e.get("low") is not None else e["estimate"])))
+            hi.append(100 * max(0.0, (e.get("high") if e.get("high") is not None else e["estimate"]) - e["estimate"]))
+        ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
+    ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=8)
+    ax.set(ylabel="error (%)", title="error per corruption, mean over severities (95% CI)")
+    ax.grid(axis="y", alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def corruption_errors(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{"model": {corruption: estimate dict}, "erm": {...}} from a robustness summary."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, target in (("corruption_errors", "model"), ("erm_corruption_errors", "erm")):
+        table = summary.get(key)
+        if isinstance(table, Mapping):
+            out[target] = {str(k): dict(v) for k, v in table.items() if isinstance(v, Mapping)}
+    return out
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def figures(records: Iterable[Any]) -> dict[str, Any]:
+    """{stable file name: Figure} for the records: one eCDF per distance, flatness, corruptions."""
+    recs = list(records)
+    out: dict[str, Any] = {}
+    density = [r for r in recs if r.kind == "density" and (r.summary.get("ecdf_curve") or {}).get("gamma")]
+    for distance in dict.fromkeys(str(r.summary.get("distance", "unknown")) for r in density):
+        out[f"ecdf_{_slug(distance)}.png"] = ecdf_figure(
+            [r for r in density if str(r.summary.get("distance", "unknown")) == distance])
+    flat = [r for r in recs if r.kind == "flatness" and flatness_comparisons(r.summary)]
+    if flat:
+        out["flatness.png"] = flatness_figure(flat)
+    robust = [r for r in recs if r.kind == "robustness" and corruption_errors(r.summary)]
+    if robust:
+        out["corruptions.png"] = corruption_figure(robust)
+    return out
+
+
+def write_plots(records: Iterable[Any], directory: str | Path) -> list[Path]:
+    """Write the run's figures as PNG files into `directory` (created); returns their paths."""
+    require_matplotlib()
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures(records).items():
+        path = folder / name
+        fig.savefig(path)
+        written.append(path)
+    return written
+
+
+def png_base64(fig: Any) -> str:
+    """A figure as base64 PNG (for pytest-html extras)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "unknown"
+
+
+def _colors(n: int) -> list[str]:
+    base = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    return [base[i % len(base)] for i in range(n)]
