@@ -298,15 +298,32 @@ def test_jpeg_matches_pil_bit_for_bit(images32, severity):
     assert np.array_equal(np.round(_ours(images32, "jpeg_compression", severity, compat="hendrycks") * 255), ref)
 
 
-def test_jpeg_pil_fallback_gives_the_same_bytes(images32):
-    # Used when torchvision drops its deprecated codecs; both must be PIL's output.
+@pytest.mark.parametrize("quality", [95, 80, 65, 58, 50, 40, 25, 18, 15, 10, 7, 1])
+def test_every_jpeg_path_gives_pil_pixels(images32, quality):
+    """The batched torch codec (CUDA, and CPU once torchvision drops its deprecated codecs), libjpeg
+    through torchvision and the per-image PIL fallback all reproduce PIL bit for bit."""
     from pytest_psa.measure.robustness.corruptions.digital import _jpeg_pil, _jpeg_torchvision
+    from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip
 
     levels = torch.from_numpy(images32).permute(0, 3, 1, 2).contiguous()
-    ref = torch.from_numpy(ref_jpeg(images32, 58)).permute(0, 3, 1, 2)
-    assert torch.equal(_jpeg_pil(levels, 58), ref)
-    tv = _jpeg_torchvision(levels, 58)
+    ref = torch.from_numpy(ref_jpeg(images32, quality)).permute(0, 3, 1, 2)
+    assert torch.equal(jpeg_round_trip(levels, quality).to(torch.uint8), ref)
+    assert torch.equal(_jpeg_pil(levels[:4], quality), ref[:4])
+    tv = _jpeg_torchvision(levels, quality)
     assert tv is None or torch.equal(tv, ref)
+
+
+def test_torch_jpeg_matches_pil_at_64_and_224_px():
+    from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip
+
+    for size in (48, 64, 224):
+        img = _hard_images(2, size, seed=size)
+        smooth = np.asarray(Image.fromarray(img[0]).resize((size // 7, size // 7)).resize((size, size), Image.BICUBIC))
+        img = np.concatenate([img, smooth[None]])
+        for quality in (80, 25, 7):
+            ref = torch.from_numpy(ref_jpeg(img, quality)).permute(0, 3, 1, 2)
+            ours = jpeg_round_trip(torch.from_numpy(img).permute(0, 3, 1, 2), quality).to(torch.uint8)
+            assert torch.equal(ours, ref), (size, quality)
 
 
 @pytest.mark.parametrize("size", [64, 224])

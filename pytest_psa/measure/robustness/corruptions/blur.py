@@ -103,16 +103,21 @@ def defocus_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 
 
 def defocus_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
-    """Correlate every channel with the anti-aliased disk, reflect-101 border. params = (radius, alias)."""
+    """Correlate every channel with the anti-aliased disk, reflect-101 border. params = (radius, alias).
+
+    A depthwise convolution in channels-last layout: oneDNN's depthwise kernel is ~6x faster than
+    convolving N*C single-channel images.
+    """
     radius, alias_blur = params
     kernel = defocus_kernel(radius, alias_blur).to(device=x.device, dtype=x.dtype)
     pad = kernel.shape[0] // 2
     n, c, h, w = x.shape
     rows = reflect101_index(h, pad).to(x.device)
     cols = reflect101_index(w, pad).to(x.device)
-    padded = x.index_select(2, rows).index_select(3, cols).reshape(n * c, 1, h + 2 * pad, w + 2 * pad)
-    out = F.conv2d(padded, kernel[None, None])
-    return out.reshape(n, c, h, w).clamp_(0.0, 1.0)
+    padded = x.index_select(2, rows).index_select(3, cols).contiguous(memory_format=torch.channels_last)
+    weight = kernel.expand(c, 1, *kernel.shape).contiguous()
+    out = F.conv2d(padded, weight, groups=c)
+    return out.contiguous().clamp_(0.0, 1.0)
 
 
 # -- zoom blur ---------------------------------------------------------------------------------------

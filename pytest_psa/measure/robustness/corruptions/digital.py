@@ -184,16 +184,27 @@ def _jpeg_pil(levels: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def jpeg_compression(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
-    """Encode at JPEG ``quality`` and decode with libjpeg, PIL's settings (4:2:0, baseline, islow DCT).
+    """Encode at JPEG ``quality`` and decode as libjpeg does with PIL's settings (4:2:0, baseline
+    tables, islow DCT, fancy upsampling): the same pixels as the reference's ``PIL.Image.save``.
 
-    The image is rounded to 8 bits first, as the reference's PIL image is. CUDA tensors make the
-    round trip on the CPU so the bytes stay libjpeg's (nvjpeg's differ). params = (quality,).
+    The image is rounded to 8 bits first, as the reference's PIL image is. On CUDA, and on CPU when
+    torchvision's (deprecated) codecs are gone, the batched torch re-implementation in ``jpeg.py``
+    runs; on CPU libjpeg itself through torchvision is faster per thread. Sizes that are not
+    multiples of 16 go through a library (libjpeg's edge padding). params = (quality,).
     """
+    from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip, supports
+
     (quality,) = params
-    levels = torch.round(x.detach().to("cpu", torch.float32) * 255.0).clamp_(0, 255).to(torch.uint8)
-    decoded = _jpeg_torchvision(levels.contiguous(), int(quality))
+    levels = torch.round(x.detach() * 255.0).clamp_(0, 255)
+    h, w = x.shape[-2:]
+    decoded = None
+    if x.device.type == "cpu" or not supports(h, w):
+        cpu_levels = levels.to("cpu", torch.uint8).contiguous()
+        decoded = _jpeg_torchvision(cpu_levels, int(quality))
+        if decoded is None and not supports(h, w):
+            decoded = _jpeg_pil(cpu_levels, int(quality))
     if decoded is None:
-        decoded = _jpeg_pil(levels, int(quality))
+        decoded = jpeg_round_trip(levels.to(torch.float64), int(quality))
     return decoded.to(device=x.device, dtype=x.dtype) / 255.0
 
 

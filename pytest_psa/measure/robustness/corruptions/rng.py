@@ -131,24 +131,30 @@ class CounterRNG:
     def _numel(shape: tuple[int, ...]) -> int:
         return int(math.prod(int(s) for s in shape))
 
-    def _uniform24(self, count: int, stream: int, *, open_low: bool) -> torch.Tensor:
-        """[N, count] float32 uniforms with 24-bit resolution, two per 64-bit word.
+    def _uniform24_halves(self, half: int, stream: int, *, open_low: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two contiguous [N, half] float32 tensors of 24-bit uniforms from ``half`` words per row.
 
-        Word ``k`` of a row gives element ``k`` (bits 40..63) and element ``half + k`` (bits 8..31).
+        Word ``k`` gives element ``k`` of the first (bits 40..63) and of the second (bits 8..31).
         ``open_low`` gives (0, 1] (for logarithms) instead of [0, 1).
         """
-        half = (count + 1) // 2
-        out = torch.empty((self.n, 2 * half), dtype=torch.float32, device=self.device)
+        first = torch.empty((self.n, half), dtype=torch.float32, device=self.device)
+        second = torch.empty((self.n, half), dtype=torch.float32, device=self.device)
         offset = 1.0 if open_low else 0.0
 
         def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
             hi = torch.bitwise_right_shift(z, 40).bitwise_and_(0xFFFFFF)
-            lo = torch.bitwise_right_shift(z, 8).bitwise_and_(0xFFFFFF)
-            out[rows, c0:c1] = hi.to(torch.float32).add_(offset).mul_(2.0**-24)
-            out[rows, half + c0 : half + c1] = lo.to(torch.float32).add_(offset).mul_(2.0**-24)
+            first[rows, c0:c1] = hi.to(torch.float32).add_(offset).mul_(2.0**-24)
+            lo = torch.bitwise_right_shift(z, 8, out=hi).bitwise_and_(0xFFFFFF)
+            second[rows, c0:c1] = lo.to(torch.float32).add_(offset).mul_(2.0**-24)
 
         self._fill(half, stream, write)
-        return out[:, :count]
+        return first, second
+
+    def _uniform24(self, count: int, stream: int, *, open_low: bool) -> torch.Tensor:
+        """[N, count] float32 uniforms, the first half of each row from the high bits of the words."""
+        half = (count + 1) // 2
+        first, second = self._uniform24_halves(half, stream, open_low=open_low)
+        return torch.cat([first, second], dim=1)[:, :count]
 
     # -- distributions --------------------------------------------------------------------------------
 
@@ -162,10 +168,12 @@ class CounterRNG:
         shape = tuple(int(s) for s in shape)
         count = self._numel(shape)
         pairs = (count + 1) // 2
-        u = self._uniform24(2 * pairs, stream, open_low=True)
-        radius = u[:, :pairs].log_().mul_(-2.0).sqrt_()
-        angle = u[:, pairs:].mul_(2.0 * math.pi)
-        out = torch.cat([radius * torch.cos(angle), radius.mul_(torch.sin(angle))], dim=1)
+        radius, angle = self._uniform24_halves(pairs, stream, open_low=True)
+        radius.log_().mul_(-2.0).sqrt_()
+        angle.mul_(2.0 * math.pi)
+        out = torch.empty((self.n, 2 * pairs), dtype=torch.float32, device=self.device)
+        torch.mul(radius, torch.cos(angle), out=out[:, :pairs])
+        torch.mul(radius, angle.sin_(), out=out[:, pairs:])
         return out[:, :count].reshape(self.n, *shape)
 
     def randint(self, low: int, high: int, shape: tuple[int, ...], stream: int = 0) -> torch.Tensor:
