@@ -20,6 +20,14 @@ import pytest
 
 from pytest_psa.errors import PsaError
 from pytest_psa.report.compare import RecordComparison, compare_entries, parse_fail_specs
+from pytest_psa.report.entries import (  # noqa: F401  (identity_of, record_device: public via this module too)
+    _device_kind,
+    identity_of,
+    make_entry,
+    record_device,
+    seeds_of,
+)
+from pytest_psa.report.gate_messages import count_words, missing_message, regression_message, rel, summary_lines
 from pytest_psa.report.storage import (
     DEFAULT_STORAGE,
     Storage,
@@ -27,7 +35,6 @@ from pytest_psa.report.storage import (
     autosave_name,
     commit_info,
     comparability_key,
-    json_safe,
     key_id,
     machine_info,
     run_document,
@@ -35,80 +42,6 @@ from pytest_psa.report.storage import (
 
 _START = pytest.StashKey[int]()
 DEFAULT_NAME = "baseline"  # the file new baselines go to when no --psa-save name is given
-
-# fields of a summary that say *what* was measured (beside data and settings): a baseline
-# that differs in any of them measured something else, and is not compared
-_IDENTITY_FIELDS = ("seed", "seeds", "n_images", "draws", "distance", "exclude_identity", "preset")
-_DATA_FIELDS = ("name", "split", "n", "fingerprint")
-
-
-def identity_of(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """What must agree between a baseline and the current audit of a test, beside the key.
-
-    A result may declare it as ``summary["identity"]``; otherwise: the seeds, sample sizes,
-    distance, preset, the data set's name, split, size and content fingerprint, and the
-    measurement settings (alpha excluded: it changes interval widths, not estimates). The
-    augmentation is *not* part of it: a changed augmentation is what the gate is for.
-    """
-    if isinstance(summary.get("identity"), Mapping):
-        return json_safe({"kind": kind, **summary["identity"]})
-    ident: dict[str, Any] = {"kind": kind}
-    for k in _IDENTITY_FIELDS:
-        if k in summary:
-            ident[k] = summary[k]
-    data = summary.get("data") or {}
-    for k in _DATA_FIELDS:
-        if isinstance(data, Mapping) and k in data:
-            ident[f"data.{k}"] = data[k]
-    for k, v in (summary.get("settings") or {}).items():
-        if k != "alpha":
-            ident[f"settings.{k}"] = v
-    return json_safe(ident)
-
-
-def seeds_of(summary: Mapping[str, Any]) -> list[int]:
-    seeds = summary.get("seeds", summary.get("seed"))
-    return [] if seeds is None else [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
-
-
-def _device_kind(name: Any) -> str | None:
-    if not isinstance(name, str) or not name:
-        return None
-    return "cuda" if name.startswith("cuda") else name.split(":")[0]
-
-
-def record_device(summary: Mapping[str, Any]) -> str | None:
-    """The device the audit's numbers came from, as a kind ("cpu", "cuda"), when the summary says."""
-    env = summary.get("environment") or {}
-    training = summary.get("training") or {}
-    candidates = [env.get("device") if isinstance(env, Mapping) else None, summary.get("device"),
-                  (summary.get("settings") or {}).get("device")]
-    if isinstance(training, Mapping):
-        candidates += [r.get("device") for rs in training.values() if isinstance(rs, list) for r in rs
-                       if isinstance(r, Mapping)]
-    return next((k for k in map(_device_kind, candidates) if k), None)
-
-
-def make_entry(record: Any, index: int, compare_fail: list[str]) -> dict[str, Any]:
-    """The stored form of one AuditRecord (docs/baselines.md, "results")."""
-    s = record.summary
-    info = record.baseline or {}
-    return json_safe({
-        "nodeid": record.nodeid, "index": index, "kind": record.kind, "augmentation": s.get("augmentation"),
-        "identity": identity_of(record.kind, s), "seeds": seeds_of(s), "metrics": s.get("metrics") or {},
-        "verdicts": record.verdicts, "compare_fail": list(compare_fail), "gate": info.get("status"),
-        "summary": s,
-    })
-
-
-def _rel(path: Path | str | None) -> str:
-    if path is None:
-        return "?"
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
 
 
 class BaselineGate:
@@ -203,17 +136,18 @@ class BaselineGate:
             entry = make_entry(record, index, own)
             run, stored = self._lookup(record.nodeid, index, kid)
             rc = compare_entries(stored, entry, self.specs, baseline_key=None if run is None else run.key,
-                                 current_key=key, baseline_file=None if run is None else _rel(run.path),
+                                 current_key=key, baseline_file=None if run is None else rel(run.path),
                                  baseline_run=None if run is None else run.summary())
             status = "updated" if self.update else rc.status
             write_to = self.target(kid) if status in ("updated", "missing") else None
             record.baseline = {**rc.to_dict(), **info, "status": status,
-                               "written_to": None if write_to is None else _rel(write_to)}
+                               "written_to": None if write_to is None else rel(write_to)}
             self._properties(item, report, record.baseline, rc)
             if status == "regressed":
-                problems.append(self._regression_message(item, record, rc, key))
+                problems.append(regression_message(rc, record.summary, key, self.specs,
+                                                   lambda extra, n=record.nodeid: self._repro(n, extra)))
             elif status == "missing":
-                problems.append(self._missing_message(record, rc, kid, write_to))
+                problems.append(missing_message(rc, record.summary, rel(self.storage.folder(kid)), write_to))
         if problems:
             self._fail(report, "\n\n".join(problems))
 
@@ -276,51 +210,8 @@ class BaselineGate:
                                      *([f"--psa-data={self.settings.data}"] if self.settings.data != "synthetic"
                                        else [])])
         storage = [] if self.storage.root == self.config.rootpath / DEFAULT_STORAGE else \
-            [f"--psa-storage={_rel(self.storage.root)}"]
+            [f"--psa-storage={rel(self.storage.root)}"]
         return base + " " + shlex.join([*storage, *extra])
-
-    def _regression_message(self, item: pytest.Item, record: Any, rc: RecordComparison,
-                            key: Mapping[str, Any]) -> str:
-        regs = rc.regressions
-        conf = record.summary.get("metrics", {}).get(regs[0].name, {}).get("confidence")
-        level = f" ({100 * conf:.4g}% intervals)" if isinstance(conf, (int, float)) else ""
-        lines = [f"psa baseline regression: {rc.nodeid} ({rc.kind} audit"
-                 f"{f' {rc.index + 1}' if rc.index else ''}: {rc.augmentation[1]})"]
-        for d in regs:
-            lines += [f"  {d.describe()}{level}", f"    {d.explain()}"]
-        others = [d for d in rc.deltas if not d.regressed and d.specs]
-        if others:
-            lines.append("  within their allowance: " + ", ".join(
-                f"{d.name} {d.current['estimate']:.4g} (baseline {d.baseline['estimate']:.4g})" for d in others
-                if d.current.get("estimate") is not None and d.baseline.get("estimate") is not None))
-        if rc.augmentation[0] != rc.augmentation[1]:
-            lines.append(f"  augmentation: {rc.augmentation[0]} -> {rc.augmentation[1]}")
-        run = rc.baseline_run
-        commit = run.get("commit")
-        commit_text = (f"commit {commit[:10]}" + (f" on {run['branch']}" if run.get("branch") else "")
-                       + (" (dirty)" if run.get("dirty") else "")) if commit else "no commit recorded"
-        lines.append(f"  baseline: {rc.baseline_file} (run {run.get('id')}, {commit_text}, {run.get('created')})")
-        lines.append(f"  measured with: seed={','.join(map(str, seeds_of(record.summary)))}, device={key['device']}, "
-                     f"torch {key['torch']}, deterministic={key['deterministic']}")
-        lines.append("  rule: a metric regressed when its whole current interval is worse than the baseline "
-                     "estimate by more than the allowance (docs/baselines.md)")
-        specs = sorted({str(d.violated) for d in regs})
-        compare = [f"--psa-compare={run.get('id')}", *(f"--psa-compare-fail={s}" for s in specs
-                                                         if s in {str(x) for x in self.specs})]
-        lines.append(f"  reproduce: {self._repro(rc.nodeid, compare)}")
-        lines.append(f"  accept the new values: {self._repro(rc.nodeid, [compare[0], '--psa-baseline-update'])}")
-        return "\n".join(lines)
-
-    def _missing_message(self, record: Any, rc: RecordComparison, kid: str, write_to: Path | None) -> str:
-        where = _rel(self.storage.folder(kid))
-        values = ", ".join(f"{name} = {m.get('estimate'):.4g}" for name, m in (record.summary.get("metrics") or {}).items()
-                           if isinstance(m, Mapping) and isinstance(m.get("estimate"), (int, float)))
-        return "\n".join([
-            f"psa: no baseline for {rc.nodeid} ({rc.kind} audit{f' {rc.index + 1}' if rc.index else ''}) in {where}",
-            f"  baseline written to {_rel(write_to)} (when this session ends): rerun to compare against it, "
-            f"or pass --psa-baseline-update to record baselines without failing",
-            f"  recorded: {values or '(no metrics)'}",
-        ])
 
     # -- end of session ----------------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -354,7 +245,7 @@ class BaselineGate:
             pending = [e for e, r in items if r.baseline["status"] in ("missing", "updated")]
             if not (self.comparing and pending):
                 continue
-            what = _count_words(r.baseline["status"] for _, r in items if r.baseline["status"] in ("missing", "updated"))
+            what = count_words(r.baseline["status"] for _, r in items if r.baseline["status"] in ("missing", "updated"))
             target = self.target(kid)
             if target.exists() and any(r.path == target for r in self.explicit or []):
                 self.storage.merge(target, pending)
@@ -368,36 +259,15 @@ class BaselineGate:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput"):
             return
-        infos = [(r, r.baseline) for r in self._records() if r.baseline and "status" in r.baseline]
+        infos = [(r.nodeid, r.baseline) for r in self._records() if r.baseline and "status" in r.baseline]
         if not infos and not self.written:
             return
-        tr = terminalreporter
-        tr.write_sep("-", "psa: baselines")
-        if self.comparing:
-            counts = _count_words(i["status"] for _, i in infos)
-            tr.write_line(f"compared with {_rel(self.storage.root)}"
-                          f"{f' run {self.settings.compare}' if self.explicit else ' (newest baseline per test)'}: "
-                          f"{counts or 'no psa audits'}")
-        for record, info in infos:
-            label = record.nodeid + (f" [audit {info['index'] + 1}]" if info.get("index") else "")
-            status = info["status"]
-            if status == "regressed":
-                regs = [m for m in info.get("metrics", {}).values() if m.get("regressed")]
-                tr.write_line(f"  REGRESSED {label}: " + "; ".join(
-                    f"{m['name']} {_fmt(m['current']['estimate'])} vs baseline {_fmt(m['baseline']['estimate'])} "
-                    f"(allowed {_fmt(m['threshold'])})" for m in regs), red=True)
-            elif status == "skipped":
-                tr.write_line(f"  SKIPPED comparison {label}: {info['reason']} (rerun with --psa-baseline-update "
-                              f"to record a baseline that matches)", yellow=True)
-            elif status == "missing":
-                tr.write_line(f"  NO BASELINE {label}: written to {info.get('written_to')}", red=True)
-        names = {n for _, i in infos for n in (i.get("metrics") or {})}
-        for spec in self.specs:
-            if names and not any(spec.matches(n) for n in names):
-                tr.write_line(f"  warning: --psa-compare-fail={spec} matched no metric (measured: "
-                              f"{', '.join(sorted(names)[:12])})", yellow=True)
-        for path, what in self.written:
-            tr.write_line(f"psa: wrote {_rel(path)} ({what})", bold=True)
+        where = rel(self.storage.root) + (f" run {self.settings.compare}" if self.explicit
+                                          else " (newest baseline per test)")
+        terminalreporter.write_sep("-", "psa: baselines")
+        for line, markup in summary_lines(infos, compared_with=where if self.comparing else None,
+                                          specs=self.specs, written=self.written):
+            terminalreporter.write_line(line, **markup)
 
 
 def storage_root(config: pytest.Config, settings: Any, cli: Mapping[str, Any]) -> Path:
@@ -420,16 +290,3 @@ def _device_name(key: Mapping[str, Any]) -> str | None:
         return str(torch.cuda.get_device_name())
     except Exception:  # no CUDA in this (controller) process: the kind is in the key anyway
         return None
-
-
-def _count_words(statuses: Any) -> str:
-    counts: dict[str, int] = {}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    words = {"missing": "new baseline", "updated": "updated", "pass": "passed", "regressed": "regressed",
-             "skipped": "skipped", "not compared": "saved only"}
-    return ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items())
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, (int, float)) else "n/a"

@@ -1,0 +1,73 @@
+"""The stored form of an audit record (one entry of a run file's "results") and the parts of a
+summary that say what was measured, on what device (docs/baselines.md, "The JSON format")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_psa.report.storage import json_safe
+
+# fields of a summary that say *what* was measured (beside data and settings): a baseline
+# that differs in any of them measured something else, and is not compared
+_IDENTITY_FIELDS = ("seed", "seeds", "n_images", "draws", "distance", "exclude_identity", "preset")
+_DATA_FIELDS = ("name", "split", "n", "fingerprint")
+
+
+def identity_of(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What must agree between a baseline and the current audit of a test, beside the key.
+
+    A result may declare it as ``summary["identity"]``; otherwise: the seeds, sample sizes,
+    distance, preset, the data set's name, split, size and content fingerprint, and the
+    measurement settings (alpha excluded: it changes interval widths, not estimates). The
+    augmentation is *not* part of it: a changed augmentation is what the gate is for.
+    """
+    if isinstance(summary.get("identity"), Mapping):
+        return json_safe({"kind": kind, **summary["identity"]})
+    ident: dict[str, Any] = {"kind": kind}
+    for k in _IDENTITY_FIELDS:
+        if k in summary:
+            ident[k] = summary[k]
+    data = summary.get("data") or {}
+    for k in _DATA_FIELDS:
+        if isinstance(data, Mapping) and k in data:
+            ident[f"data.{k}"] = data[k]
+    for k, v in (summary.get("settings") or {}).items():
+        if k != "alpha":
+            ident[f"settings.{k}"] = v
+    return json_safe(ident)
+
+
+def seeds_of(summary: Mapping[str, Any]) -> list[int]:
+    seeds = summary.get("seeds", summary.get("seed"))
+    return [] if seeds is None else [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+
+
+def _device_kind(name: Any) -> str | None:
+    if not isinstance(name, str) or not name:
+        return None
+    return "cuda" if name.startswith("cuda") else name.split(":")[0]
+
+
+def record_device(summary: Mapping[str, Any]) -> str | None:
+    """The device the audit's numbers came from, as a kind ("cpu", "cuda"), when the summary says."""
+    env = summary.get("environment") or {}
+    training = summary.get("training") or {}
+    candidates = [env.get("device") if isinstance(env, Mapping) else None, summary.get("device"),
+                  (summary.get("settings") or {}).get("device")]
+    if isinstance(training, Mapping):
+        candidates += [r.get("device") for rs in training.values() if isinstance(rs, list) for r in rs
+                       if isinstance(r, Mapping)]
+    return next((k for k in map(_device_kind, candidates) if k), None)
+
+
+def make_entry(record: Any, index: int, compare_fail: list[str]) -> dict[str, Any]:
+    """The stored form of one AuditRecord (docs/baselines.md, "results")."""
+    s = record.summary
+    info = record.baseline or {}
+    return json_safe({
+        "nodeid": record.nodeid, "index": index, "kind": record.kind, "augmentation": s.get("augmentation"),
+        "identity": identity_of(record.kind, s), "seeds": seeds_of(s), "metrics": s.get("metrics") or {},
+        "verdicts": record.verdicts, "compare_fail": list(compare_fail), "gate": info.get("status"),
+        "summary": s,
+    })
