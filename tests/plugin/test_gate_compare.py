@@ -240,3 +240,15 @@ def test_commit_info_inside_and_outside_git(tmp_path: Path, monkeypatch: pytest.
     assert dirty["dirty"] is True and autosave_name(dirty) == inside["id"][:8] + "-dirty"
     monkeypatch.setenv("GITHUB_SHA", "f" * 40)
     assert commit_info(tmp_path.parent / "nowhere")["id"] == "f" * 40
+
+
+# -- options -----------------------------------------------------------------------------------
+def test_compare_fail_from_ini_and_repeated_flags() -> None:
+    from pytest_psa._settings import resolve
+
+    assert resolve({}, {"compare_fail": "F:0.02\n  mce:2%"}).compare_fail == ("F:0.02", "mce:2%")
+    cli = resolve({"compare_fail": [("F(0.05):0.1",), ("adv_error:1%",)]}, {"compare_fail": "mce:2%"})
+    assert cli.compare_fail == ("F(0.05):0.1", "adv_error:1%")  # the command line replaces the ini value
+    with pytest.raises(PsaUsageError, match="ini psa_compare_fail: compare-fail spec 'mce' is not"):
+        resolve({}, {"compare_fail": "mce"})
+    assert resolve({"compare": "latest"}, {}).compare == "latest" and resolve({}, {}).compare is None
