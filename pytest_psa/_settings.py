@@ -60,6 +60,16 @@ def _preset(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def _bool(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
@@ -135,6 +145,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_clear", _bool, False, "delete the trained-model cache before the run", flag=True),
     Option("no_replay", _bool, False, "do not re-measure a failed psa check with the same seed (a failure "
            "that does not reproduce on replay is reported as flaky)", flag=True),
+    Option("require_gpu", _bool, False, "fail, instead of skip, a psa test that needs a GPU when none is "
+           "available (marker device='cuda', --psa-device=cuda, the psa_gpu fixture)", flag=True),
+    Option("time_budget", _seconds, None, "session time budget in seconds: a psa measurement still running "
+           "this long after the session started fails with TimeBudgetExceeded"),
     # baselines (docs/baselines.md)
     Option("storage", str, None, "folder of stored runs and baselines (default: <rootdir>/.psa)"),
     Option("save", _run_name, None, "save this run's results as <storage>/<key>/NNNN_NAME.json"),
@@ -169,6 +183,8 @@ class Settings:
     allow_download: bool
     cache_clear: bool = False
     no_replay: bool = False
+    require_gpu: bool = False
+    time_budget: float | None = None
     storage: str | None = None
     save: str | None = None
     autosave: bool = False
@@ -218,7 +234,7 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
 MARKER_DOC = (
     "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
     "exclude_identity=False, strict=False, data=None, split='test', metric=None, metrics=None, "
-    "min_rel_improvement=0.0, seeds=3, preset=None, compare_fail=None): defaults for the psa fixture's checks in this test "
+    "min_rel_improvement=0.0, seeds=3, preset=None, device=None, budget_s=None, compare_fail=None): defaults for the psa fixture's checks in this test "
     "(see pytest-psa docs/options.md)"
 )
 
@@ -271,6 +287,10 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "seeds": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
     or (isinstance(v, (list, tuple)) and v and all(isinstance(s, int) for s in v)) else "must be an int >= 1 or a list of ints",
     "preset": lambda v: None if v in ("smoke", "fast", "paper") else "must be 'smoke', 'fast' or 'paper'",
+    # scale-out: the test's device (device="cuda" marks a GPU test) and its time budget
+    "device": lambda v: None if isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (
+        v.startswith("cuda:") and v[5:].isdigit())) else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    "budget_s": lambda v: None if _is_number(v) and 0 < v < float("inf") else "must be a number of seconds > 0",
     # baselines: this test's own --psa-compare-fail specs (they replace the global ones for the metrics they match)
     "compare_fail": lambda v: _check_compare_fail(v),
 }

@@ -40,6 +40,15 @@ class Psa:
         self._model = model
 
     @property
+    def device(self) -> str | None:
+        """The device this test's measurements use: "cpu", "cuda:K" (under pytest-xdist, this worker's
+        GPU), or None when the preset decides (``auto`` without CUDA). Marker ``device=`` wins over
+        ``--psa-device``."""
+        from pytest_psa._devices import measurement_device
+
+        return measurement_device(str(self.marker.get("device", self.settings.device)))
+
+    @property
     def seed(self) -> int:
         """The seed this test's measurements use (marker seed, else --psa-seed)."""
         return int(self.marker.get("seed", self.settings.seed))
@@ -99,7 +108,7 @@ class Psa:
         result = flatness(
             augmentation, seeds=seed_list, metrics=metrics, preset=_first(preset, m.get("preset"), s.preset),
             data=_first(data, m.get("data"), self._data, s.data), data_root=s.data_root, cache_dir=s.cache_dir,
-            device=None if s.device == "auto" else s.device,
+            device=self.device,
             **({"model": self._model} if self._model is not None and "model" not in kwargs else {}), **kwargs,
         )
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from pytest_psa import hookspec
+from pytest_psa import _devices, _xdist, hookspec
+from pytest_psa._budget import BudgetHooks
 from pytest_psa._settings import MARKER_DOC, OPTIONS, Settings, marker_problems, resolve
 from pytest_psa.errors import PSAViolation
 from pytest_psa.fixture import AuditRecord, Psa
@@ -30,6 +32,7 @@ class PsaSession:
     settings: Settings
     records: list[AuditRecord] = field(default_factory=list)
     extensions_loaded: bool = False
+    started: float = field(default_factory=time.perf_counter)  # session start (the controller's on xdist workers)
 
 
 SESSION_KEY = pytest.StashKey[PsaSession]()
@@ -64,7 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve(cli, ini)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[SESSION_KEY] = PsaSession(settings)
+    settings = _xdist.settings_from_controller(config, settings)  # workers use the controller's seed and all
+    session = config.stash[SESSION_KEY] = PsaSession(settings, started=_xdist.session_start(config))
+    config.pluginmanager.register(BudgetHooks(settings.time_budget, session.started), "psa-budget")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_xdist.XdistHooks(config, session.records), "psa-xdist")
     if settings.save or settings.autosave or settings.compare or settings.baseline_update or cli["compare_fail"]:
         from pytest_psa.report.baseline import BaselineGate  # stored runs and the compare gate
 
@@ -79,7 +86,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return config.stash[SESSION_KEY].settings.header()
+    settings = config.stash[SESSION_KEY].settings
+    return f"{settings.header()}, {_devices.header_note(settings.device)}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -104,6 +112,15 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
         replay(item, first, session.records)
         raise  # not reached: replay always raises
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    device = _devices.marker_device(item)
+    if _devices.needs_gpu(device):  # a GPU test: skip it without a GPU, or fail it under --psa-require-gpu
+        index = int(device[5:]) if device and device.startswith("cuda:") else None
+        _devices.require_gpu(f"{item.nodeid} (marker device={device!r})", index=index,
+                             require_gpu=item.config.stash[SESSION_KEY].settings.require_gpu)
 
 
 def _load_extensions(config: pytest.Config, session: PsaSession) -> None:
@@ -144,6 +161,10 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
     marker: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers("psa"))):  # closest marker wins
         marker.update(mark.kwargs)
+    if "device" not in marker and _devices.needs_gpu(session.settings.device):
+        device = session.settings.device
+        _devices.require_gpu(f"--psa-device={device}", require_gpu=session.settings.require_gpu,
+                             index=int(device[5:]) if device.startswith("cuda:") else None)
 
     def repro(seed: int) -> str:
         custom = config.hook.pytest_psa_repro_command(nodeid=request.node.nodeid, seed=seed, config=config)
@@ -153,6 +174,20 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
         return shlex.join(["pytest", request.node.nodeid, f"--psa-seed={session.settings.seed}", *extra])
 
     yield Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
+
+
+@pytest.fixture
+def psa_gpu(request: pytest.FixtureRequest) -> Any:
+    """This test's CUDA device as a ``torch.device`` (this xdist worker's GPU); without a GPU the test
+    is skipped, or fails under ``--psa-require-gpu``."""
+    settings = request.config.stash[SESSION_KEY].settings
+    marker = _devices.marker_device(request.node)
+    wanted = next((d for d in (marker, settings.device) if d is not None and _devices.needs_gpu(d)), "cuda")
+    _devices.require_gpu(f"{request.node.nodeid} (psa_gpu fixture)", require_gpu=settings.require_gpu,
+                         index=int(wanted[5:]) if wanted.startswith("cuda:") else None)
+    import torch
+
+    return torch.device(_devices.measurement_device(wanted))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

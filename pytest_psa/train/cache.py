@@ -14,7 +14,10 @@ a new entry is trained; nothing is ever invalidated in place.
 Writes go to a temporary file in the same folder, then `os.replace` (atomic): weights
 first, the JSON last, so a JSON file on disk always describes complete weights. One
 `filelock.FileLock` per key makes concurrent workers train an entry once: the others wait
-and then load it. Loading checks the weights' SHA-256 against the JSON; a damaged or
+and then load it (while waiting they honour a psa time budget, see `pytest_psa._budget`).
+Every training the cache runs appends one line to ``<root>/models/trainings.jsonl`` (key,
+model, augmentation, seed, seconds, pid, xdist worker), so "trained once" can be counted:
+`ModelCache.trainings()`. Loading checks the weights' SHA-256 against the JSON; a damaged or
 unreadable entry is reported with a `PsaWarning` and rebuilt, never used.
 """
 
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from torch import nn
 
 from pytest_psa.augment.adapters import as_augmentation
@@ -46,6 +49,7 @@ from pytest_psa.train.record import TrainedModel, TrainingRecord, versions
 
 FORMAT = 1
 _MODELS_DIR = "models"
+TRAININGS_LOG = "trainings.jsonl"
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ class ModelCache:
         hit = self._load(key, ctx, warn=False)  # lock-free fast path: files on disk are complete or absent
         if hit is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.dir / f"{key}.lock")):
+            lock = FileLock(str(self.dir / f"{key}.lock"))
+            _acquire(lock, key)
+            try:
                 hit = self._load(key, ctx, warn=True)  # another worker may have stored it meanwhile
                 if hit is None:
                     trained = _trainer.train(
@@ -111,7 +117,10 @@ class ModelCache:
                     )
                     record = dataclasses.replace(trained.record, cache="miss", cache_key=key)
                     self._store(key, material, trained.model, record)
+                    self._log_training(key, record)
                     return TrainedModel(trained.model, record)
+            finally:
+                lock.release()
         return self._with_test_accuracy(hit, test_data, ctx)
 
     def key(self, model: _models.ModelSpec | None = None, data: ImageData | None = None, augmentation: Any = None,
@@ -125,6 +134,14 @@ class ModelCache:
         return self._key(model, data, augmentation, preset, seed, device, optimizer, cache_key, overrides)[0]
 
     # -- housekeeping ------------------------------------------------------------------------
+    def trainings(self) -> list[dict[str, Any]]:
+        """Every training this cache ran since it was last cleared, oldest first (its append-only log)."""
+        try:
+            lines = (self.dir / TRAININGS_LOG).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
     def entries(self) -> list[CacheEntry]:
         """The complete entries (those with a readable JSON record), oldest first; nothing is verified."""
         out = []
@@ -147,7 +164,7 @@ class ModelCache:
             return 0
         n = len(list(self.dir.glob("*.json")))
         for f in self.dir.iterdir():
-            if f.is_file() and (f.suffix in (".json", ".safetensors", ".lock", ".tmp")):
+            if f.is_file() and (f.suffix in (".json", ".safetensors", ".lock", ".tmp") or f.name == TRAININGS_LOG):
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()
         return n
@@ -233,6 +250,18 @@ class ModelCache:
             raise CacheError(f"cannot write the model cache entry {key[:16]}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
 
+    def _log_training(self, key: str, record: TrainingRecord) -> None:
+        line = json.dumps({"key": key, "model": record.model, "augmentation": record.augmentation,
+                           "seed": record.seed, "preset": record.preset, "device": record.device,
+                           "wall_s": round(record.wall_s, 3), "created": record.created, "pid": os.getpid(),
+                           "worker": os.environ.get("PYTEST_XDIST_WORKER")}, sort_keys=True)
+        # one O_APPEND write per line: lines from concurrent workers never interleave
+        fd = os.open(self.dir / TRAININGS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
     def _with_test_accuracy(self, hit: TrainedModel, test_data: ImageData | None, ctx: dict[str, Any]) -> TrainedModel:
         """On a hit, evaluate `test_data` when the stored record was measured on another test set."""
         rec = hit.record
@@ -284,6 +313,18 @@ def _structure(spec: _models.ModelSpec, num_classes: int, in_channels: int, imag
     for name, t in net.state_dict().items():
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
     return h.hexdigest()
+
+
+def _acquire(lock: FileLock, key: str) -> None:
+    """Take the entry's lock; while another process trains it, keep honouring a psa time budget."""
+    from pytest_psa._budget import check_budget
+
+    while True:
+        try:
+            lock.acquire(timeout=1.0)
+            return
+        except Timeout:
+            check_budget(f"waiting for another process to finish training model cache entry {key[:16]}")
 
 
 def _atomic_write(path: Path, blob: bytes) -> None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytest_psa._budget import check_budget
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
@@ -208,6 +209,7 @@ class _Budget:
         self.budget, self.start, self.label, self.plan = budget_s, start, label, plan
 
     def check(self, epoch: int, steps_done: int, stage: str = "training") -> None:
+        check_budget(lambda: f"{stage} of {self.label} (step {steps_done}/{self.plan.total_steps})")  # a psa budget
         if self.budget is None:
             return
         elapsed = time.perf_counter() - self.start

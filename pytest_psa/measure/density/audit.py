@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_psa._budget import check_budget
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.sources import load_data
@@ -89,6 +90,7 @@ def density(
             t0 = time.perf_counter()
             y = aug.apply(x, seeds[start:stop, j])
             augment_s += time.perf_counter() - t0
+            check_budget(lambda: f"the density audit of {aug.name}: draw {j + 1}/{k} of images {start}-{stop - 1}")
             bar.update(stop - start)
             with single_thread():
                 out = dist.measure(reference, y)

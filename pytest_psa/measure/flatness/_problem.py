@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from pytest_psa._budget import check_budget
 from pytest_psa.errors import PsaUsageError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -181,6 +182,7 @@ class Problem:
     @torch.no_grad()
     def evaluate(self, flat: torch.Tensor | None) -> tuple[float, float | None]:
         """Mean loss over all chunks (float64 sum of chunk means weighted by size) and accuracy."""
+        check_budget("a loss evaluation of a flatness measurement")  # a psa time budget, between passes
         params = None if flat is None else self.unflat(flat)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -201,6 +203,7 @@ class Problem:
 
     def loss_and_grad(self, flat: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean loss and its gradient with respect to the flat weights."""
+        check_budget("a gradient evaluation of a flatness measurement")
         leaves = [t.detach().requires_grad_(True) for t in self.split(flat)]
         params = {n: t.to(b.dtype) for n, t, b in zip(self.names, leaves, self.base)}
         total = 0.0

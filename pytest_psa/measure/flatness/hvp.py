@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from pytest_psa._budget import check_budget
 from pytest_psa.measure.flatness._problem import Problem
 
 DEFAULT_CACHE_BYTES = 2 << 30
@@ -102,6 +103,7 @@ class HessianOperator:
 
     def matmat(self, vs: list[torch.Tensor], *, scale: torch.Tensor | None = None) -> list[torch.Tensor]:
         """H v (or diag(s) H diag(s) v) for each flat vector in `vs`, in one pass over the chunks."""
+        check_budget("a Hessian-vector product of a flatness measurement")
         p = self.problem
         s = scale
         ins = [p.split(v * s if s is not None else v) for v in vs]
