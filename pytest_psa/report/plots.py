@@ -5,8 +5,8 @@
   their 95 % intervals on the right;
 - ``flatness.png``: one panel per flatness metric, ERM and augmented means over seeds (range
   whiskers, seed pairs joined), the relative improvement with its t-interval under each pair;
-- ``corruptions.png``: error per corruption (mean over severities) for ERM and each augmentation
-  with 95 % intervals, from robustness records.
+- ``corruptions.png``: clean error, error per corruption (mean over severities) and mCE for ERM
+  and each augmentation with 95 % intervals, from robustness records.
 
 matplotlib is imported on first use and only through its object API (`Figure` + the Agg canvas),
 so no pyplot state or interactive backend is touched.
@@ -160,7 +160,7 @@ def corruption_figure(records: Sequence[Any]) -> Any:
     names: list[str] = []
     for _, table in series:
         names += [n for n in table if n not in names]
-    fig = _figure(max(6.0, 0.55 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
+    fig = _figure(max(7.0, 0.55 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
     ax = fig.subplots()
     width = 0.8 / max(1, len(series))
     colors = ["#9e9e9e" if label == "ERM" else c for (label, _), c in zip(series, _colors(len(series)))]
@@ -176,7 +176,7 @@ def corruption_figure(records: Sequence[Any]) -> Any:
             hi.append(100 * max(0.0, (e.get("high") if e.get("high") is not None else e["estimate"]) - e["estimate"]))
         ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=8)
-    ax.set(ylabel="error (%)", title="error per corruption, mean over severities (95% CI)")
+    ax.set(ylabel="error (%)", title="error: clean, per corruption (mean over severities), mCE; 95% CI")
     ax.grid(axis="y", alpha=0.3)
     if series:
         ax.legend(fontsize=8)
@@ -184,12 +184,28 @@ def corruption_figure(records: Sequence[Any]) -> Any:
 
 
 def corruption_errors(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{"model": {corruption: estimate dict}, "erm": {...}} from a robustness summary."""
+    """{"model": {name: estimate dict}, "erm": {...}} from a robustness summary: "clean", each
+    corruption's CE (mean over severities) and "mCE"; the baseline's from ``erm_corruption_errors``,
+    else (older files) the mean of its per-severity errors, without an interval."""
+    table = summary.get("corruption_errors")
+    if not isinstance(table, Mapping) or not table:
+        return {}
+    metrics = summary.get("metrics") or {}
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, target in (("corruption_errors", "model"), ("erm_corruption_errors", "erm")):
-        table = summary.get(key)
-        if isinstance(table, Mapping):
-            out[target] = {str(k): dict(v) for k, v in table.items() if isinstance(v, Mapping)}
+    erm = summary.get("erm_corruption_errors")
+    if not isinstance(erm, Mapping) and isinstance(summary.get("baseline_errors"), Mapping):
+        erm = {c: {"estimate": sum(e["estimate"] for e in sev.values()) / len(sev), "low": None, "high": None}
+               for c, sev in summary["baseline_errors"].items() if sev}
+    for target, per, prefix in (("model", table, ""), ("erm", erm, "baseline_")):
+        if not isinstance(per, Mapping) or not per:
+            continue
+        rows: dict[str, dict[str, Any]] = {}
+        if isinstance(metrics.get(f"{prefix}clean_error"), Mapping):
+            rows["clean"] = dict(metrics[f"{prefix}clean_error"])
+        rows.update({str(k): dict(v) for k, v in per.items() if isinstance(v, Mapping)})
+        if isinstance(metrics.get(f"{prefix}mce"), Mapping):
+            rows["mCE"] = dict(metrics[f"{prefix}mce"])
+        out[target] = rows
     return out
 
 

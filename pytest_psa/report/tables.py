@@ -131,7 +131,8 @@ def robustness_table(records: Sequence[Any], labels: Mapping[str, str] | None = 
             cells.append(cell)
         rows.append((n, ref_cell, *cells))
     images = ", ".join(dict.fromkeys(str(r.summary.get("n_images")) for r in recs))
-    return [f"Table 3. Robustness, error in % ({images} images; Δ vs {base_name} in points, * = paired 95% "
+    shown = base_name.upper() if base_name == "erm" else base_name
+    return [f"Table 3. Robustness, error in % ({images} images; Δ vs {shown} in points, * = paired 95% "
             f"interval excludes 0)", *align(rows, "  ")]
 
 

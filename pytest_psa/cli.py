@@ -1,0 +1,318 @@
+"""The ``psa`` command: audits and regression gates outside pytest.
+
+    psa audit augmix trivialaugment destructive --data synthetic --seeds 3 --json run.json --plots figs/
+    psa compare baseline.json run.json --fail mce:2% --fail "F(0.05):0.02"
+    psa report run.json --plots figs/          # the tables (and figures) of a saved run
+    psa list                                   # the augmentation names `audit` knows
+
+`audit` runs the density audit, the flatness comparison with ERM and the robustness comparison
+with ERM for each augmentation and prints the seed paper's Tables 1–3. A check that cannot run
+(a missing optional piece) is reported and makes the exit status 3, never skipped silently.
+Exit status: 0 done, 1 regression (compare), 2 usage error or nothing compared, 3 a requested
+check could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+# Before torch loads (as in the pytest plugin): spinning OpenMP threads make training on a busy
+# 2-core machine many times slower; passive waiting changes no result. A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+CHECKS = ("density", "flatness", "robustness")
+
+
+def _csv_floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected one or more numbers >= 0, got {text!r}")
+    return values
+
+
+def _csv_words(text: str) -> tuple[str, ...]:
+    words = tuple(w for w in text.replace(",", " ").split() if w)
+    if not words:
+        raise argparse.ArgumentTypeError("expected one or more names separated by commas")
+    return words
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
+
+
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="psa", description="pytest-psa outside pytest: audit augmentations "
+                                     "(proximal density, flatness over ERM, robustness) and gate on saved runs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{audit,compare,report,list}")
+
+    a = sub.add_parser("audit", help="density, flatness and robustness of augmentations vs ERM; Tables 1-3",
+                       description="Audit each augmentation against ERM and print the seed paper's Tables 1-3.")
+    a.add_argument("augmentations", nargs="+", metavar="AUG",
+                   help="a known name (see `psa list`) or module:attr of your own augmentation")
+    g = a.add_argument_group("data and training")
+    g.add_argument("--data", default="synthetic", help="synthetic (default), cifar10, cifar100 or a path")
+    g.add_argument("--data-root", default=None, help="folder holding data sets (default $PSA_DATA_ROOT)")
+    g.add_argument("--cache-dir", default=None, help="trained models and unpacked data ($PSA_CACHE_DIR)")
+    g.add_argument("--preset", default="smoke", choices=("smoke", "fast", "paper"), help="training preset (smoke)")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")
+    g.add_argument("--seed", type=_seed, default=0, help="base seed of every measurement (0)")
+    g.add_argument("--seeds", type=_positive, default=3, help="training seeds per model: seed, seed+1, ... (3)")
+    g.add_argument("--epochs", type=_positive, default=None, help="override the preset's epochs (quick runs)")
+    g.add_argument("--n-train", type=_positive, default=None, help="override the preset's training subset size")
+    g.add_argument("--batch-size", type=_positive, default=None, help="override the preset's batch size")
+    g = a.add_argument_group("density (Table 1)")
+    g.add_argument("--distance", default="l2", help="distance for the density audit (l2)")
+    g.add_argument("--gamma", type=_csv_floats, default=None, help="γ grid, e.g. 0.01,0.02,0.05,0.1,0.2")
+    g.add_argument("--n-images", type=_positive, default=500, help="images in the density audit (500)")
+    g.add_argument("--draws", type=_positive, default=8, help="augmentation draws per image (8)")
+    g.add_argument("--psa-gamma", type=float, default=0.05, help="γ of the PSA verdict row (0.05)")
+    g.add_argument("--min-density", type=float, default=0.05, help="min density of the PSA verdict row (0.05)")
+    g = a.add_argument_group("flatness (Table 2)")
+    g.add_argument("--metrics", type=_csv_words, default=None, help="flatness metrics (pac_bayes,lpf,eps_sharpness)")
+    g.add_argument("--n-measure", type=_positive, default=None, help="training images the metrics use (1000)")
+    g = a.add_argument_group("robustness (Table 3)")
+    g.add_argument("--corruptions", type=_csv_words, default=None, help="cifar10-c (default), all, or names")
+    g.add_argument("--severities", type=_csv_words, default=None, help="severities, e.g. 1,3,5 (all five)")
+    g.add_argument("--attacks", type=_csv_words, default=None, help="default, none, or specs like linf:8/255:20")
+    g.add_argument("--robust-images", type=_positive, default=None, help="images under corruption (1000)")
+    g.add_argument("--attack-images", type=_positive, default=None, help="images attacked (500)")
+    g = a.add_argument_group("checks and outputs")
+    for check in CHECKS:
+        g.add_argument(f"--no-{check}", action="store_true", help=f"skip the {check} check")
+    g.add_argument("--json", default=None, metavar="PATH", help="write the run (psa run format) to PATH")
+    g.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR (needs matplotlib)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or step lines")
+    a.set_defaults(func=cmd_audit)
+
+    c = sub.add_parser("compare", help="compare two saved runs; exit 1 on a regression",
+                       description="Compare run B (candidate) with run A (baseline) using the interval rule of "
+                                   "--psa-compare-fail. Exit 0 no regression, 1 regression, 2 nothing compared.")
+    c.add_argument("baseline", metavar="A.json")
+    c.add_argument("current", metavar="B.json")
+    c.add_argument("--fail", action="append", default=[], metavar="SPEC",
+                   help="METRIC:N%% or METRIC:X, repeatable (e.g. mce:2%%, adv_error:0.01, F(0.05):0.02)")
+    c.add_argument("--ignore-key", action="store_true",
+                   help="compare even when torch version, device or determinism differ")
+    c.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
+    c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("report", help="print Tables 1-3 (and write figures) of a saved run")
+    r.add_argument("run", metavar="RUN.json")
+    r.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
+    r.set_defaults(func=cmd_report)
+
+    li = sub.add_parser("list", help="the augmentation names `psa audit` knows")
+    li.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``psa`` console script; returns the exit status."""
+    from pytest_psa.errors import PsaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PsaError as exc:
+        print(f"psa {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# -- audit ------------------------------------------------------------------------------------------
+class _Audit:
+    """Runs the requested checks for each augmentation and collects records, notes and skips."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.records: list[Any] = []
+        self.skipped: list[dict[str, str]] = []
+        self.overrides = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train),
+                                            ("batch_size", args.batch_size)) if v is not None}
+
+    def say(self, text: str) -> None:
+        if not self.args.quiet:
+            print(f"psa: {text}", file=sys.stderr, flush=True)
+
+    def record(self, aug_key: str, kind: str, summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
+        from pytest_psa.fixture import AuditRecord
+
+        self.records.append(AuditRecord(f"psa-audit::{aug_key}", summary, verdicts, kind=kind))
+
+    def unavailable(self, check: str, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self.skipped.append({"check": check, "reason": reason})
+        print(f"psa audit: {check} could not run: {reason}\n  (pass --no-{check} to leave it out on purpose; "
+              f"the exit status is {EXIT_INCOMPLETE} while a requested check is missing)", file=sys.stderr)
+
+    def density(self, key: str, aug: Any) -> None:
+        from pytest_psa.measure.density.audit import density
+
+        a = self.args
+        t0 = time.perf_counter()
+        result = density(aug, data=a.data, n_images=a.n_images, draws=a.draws, distance=a.distance, seed=a.seed,
+                         data_root=a.data_root, cache_dir=a.cache_dir)
+        if a.gamma:
+            import dataclasses
+
+            result = dataclasses.replace(result, gammas=tuple(a.gamma))
+        verdicts = [v.to_dict() for v in result.verdicts(a.psa_gamma, a.min_density)]
+        self.record(key, "density", result.to_dict(), verdicts)
+        self.say(f"density {key}: F({a.psa_gamma:g}) = {result.F(a.psa_gamma):.4f} "
+                 f"({a.n_images}×{a.draws} draws, {time.perf_counter() - t0:.1f} s)")
+
+    def flatness(self, key: str, aug: Any) -> None:
+        from pytest_psa.measure.flatness.comparison import DEFAULT_METRICS, flatness
+
+        a = self.args
+        t0 = time.perf_counter()
+        extra = {"n_measure": a.n_measure} if a.n_measure else {}
+        result = flatness(aug, seeds=[a.seed + i for i in range(a.seeds)], metrics=list(a.metrics or DEFAULT_METRICS),
+                          preset=a.preset, data=a.data, data_root=a.data_root, cache_dir=a.cache_dir,
+                          device=a.device, progress=True, **extra, **self.overrides)
+        self.record(key, "flatness", result.to_dict(), [])
+        self.say(f"flatness {key}: {a.seeds} seeds x (ERM, augmented) in {time.perf_counter() - t0:.1f} s")
+
+    def robustness(self, key: str, aug: Any) -> None:
+        from pytest_psa.measure.robustness.audit import robustness
+
+        a = self.args
+        t0 = time.perf_counter()
+        kw: dict[str, Any] = {}
+        if a.corruptions:
+            kw["corruptions"] = None if a.corruptions == ("none",) else \
+                a.corruptions[0] if len(a.corruptions) == 1 and a.corruptions[0] in ("cifar10-c", "all") \
+                else list(a.corruptions)
+        if a.severities:
+            kw["severities"] = tuple(int(s) for s in a.severities)
+        if a.attacks:
+            kw["attacks"] = None if a.attacks == ("none",) else a.attacks[0] if a.attacks == ("default",) \
+                else list(a.attacks)
+        if a.robust_images:
+            kw["n_images"] = a.robust_images
+        if a.attack_images:
+            kw["n_attack_images"] = a.attack_images
+        result = robustness(aug, data=a.data, preset=a.preset, seed=a.seed, seeds=a.seeds, device=a.device,
+                            cache_dir=a.cache_dir, data_root=a.data_root, progress=True, **kw, **self.overrides)
+        self.record(key, "robustness", result.to_dict(), [])
+        self.say(f"robustness {key}: done in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pytest_psa.augment.known import resolve_augmentation
+    from pytest_psa.data.sources import load_data
+    from pytest_psa.report import progress
+    from pytest_psa.report.tables import paper_tables
+
+    if args.quiet:
+        progress.configure(enabled=False)
+    if args.plots:  # fail before hours of work, not after
+        from pytest_psa.report.plots import require_matplotlib
+
+        require_matplotlib()
+    checks = [c for c in CHECKS if not getattr(args, f"no_{c}")]
+    if not checks:
+        print("psa audit: every check was switched off (--no-density --no-flatness --no-robustness): nothing to do",
+              file=sys.stderr)
+        return EXIT_USAGE
+    probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
+    augs = {spec: resolve_augmentation(spec, image_size=max(probe.image_size)) for spec in args.augmentations}
+    audit = _Audit(args)
+    for check in checks:
+        try:
+            run = getattr(audit, check)
+            for key, aug in augs.items():
+                run(key, aug)
+        except ImportError as exc:  # an optional piece of this installation is missing
+            audit.unavailable(check, exc)
+    print("\n".join(paper_tables(audit.records)))
+    _write_outputs(audit.records, args, source="psa audit", skipped=audit.skipped)
+    return EXIT_INCOMPLETE if audit.skipped else EXIT_OK
+
+
+def _write_outputs(records: list[Any], args: argparse.Namespace, *, source: str,
+                   skipped: list[dict[str, str]] | None = None) -> None:
+    from pytest_psa.report.json_report import run_document, write_json
+
+    if getattr(args, "json", None):
+        settings = {k: v for k, v in vars(args).items() if k not in ("func", "json", "plots", "quiet")}
+        doc = run_document(records, settings=settings, source=source, extra={"skipped": skipped or []})
+        print(f"psa: run written to {write_json(args.json, doc)}")
+    if getattr(args, "plots", None):
+        from pytest_psa.report.plots import write_plots
+
+        for path in write_plots(records, args.plots):
+            print(f"psa: figure {path}")
+
+
+# -- compare, report, list ------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pytest_psa.report.compare import compare_runs
+
+    specs = [s for spec in args.fail for s in spec.split()]
+    comparison = compare_runs(_run_path(args.baseline), _run_path(args.current), fail=specs,
+                              ignore_key=args.ignore_key)
+    print(comparison.render())
+    if args.json:
+        from pytest_psa.report.json_report import write_json
+
+        write_json(args.json, comparison.to_dict())
+    return comparison.exit_code
+
+
+def _run_path(path: str) -> str:
+    if not os.path.isfile(path):
+        from pytest_psa.errors import PsaUsageError
+
+        raise PsaUsageError(f"no run file at {path}", fix="pass files written by `pytest --psa-json PATH`, "
+                            "`--psa-save NAME` (under .psa/) or `psa audit --json PATH`")
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pytest_psa.report.json_report import load_records
+    from pytest_psa.report.tables import paper_tables
+
+    records = load_records(_run_path(args.run))
+    print("\n".join(paper_tables(records)) or "psa report: the run holds no audit records")
+    _write_outputs(records, args, source="psa report")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from pytest_psa.augment.known import KNOWN_AUGMENTATIONS
+
+    width = max(map(len, KNOWN_AUGMENTATIONS))
+    for name, (_, text) in KNOWN_AUGMENTATIONS.items():
+        print(f"{name:<{width}}  {text}")
+    print(f"{'module:attr':<{width}}  your own: a class (built without arguments) or a transform / function")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`psa audit`: density, flatness and robustness against ERM on the synthetic set, Tables 1–3, the run
+file and the figures; augmentation names and import paths; a missing piece is reported, never skipped
+silently; `psa report` prints the same tables from the file; the console script is installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pytest_psa
+from pytest_psa.augment.known import resolve_augmentation
+from pytest_psa.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, main
+from pytest_psa.report.storage import load_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_audit_prints_tables_1_to_3_and_writes_the_run_and_figures(tmp_path: Path, report_cache, tiny_flatness,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    t = tiny_flatness  # the models of test_report_session: cache hits whichever test runs first
+    argv = ["audit", "cropflip", "destructive", "--data", "synthetic", "--cache-dir", str(report_cache),
+            "--seeds", str(t["seeds"]), "--epochs", str(t["epochs"]), "--n-train", str(t["n_train"]),
+            "--batch-size", str(t["batch_size"]), "--metrics", "lpf", "--n-measure", str(t["n_measure"]),
+            "--n-images", "60", "--draws", "2",
+            "--corruptions", "gaussian_noise,contrast", "--severities", "1,5", "--robust-images", "100",
+            "--attacks", "linf:8/255:3", "--attack-images", "20",
+            "--json", str(tmp_path / "run.json"), "--plots", str(tmp_path / "figs"), "-q"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr().out
+    tables = out[: out.index("psa: run written")].rstrip("\n")
+    for head in ("Table 1. Proximal density F_N(γ)", "Table 2. Flatness, mean over 2 seeds",
+                 "Table 3. Robustness, error in %"):
+        assert head in tables
+    lines = tables.splitlines()
+    assert any(line.split()[:3] == ["γ", "cropflip", "destructive"] for line in lines)
+    assert any(line.split()[:3] == ["error", "%", "ERM"] for line in lines)
+    assert any(line.strip().startswith("mce ") for line in lines) and any("adv_error(linf,8/255)" in x for x in lines)
+
+    # the run file: one entry per (augmentation, check), values as measured
+    doc = load_run(tmp_path / "run.json")
+    assert doc["source"] == "psa audit" and doc["skipped"] == []
+    kinds = {(e["nodeid"], e["index"]): e["kind"] for e in doc["results"]}
+    assert kinds == {("psa-audit::cropflip", 0): "density", ("psa-audit::destructive", 0): "density",
+                     ("psa-audit::cropflip", 1): "flatness", ("psa-audit::destructive", 1): "flatness",
+                     ("psa-audit::cropflip", 2): "robustness", ("psa-audit::destructive", 2): "robustness"}
+    density = {e["nodeid"]: e for e in doc["results"] if e["kind"] == "density"}
+    again = pytest_psa.density(resolve_augmentation("destructive"), n_images=60, draws=2, seed=0)
+    assert density["psa-audit::destructive"]["metrics"]["F(0.05)"]["estimate"] == again.F(0.05) == 0.0
+    robust = next(e for e in doc["results"] if e["kind"] == "robustness")
+    assert robust["summary"]["corruptions"] == ["gaussian_noise", "contrast"]
+    assert {"mce", "baseline_mce", "delta_mce", "adv_error(linf,8/255)"} <= set(robust["metrics"])
+
+    figs = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert figs == ["corruptions.png", "ecdf_l2.png", "flatness.png"]
+    assert all((tmp_path / "figs" / f).read_bytes().startswith(PNG) for f in figs)
+
+    # `psa report` rebuilds the same tables from the file alone
+    assert main(["report", str(tmp_path / "run.json")]) == EXIT_OK
+    assert capsys.readouterr().out.rstrip("\n") == tables
+
+
+def test_import_paths_and_names(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["audit", "torchvision.transforms.v2:RandomHorizontalFlip", "none", "--no-flatness", "--no-robustness",
+            "--n-images", "20", "--draws", "2", "--gamma", "0.01,0.5", "-q"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["γ"] == ["RandomHorizontalFlip", "none"]
+    assert rows["identity"] == [rows["identity"][0], "100.0%"]  # the identity returns every image as it is
+    assert rows["0.5"][2] == "1.0000"  # F(0.5) of the identity (cells: estimate [interval])
+
+    assert main(["audit", "augmx", "--no-flatness", "--no-robustness"]) == EXIT_USAGE
+    assert "unknown augmentation 'augmx' (did you mean 'augmix'?)" in capsys.readouterr().err
+    assert main(["audit", "no_such_module:Thing", "--no-flatness", "--no-robustness"]) == EXIT_USAGE
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["audit", "augmix", "--no-density", "--no-flatness", "--no-robustness"]) == EXIT_USAGE
+
+    assert main(["list"]) == EXIT_OK
+    listed = capsys.readouterr().out
+    for name in ("augmix", "randaugment", "trivialaugment", "autoaugment", "cropflip", "destructive", "module:attr"):
+        assert name in listed
+
+
+def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # what an installation without the robustness module looks like to `import`
+    monkeypatch.setitem(sys.modules, "pytest_psa.measure.robustness.audit", None)
+    argv = ["audit", "cropflip", "--no-flatness", "--n-images", "20", "--draws", "2", "-q",
+            "--json", str(tmp_path / "run.json")]
+    assert main(argv) == EXIT_INCOMPLETE
+    captured = capsys.readouterr()
+    assert "psa audit: robustness could not run: ModuleNotFoundError" in captured.err
+    assert "pass --no-robustness to leave it out on purpose" in captured.err
+    assert "Table 1." in captured.out and "Table 3." not in captured.out
+    assert load_run(tmp_path / "run.json")["skipped"][0]["check"] == "robustness"
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("psa")
+    if not script.exists():
+        pytest.skip(f"no `psa` script next to {sys.executable} (package not installed with its scripts)")
+    out = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "destructive" in out.stdout
