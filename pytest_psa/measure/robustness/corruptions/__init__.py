@@ -10,6 +10,7 @@ reference scripts.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -177,9 +178,11 @@ def _check_images(images: object) -> tuple[torch.Tensor, bool]:
     if batch.shape[2] < 2 or batch.shape[3] < 2:
         raise PsaUsageError("images must be at least 2 x 2 pixels", observed=tuple(images.shape), fix="pass real images")
     if batch.numel():
-        if not bool(torch.isfinite(batch).all()):
+        # one pass: aminmax propagates NaN, and +-inf fails the range check
+        lo_t, hi_t = torch.aminmax(batch)
+        lo, hi = float(lo_t), float(hi_t)
+        if math.isnan(lo) or math.isnan(hi) or math.isinf(lo) or math.isinf(hi):
             raise PsaUsageError("images contain NaN or inf", observed="non-finite values", fix="clean the input first")
-        lo, hi = float(batch.min()), float(batch.max())
         if lo < 0.0 or hi > 1.0:
             raise PsaUsageError(
                 "images must lie in [0, 1]",

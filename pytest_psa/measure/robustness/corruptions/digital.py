@@ -122,9 +122,11 @@ def _resize_rows_cols(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, r
 def _pixelate(x: torch.Tensor, fraction: float, rounding: bool) -> torch.Tensor:
     n, c, h, w = x.shape
     small_h, small_w = max(1, int(h * fraction)), max(1, int(w * fraction))
-    mats = [box_resize_matrix(a, b, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
+    downs = [box_resize_matrix(a, b, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
     ups = [box_resize_matrix(b, a, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
-    small = _resize_rows_cols(x, mats[0], mats[1], rounding)
+    if not rounding:  # linear: down and up fold into one matrix per axis
+        return _resize_rows_cols(x, ups[0] @ downs[0], ups[1] @ downs[1], rounding=False)
+    small = _resize_rows_cols(x, downs[0], downs[1], rounding)
     return _resize_rows_cols(small, ups[0], ups[1], rounding)
 
 

@@ -302,16 +302,16 @@ def _poisson_table(levels: torch.Tensor, codes: torch.Tensor, u: torch.Tensor) -
     uu = u.reshape(-1)
     row = codes.reshape(-1).to(torch.int64)
     bucket = (uu * buckets).to(torch.int64).add_(row * (buckets + 1))
-    k = torch.take(flat_guide, bucket)
+    k = flat_guide.index_select(0, bucket)
     row = row * width  # not in place: ``codes`` may share this storage
-    pending = (torch.take(flat_cdf, row + k) < uu).nonzero().squeeze(1)
+    pending = (flat_cdf.index_select(0, row + k) < uu).nonzero().squeeze(1)
     if pending.numel():
         lo = k[pending]  # cdf[lo] < u <= cdf[hi]
-        hi = torch.take(flat_guide, bucket[pending] + 1)
+        hi = flat_guide.index_select(0, bucket[pending] + 1)
         prow, pu = row[pending], uu[pending]
         while bool((hi - lo > 1).any()):
             mid = (lo + hi) // 2
-            covers = torch.take(flat_cdf, prow + mid) >= pu
+            covers = flat_cdf.index_select(0, prow + mid) >= pu
             hi = torch.where(covers, mid, hi)
             lo = torch.where(covers, lo, mid)
         k[pending] = hi
