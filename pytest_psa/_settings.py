@@ -234,7 +234,8 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
 MARKER_DOC = (
     "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
     "exclude_identity=False, strict=False, data=None, split='test', metric=None, metrics=None, "
-    "min_rel_improvement=0.0, seeds=3, preset=None, device=None, budget_s=None, compare_fail=None): defaults for the psa fixture's checks in this test "
+    "min_rel_improvement=0.0, seeds=3, preset=None, device=None, budget_s=None, compare_fail=None, max_mce=None, max_adv_error=None, max_clean_error=None, max_mfp=None, "
+    "vs_erm=None, corruptions='cifar10-c', attacks='default', perturbations=None): defaults for the psa fixture's checks in this test "
     "(see pytest-psa docs/options.md)"
 )
 
@@ -267,6 +268,61 @@ def _check_compare_fail(v: Any) -> str | None:
     return None
 
 
+# robustness: spelled out here (not imported) so that validating markers never imports torch
+_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+                "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+                "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate")
+_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness", "translate",
+                  "rotate", "tilt", "scale")
+_VS_ERM_KEYS = ("mce", "clean_error", "mfp", "rel_mce", "rel_mfp", "adv_error")
+_ATTACK_SPEC = r"^(linf|l_inf|inf|l2|2):\s*[0-9.]+(/[0-9.]+)?(:\d+(:(pgd|apgd|apgd-ce|apgd_ce))?)?$"
+
+
+def _check_names(v: Any, sets: tuple[str, ...], names: tuple[str, ...]) -> str | None:
+    values = [v] if isinstance(v, str) else v
+    if not isinstance(values, (list, tuple)) or not all(isinstance(x, str) for x in values):
+        return f"must be {' or '.join(repr(x) for x in sets)}, a name or a list of names"
+    bad = [x for x in values if x not in names and x not in sets]
+    return f"has unknown name(s) {bad} (valid: {', '.join(sets + names)})" if bad else None
+
+
+def _check_error_budget(v: Any) -> str | None:
+    if isinstance(v, dict):
+        if not v or not all(isinstance(k, str) and _is_number(x) and 0 <= x <= 1 for k, x in v.items()):
+            return "must be a number in [0, 1] or a dict {attack label: number in [0, 1]}"
+        return None
+    return None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1] (or a dict per attack)"
+
+
+def _check_vs_erm(v: Any) -> str | None:
+    if _is_number(v):
+        return None if v > 0 else "must be a relative-mCE ceiling > 0 (1.0 = no worse than ERM) or a dict"
+    if not isinstance(v, dict) or not v:
+        return "must be a number (relative-mCE ceiling) or a dict like {'mce': 0.0}"
+    for k, x in v.items():
+        if not isinstance(k, str) or not (k in _VS_ERM_KEYS or k.startswith("adv_error(") or ":" in k or "," in k):
+            return f"has unknown key {k!r} (valid: {', '.join(_VS_ERM_KEYS)}, adv_error(<attack label>))"
+        if not _is_number(x) or (k.startswith("rel_") and x <= 0) or (not k.startswith("rel_") and not -1 <= x <= 1):
+            return f"[{k!r}] must be a ratio > 0 for rel_* keys, else a difference in [-1, 1]"
+    return None
+
+
+def _check_attacks(v: Any) -> str | None:
+    import re
+
+    values = [v] if isinstance(v, (str, dict)) else v
+    if not isinstance(values, (list, tuple)):
+        return "must be 'default', a spec like 'linf:8/255:20', a dict, or a list of them"
+    for a in values:
+        if isinstance(a, dict):
+            bad = set(a) - {"norm", "eps", "steps", "step_size", "method", "restarts"}
+            if bad:
+                return f"has a dict with unknown key(s) {sorted(bad)}"
+        elif not isinstance(a, str) or not (a == "default" or re.match(_ATTACK_SPEC, a.strip().lower())):
+            return f"has {a!r}, not a spec like 'linf:8/255:20' or 'l2:0.25:7' (norm:eps[:steps[:method]])"
+    return None
+
+
 MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "gamma": _check_gamma,
     "min_density": lambda v: None if _is_number(v) and 0 < v <= 1 else "must be a number in (0, 1]",
@@ -293,6 +349,15 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "budget_s": lambda v: None if _is_number(v) and 0 < v < float("inf") else "must be a number of seconds > 0",
     # baselines: this test's own --psa-compare-fail specs (they replace the global ones for the metrics they match)
     "compare_fail": lambda v: _check_compare_fail(v),
+    # robustness budgets and what to measure (docs/robustness.md)
+    "max_mce": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
+    "max_clean_error": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
+    "max_mfp": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
+    "max_adv_error": _check_error_budget,
+    "vs_erm": _check_vs_erm,
+    "corruptions": lambda v: _check_names(v, ("cifar10-c", "all"), _CORRUPTIONS),
+    "perturbations": lambda v: _check_names(v, ("cifar10-p",), _PERTURBATIONS),
+    "attacks": _check_attacks,
 }
 
 

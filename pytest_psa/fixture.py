@@ -124,13 +124,62 @@ class Psa:
         return dataclasses.replace(result, repro=self._repro(self.seed), assert_defaults=defaults,
                                    on_verdict=on_verdict)
 
+    def robustness(self, augmentation_or_model: Any, *, data: Any = None, preset: Any = None, corruptions: Any = None,
+                   attacks: Any = None, perturbations: Any = None, seed: int | None = None, seeds: Any = None,
+                   n_images: int | None = None, **kwargs: Any) -> Any:
+        """`pytest_psa.robustness` with this test's defaults; its `assert_budget()` defaults to the marker's.
+
+        Defaults: corruptions "cifar10-c", attacks "default", perturbations "cifar10-p" only when the
+        marker sets `max_mfp` (else none); pass ``()`` for none. Training seeds: the marker's
+        `seeds` (default 1) counted from the test's seed.
+        """
+        from pytest_psa.measure.robustness.audit import DEFAULT_N_IMAGES, robustness
+
+        m, s = self.marker, self.settings
+        seed = self.seed if seed is None else seed
+        seeds = _first(seeds, m.get("seeds"), 1)
+        seed_list = [seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+        result = robustness(
+            augmentation_or_model, data=_first(data, m.get("data"), self._data, s.data),
+            preset=_first(preset, m.get("preset"), s.preset),
+            corruptions=_first(corruptions, m.get("corruptions"), "cifar10-c"),
+            attacks=_first(attacks, m.get("attacks"), "default"),
+            perturbations=_first(perturbations, m.get("perturbations"), "cifar10-p" if "max_mfp" in m else None),
+            seed=seed, seeds=seed_list, n_images=_first(n_images, m.get("n_images"), DEFAULT_N_IMAGES),
+            data_root=s.data_root, cache_dir=s.cache_dir, device=self.device,
+            **({"model": self._model} if self._model is not None and "model" not in kwargs else {}), **kwargs,
+        )
+        record = AuditRecord(self._node.nodeid, result.to_dict(), kind="robustness")
+        self._records.append(record)
+        props = self._node.user_properties
+        props.append(("psa_robustness_subject", result.subject))
+        props.append(("psa_seed", seed))
+        for name in ("clean_error", "mce", "rel_mce", "mfp"):
+            if name in result.metrics():
+                props.append((f"psa_{name}", round(result.metrics()[name].estimate, 6)))
+
+        def on_verdict(verdicts: list[dict[str, Any]]) -> None:
+            for v in verdicts:
+                record.verdicts.append(v)
+                props.append((f"psa_budget({v['check']})", v["outcome"]))
+
+        defaults = {k: m[k] for k in ROBUSTNESS_BUDGETS if k in m}
+        defaults["alpha"] = m.get("alpha", s.alpha)
+        return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults, on_verdict=on_verdict)
+
     def check(self, augmentation: Any) -> Any:
-        """Run the checks the marker describes: the PSA density assertion, and the flatness
-        assertion when the marker names a `metric` or `min_rel_improvement`. Returns the density result."""
+        """Run the checks the marker describes: the PSA density assertion, the flatness assertion when
+        the marker names a `metric` or `min_rel_improvement`, and the robustness budgets when it sets
+        any of max_mce, max_adv_error, max_clean_error, max_mfp, vs_erm. Returns the density result."""
         result = self.density(augmentation).assert_psa()
         if "metric" in self.marker or "min_rel_improvement" in self.marker:
             self.flatness(augmentation).assert_flatter()
+        if any(k in self.marker for k in ROBUSTNESS_BUDGETS):
+            self.robustness(augmentation).assert_budget()
         return result
+
+
+ROBUSTNESS_BUDGETS = ("max_mce", "max_adv_error", "max_clean_error", "max_mfp", "vs_erm")
 
 
 def _first(*values: Any) -> Any:

@@ -18,14 +18,14 @@ from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.robustness.specs import attack_label
 
 # vs_erm dict keys -> the metric they bound (differences are audited - baseline)
-_VS_KEYS = {"mce": "delta(mce)", "clean_error": "delta(clean_error)", "mfp": "delta(mfp)",
+_VS_KEYS = {"mce": "delta_mce", "clean_error": "delta_clean_error", "mfp": "delta_mfp",
             "rel_mce": "rel_mce", "rel_mfp": "rel_mfp"}
 
 
 @dataclass(frozen=True)
 class BudgetVerdict:
     name: str  # the budget as the user wrote it, e.g. "max_mce" or "vs_erm[mce]"
-    metric: str  # the metric it bounds, e.g. "mce" or "delta_mce"
+    metric: str  # the metric it bounds, e.g. "mce", "delta_mce" or "rel_mce"
     budget: float
     estimate: float
     low: float | None  # one-sided lower bound at level `alpha`
@@ -51,7 +51,7 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
     out: list[tuple[str, str, float]] = []
 
     def need(metric: str, what: str, fix: str) -> None:
-        base = metric.strip(")").split("(")[-1].split("_")[-1]  # delta(mce) / rel_mce / mce -> mce
+        base = metric.split("_")[-1]  # delta_mce / rel_mce / mce -> mce
         if base == "mce" and not result.corruptions or base == "mfp" and not result.perturbations:
             raise PsaUsageError(f"{what} needs {base}, which was not measured", fix=fix)
 
@@ -85,10 +85,10 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
                 out.append((f"vs_erm[{key}]", metric, _number(f"vs_erm[{key}]", value)))
             elif key == "adv_error":
                 for s in specs:
-                    out.append((f"vs_erm[adv_error({s.label})]", f"delta(adv_error({s.label}))", _number(key, value)))
+                    out.append((f"vs_erm[adv_error({s.label})]", f"delta_adv_error({s.label})", _number(key, value)))
             elif key.startswith("adv_error(") or ":" in key or "," in key:
                 label = attack_label(key, specs)
-                out.append((f"vs_erm[adv_error({label})]", f"delta(adv_error({label}))", _number(key, value)))
+                out.append((f"vs_erm[adv_error({label})]", f"delta_adv_error({label})", _number(key, value)))
             else:
                 raise PsaUsageError(f"unknown vs_erm key {key!r}",
                                     fix=f"use {', '.join(_VS_KEYS)}, adv_error or adv_error(<attack label>)")

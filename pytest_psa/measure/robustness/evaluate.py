@@ -226,8 +226,9 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
         for i in todo:
             model = subjects[i].model
             dev = model_device(model)
-            result = run_attack(model, data.float_images().to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
-                                label=spec.label, **settings)
+            with single_thread() if dev.type == "cpu" else contextlib.nullcontext():  # 5x faster on busy cores
+                result = run_attack(model, data.float_images().to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
+                                    label=spec.label, **settings)
             info = {k: v for k, v in result.to_dict().items() if k not in ("robust_interval",)}
             out.append({"clean_correct": np.asarray(result.clean_correct, bool),
                         "robust_correct": np.asarray(result.robust_correct, bool),

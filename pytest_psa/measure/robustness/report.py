@@ -155,8 +155,6 @@ def result_dict(r: Any) -> dict[str, Any]:
         "kind": "robustness", "subject": r.subject, "augmentation": r.subject, "subject_kind": r.kind,
         "baseline": r.baseline,
         "metrics": {k: _headline_dict(v) for k, v in m.items()},
-        # the baseline's own numbers (ERM unless baseline= named another): the terminal's "ERM" column
-        "erm_metrics": {k: _headline_dict(v) for k, v in r.baseline_metrics().items()},
         "data": r.data, "n_images": r.n_images, "n_attack_images": r.n_attack_images,
         "n_perturbation_images": r.n_perturbation_images, "seed": r.seed, "seeds": list(r.seeds),
         "preset": r.preset, "device": r.device, "alpha": r.alpha,
@@ -175,6 +173,8 @@ def result_dict(r: Any) -> dict[str, Any]:
         out["baseline_errors"] = {c: {str(s): e.to_dict() for s, e in zip(r.severities, row)}
                                   for c, row in zip(r.corruptions, r.errors(baseline=True))}
         out["baseline_flip_probabilities"] = {p: e.to_dict() for p, e in r.flip_probabilities(baseline=True).items()}
+        # the baseline's CE per corruption (ERM unless baseline= named another; report/plots.py reads this key)
+        out["erm_corruption_errors"] = {c: e.to_dict() for c, e in r.corruption_errors(baseline=True).items()}
     return out
 
 

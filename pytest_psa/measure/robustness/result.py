@@ -225,8 +225,9 @@ def _pick(*values: Any) -> Any:
 
 
 def _headline(r: RobustnessResult, a: float) -> dict[str, Estimate]:
-    """Every headline number of the audited model at interval level 1 - a, and with a baseline the
-    comparisons: ``rel_*`` ratios and ``delta(*)`` paired differences (audited - baseline)."""
+    """Every headline number of the audited model at interval level 1 - a, and with a baseline its own
+    numbers (``baseline_*``) and the comparisons: ``rel_*`` ratios and ``delta_*`` paired differences
+    (audited - baseline)."""
     s, b = r.samples, r.baseline_samples
     out = _numbers(r, s, a)
     if b is None:
@@ -236,13 +237,14 @@ def _headline(r: RobustnessResult, a: float) -> dict[str, Estimate]:
         out["rel_mce"] = M.relative_corruption_errors(s.corruption, b.corruption, a)[1]
     if r.perturbations:
         out["rel_mfp"] = M.ratio_of_means(s.flips, b.flips, a, unit="ratio")[1]
-    out["delta(clean_error)"] = M.paired_difference(s.clean, b.clean, a)
+    out["delta_clean_error"] = M.paired_difference(s.clean, b.clean, a)
     if r.corruptions:
-        out["delta(mce)"] = M.paired_difference(flat(s.corruption), flat(b.corruption), a)
+        out["delta_mce"] = M.paired_difference(flat(s.corruption), flat(b.corruption), a)
     if r.perturbations:
-        out["delta(mfp)"] = M.paired_difference(s.flips.mean(0), b.flips.mean(0), a, unit="rate")
+        out["delta_mfp"] = M.paired_difference(s.flips.mean(0), b.flips.mean(0), a, unit="rate")
     for label, err in s.adversarial.items():
-        out[f"delta(adv_error({label}))"] = M.paired_difference(err, b.adversarial[label], a)
+        out[f"delta_adv_error({label})"] = M.paired_difference(err, b.adversarial[label], a)
+    out.update({f"baseline_{k}": v for k, v in _numbers(r, b, a).items()})
     return out
 
 
