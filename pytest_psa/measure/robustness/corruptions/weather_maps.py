@@ -1,0 +1,150 @@
+"""Random maps behind the weather corruptions: plasma fractal (fog), clipped zoom (snow), frost texture.
+
+All are batched over samples, keyed by a :class:`CounterRNG` (so a sample's map never depends on its
+batch) and device-agnostic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from pytest_psa.measure.robustness.corruptions.motion import apply_motion_blur
+
+if TYPE_CHECKING:
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+
+__all__ = ["FROST_TARGET_MEAN", "FROST_TARGET_STD", "clipped_zoom", "frost_texture", "plasma_fractal"]
+
+
+def plasma_fractal(
+    rng: CounterRNG, mapsize: int, wibbledecay: float, *, stream: int = 0, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """Diamond-square heightmaps [N, mapsize, mapsize] in [0, 1], the reference's ``plasma_fractal``.
+
+    Same recursion as ``plasma_fractal`` in hendrycks/robustness make_*_c.py (a modification of
+    FLHerne/mapgen diamondsquare.py): start at 0, ``wibble = 100``; each level fills square centres with
+    the mean of 4 corners plus ``wibble * U(-wibble, wibble)`` (so the noise scale is wibble squared, as
+    in the reference), then the diamonds from rolled (wrap-around) neighbour sums, then divides wibble by
+    ``wibbledecay``; finally min-max normalizes each map. float64 like the reference, since at 256 px the
+    last levels' increments are ~1e-7 of the range (frost's haze passes float32: it needs no such detail).
+    Streams ``stream .. stream + 3 * levels - 1``.
+    """
+    if mapsize < 2 or mapsize & (mapsize - 1):
+        raise ValueError(f"plasma_fractal needs a power-of-two mapsize >= 2, got {mapsize}")
+    n = rng.n
+    device = rng.device
+    grid = torch.zeros((n, mapsize, mapsize), dtype=dtype, device=device)
+    step, wibble, level = mapsize, 100.0, 0
+
+    def wibbled_mean(total: torch.Tensor, sub: int) -> torch.Tensor:
+        noise = rng.uniform(tuple(total.shape[1:]), stream=stream + 3 * level + sub).to(dtype)
+        return total / 4 + wibble * (noise * (2 * wibble) - wibble)
+
+    while step >= 2:
+        half = step // 2
+        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
+        squares = corners + torch.roll(corners, shifts=-1, dims=1)
+        squares = squares + torch.roll(squares, shifts=-1, dims=2)
+        grid[:, half:mapsize:step, half:mapsize:step] = wibbled_mean(squares, 0)
+        centres = grid[:, half:mapsize:step, half:mapsize:step]
+        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
+        left = centres + torch.roll(centres, shifts=1, dims=1) + corners + torch.roll(corners, shifts=-1, dims=2)
+        grid[:, 0:mapsize:step, half:mapsize:step] = wibbled_mean(left, 1)
+        top = centres + torch.roll(centres, shifts=1, dims=2) + corners + torch.roll(corners, shifts=-1, dims=1)
+        grid[:, half:mapsize:step, 0:mapsize:step] = wibbled_mean(top, 2)
+        step //= 2
+        wibble /= wibbledecay
+        level += 1
+    low = grid.amin(dim=(1, 2), keepdim=True)
+    grid = grid - low
+    return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+
+
+def next_power_of_two(size: int) -> int:
+    return 1 << max(1, math.ceil(math.log2(max(2, size))))
+
+
+def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
+    """The reference's ``clipped_zoom`` on [N, C, H, W]: centre-crop ``ceil(size / zoom)``, zoom with
+    ``scipy.ndimage.zoom(order=1)`` (linear, corner-aligned, output ``round(crop * zoom)``), trim back
+    to the original size from ``(out - size) // 2``. ``zoom == 1`` is the identity."""
+    if zoom == 1:
+        return x
+    h, w = x.shape[-2:]
+    crops = [math.ceil(size / zoom) for size in (h, w)]
+    tops = [(size - crop) // 2 for size, crop in zip((h, w), crops, strict=True)]
+    cropped = x[..., tops[0] : tops[0] + crops[0], tops[1] : tops[1] + crops[1]]
+    sizes = [int(round(crop * zoom)) for crop in crops]
+    zoomed = F.interpolate(cropped, size=sizes, mode="bilinear", align_corners=True)
+    trims = [(out - size) // 2 for out, size in zip(sizes, (h, w), strict=True)]
+    return zoomed[..., trims[0] : trims[0] + h, trims[1] : trims[1] + w]
+
+
+# -- frost ------------------------------------------------------------------------------------------------
+
+#: Calibration target of the procedural frost texture, per RGB channel, in [0, 1]. The reference crops
+#: six frost photographs (frost1-6, of which only 1-5 are used) that this package does not ship; no
+#: published statistics of them were found, so these are a stated assumption: bluish-white ice over a
+#: darker ground (blue above red), mean luminance ~0.46, pixel std ~0.2 within a crop.
+FROST_TARGET_MEAN: tuple[float, float, float] = (0.40, 0.46, 0.53)
+FROST_TARGET_STD: tuple[float, float, float] = (0.18, 0.20, 0.22)
+
+# Crystal arm length in pixels of the full-resolution frost photos; the reference shrinks the photos
+# by 0.2 (CIFAR) or 0.3 (Tiny ImageNet) before cropping, and so does the texture (``asset_scale``).
+_ARM_LENGTH_FULL_RES = 30.0
+_SEED_DENSITY = 0.06
+
+
+def _frost_raw(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
+    """Unnormalized ice texture [N, 1, H, W]: hexagonal crystal streaks over a plasma haze.
+
+    Crystals: sparse seeds of random brightness smeared into two-sided line segments along three
+    directions 60 degrees apart (ice grows hexagonally), one random orientation per sample, summed and
+    saturated. Haze: a rough plasma fractal (frost density varies across the pane). Streams 0-1 and
+    16 and up (the plasma's).
+    """
+    n = rng.n
+    u = rng.uniform((1, height, width), stream=0)
+    # A seed where u < density, its brightness uniform on [0.5, 1) from the same draw.
+    points = torch.where(u < _SEED_DENSITY, 0.5 + u * (0.5 / _SEED_DENSITY), torch.zeros_like(u))
+    orientation = rng.uniform((1,), stream=1)[:, 0].to(torch.float64) * 180.0
+    arm = max(1.0, _ARM_LENGTH_FULL_RES * asset_scale)
+    # One blur call for all arms: 3 directions stacked on the batch, both senses of each direction as
+    # 2 channels (blurring the 180-degree-rotated seeds along the same angle gives the opposite arm).
+    angles = torch.cat([orientation + 60.0 * k for k in range(3)])
+    both = torch.cat([points, points.flip(-1, -2)], dim=1).repeat(3, 1, 1, 1)
+    arms = apply_motion_blur(both, arm / 2, arm / 3, angles)
+    arms = arms[:, :1] + arms[:, 1:].flip(-1, -2)
+    streaks = arms[:n] + arms[n : 2 * n] + arms[2 * n :]
+    crystals = 1.0 - torch.exp(-4.0 * streaks)
+    haze = plasma_fractal(rng, next_power_of_two(max(height, width)), 1.6, stream=16, dtype=points.dtype)
+    return crystals * 0.6 + haze[:, :height, :width].unsqueeze(1) * 0.4
+
+
+@functools.lru_cache(maxsize=16)
+def _frost_moments(height: int, width: int, asset_scale: float) -> tuple[float, float]:
+    """Population mean and std of the raw texture at this size, from a fixed calibration batch.
+
+    Computed once per size on CPU with a fixed key, so every batch (and device) standardizes with the
+    same two numbers: the texture's per-sample brightness still varies, like crops of real photos do.
+    """
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+
+    calibration = CounterRNG(0, torch.arange(256), "frost-calibration", 0)
+    raw = _frost_raw(calibration, height, width, asset_scale).to(torch.float64)
+    return float(raw.mean()), float(raw.std())
+
+
+def frost_texture(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
+    """Procedural frost [N, 3, H, W] in [0, 1] whose pixel mean and std match :data:`FROST_TARGET_MEAN`
+    and :data:`FROST_TARGET_STD` over many samples (before the clip to [0, 1])."""
+    mean, std = _frost_moments(height, width, float(asset_scale))
+    z = (_frost_raw(rng, height, width, asset_scale) - mean) / std
+    target_mean = torch.tensor(FROST_TARGET_MEAN, dtype=z.dtype, device=z.device).view(1, 3, 1, 1)
+    target_std = torch.tensor(FROST_TARGET_STD, dtype=z.dtype, device=z.device).view(1, 3, 1, 1)
+    return (target_mean + target_std * z).clamp_(0.0, 1.0)
