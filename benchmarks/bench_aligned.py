@@ -9,7 +9,10 @@ runs them), it times, side by side and interleaved (so machine drift hits all of
 - augment: applying the augmentation, image by image, K times (what the audit pays anyway);
 - l2: the pixel distance of every draw;
 - l2_aligned: the aligned distance of every draw, with its per-chunk preparation of the clean images
-  (the Fourier transforms of x and its flip) included.
+  (the Fourier transforms of x and its flip) included;
+- feature: the feature distance with the default encoder's architecture (the small CNN; its weights
+  do not change the cost, so an untrained one is used and nothing is trained), clean chunks
+  encoded once.
 
 Reported: medians over repeats, the ratio l2_aligned / l2, and the goal's ratio
 (l2_aligned − l2) / augment: the extra cost of the alignment search relative to the augmentation
@@ -30,6 +33,8 @@ import pytest_psa
 from pytest_psa._threads import single_thread
 from pytest_psa.measure.density.audit import draw_seeds
 from pytest_psa.measure.density.distances import DistanceContext, get_distance
+from pytest_psa.measure.density.distances_feature import feature_distance
+from pytest_psa.train.models import build_model
 
 AUGMENTATIONS = {
     "CropFlip": lambda: v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]),
@@ -77,7 +82,8 @@ def main() -> None:
     seeds = draw_seeds(0, positions, args.draws)
     aug = pytest_psa.as_augmentation(AUGMENTATIONS[args.augmentation]())
     ctx = DistanceContext(images=data)
-    distances = [get_distance("l2").bind(ctx), get_distance("l2_aligned").bind(ctx)]
+    encoder = build_model("small_cnn", data.num_classes)
+    distances = [get_distance("l2").bind(ctx), get_distance("l2_aligned").bind(ctx), feature_distance(encoder)]
     timed_pass(aug, images[:64], seeds[:64, :1], distances)  # warm-up
 
     runs = []
@@ -88,9 +94,11 @@ def main() -> None:
     ratio_aug = (med["l2_aligned"] - med["l2"]) / med["augment"]
     print(f"{data.describe()}, {args.n_images} images x {args.draws} draws, augmentation {args.augmentation}, "
           f"{args.repeats} repeats, one torch thread")
-    print(f"  augment {med['augment']:.3f} s   l2 {med['l2']:.3f} s   l2_aligned {med['l2_aligned']:.3f} s")
+    print(f"  augment {med['augment']:.3f} s   l2 {med['l2']:.3f} s   l2_aligned {med['l2_aligned']:.3f} s   "
+          f"feature {med['feature']:.3f} s")
     print(f"  l2_aligned / l2                         = {ratio_l2:.1f}")
     print(f"  (l2_aligned - l2) / augment (goal <= 1) = {ratio_aug:.3f}")
+    print(f"  (feature - l2) / augment                = {(med['feature'] - med['l2']) / med['augment']:.3f}")
 
     audits = {"l2": [], "l2_aligned": []}
     for _ in range(args.repeats):

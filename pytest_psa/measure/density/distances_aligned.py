@@ -251,14 +251,16 @@ def _overlap_l2(padded: torch.Tensor, y: torch.Tensor, flip: torch.Tensor, dy: t
     n, c, h, w = y.shape
     ry, rx = radius
     hp, wp = h + 2 * ry, w + 2 * rx
+    n_flips = padded.shape[1] // (c * hp * wp)
+    rows_of = torch.arange(n) * n_flips + flip.long()  # g(x) per image, as whole rows (cheaper than fancy indexing)
+    chosen = padded.view(n * n_flips, c * hp * wp).index_select(0, rows_of).view(n, c, hp * wp)
     # y[i, j] meets g(x)[i − dy, j − dx], stored at padded row i − dy + ry, column j − dx + rx
     pixel = (torch.arange(h)[:, None] * wp + torch.arange(w)[None, :]).reshape(1, 1, -1)
-    start = flip.long() * (c * hp * wp) + (ry - dy.long()) * wp + (rx - dx.long())
-    index = pixel + (torch.arange(c) * hp * wp)[None, :, None] + start[:, None, None]
-    moved = padded.gather(1, index.reshape(n, -1)).reshape(n, c, h, w)
+    index = pixel + ((ry - dy.long()) * wp + (rx - dx.long()))[:, None, None]  # (N, 1, H·W)
+    moved = chosen.gather(2, index.expand(n, c, h * w))
     rows = torch.arange(h)[None, :] - dy[:, None]
     cols = torch.arange(w)[None, :] - dx[:, None]
     row_ok, col_ok = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
-    mask = (row_ok[:, :, None] & col_ok[:, None, :])[:, None]
-    sq = (moved - y.to(torch.float32)).pow_(2).mul_(mask)
-    return (sq.flatten(1).sum(1) / (c * row_ok.sum(1) * col_ok.sum(1))).sqrt()
+    sq = (moved.view(n, c, h, w) - y.to(torch.float32)).pow_(2)
+    sq = sq.mul_(row_ok[:, None, :, None]).mul_(col_ok[:, None, None, :])
+    return (sq.sum((1, 2, 3)) / (c * row_ok.sum(1) * col_ok.sum(1))).sqrt()
