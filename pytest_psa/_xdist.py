@@ -84,9 +84,7 @@ def records_from_wire(payload: list[str]) -> list[AuditRecord]:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
         return value.tolist()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)

@@ -139,3 +139,33 @@ def test_two_workers_train_a_shared_model_once_and_report_every_audit(
     # 3. --psa-seed=random is drawn once, on the controller, and every worker measures with it
     header_seed = int(re.search(r"psa: seed=(\d+) \(random\)", out).group(1))
     assert {e["seed"] for e in runs} == {header_seed}
+
+
+def test_records_and_settings_survive_the_trip_between_processes() -> None:
+    import dataclasses
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pytest_psa._settings import resolve
+    from pytest_psa._xdist import (SETTINGS_KEY, records_from_wire, records_to_wire, settings_for_workers,
+                                   settings_from_controller)
+    from pytest_psa.fixture import AuditRecord
+
+    summary = {"metrics": {"F(0.05)": {"estimate": np.float64(0.25), "low": -math.inf, "high": math.nan}},
+               "curve": np.arange(3, dtype=np.float32), "n": np.int64(7)}
+    rec = AuditRecord("t.py::test_x", summary, verdicts=[{"outcome": "pass", "F_high": np.float64(0.3)}],
+                      kind="density")
+    (back,) = records_from_wire(records_to_wire([rec]))
+    metric = back.summary["metrics"]["F(0.05)"]
+    assert metric["estimate"] == 0.25 and metric["low"] == -math.inf and math.isnan(metric["high"])
+    assert back.summary["curve"] == [0.0, 1.0, 2.0] and back.summary["n"] == 7
+    assert (back.nodeid, back.kind, back.verdicts) == ("t.py::test_x", "density", [{"outcome": "pass", "F_high": 0.3}])
+
+    controller = resolve({"seed": "random"}, {})  # drawn once, here
+    worker_own = resolve({"seed": "random"}, {})  # what a worker would draw on its own
+    worker = SimpleNamespace(workerinput={SETTINGS_KEY: settings_for_workers(controller)})
+    assert settings_from_controller(worker, worker_own) == controller  # type: ignore[arg-type]
+    assert dataclasses.asdict(settings_from_controller(SimpleNamespace(), worker_own)) == \
+        dataclasses.asdict(worker_own)  # type: ignore[arg-type]

@@ -38,12 +38,14 @@ def test_xdist_without_psa_tests_adds_nothing(pytester: pytest.Pytester) -> None
 
 def test_gpu_tests_share_one_worker_under_loadgroup_and_each_worker_has_its_gpu(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
-        import torch
-        # two fake CUDA devices: the plugin's assignment logic is under test, not CUDA
-        torch.cuda.is_available = lambda: True
-        torch.cuda.device_count = lambda: 2
-        torch.cuda.current_device = lambda: 0
-        torch.cuda.set_device = lambda device: None
+        import os
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # the controller never needs torch
+            import torch
+            # two fake CUDA devices: the plugin's assignment logic is under test, not CUDA
+            torch.cuda.is_available = lambda: True
+            torch.cuda.device_count = lambda: 2
+            torch.cuda.current_device = lambda: 0
+            torch.cuda.set_device = lambda device: None
     """)
     pytester.makepyfile(test_gpu="""
         import json, os
