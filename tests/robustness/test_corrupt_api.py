@@ -63,10 +63,20 @@ def test_severity_zero_is_an_unchanged_copy(batch):
     assert torch.equal(out, batch) and out.data_ptr() != batch.data_ptr()
 
 
+# Not monotone in mean |change| by design of the reference tables, so not checked here: saturate
+# desaturates at severities 1-2 and saturates at 3-5; glass_blur shuffles pixels after a blur that grows
+# from sigma .05 to .4 over severities 1-3, and shuffled smooth pixels move less than shuffled sharp
+# ones; frost mixes c0 * x + c1 * frost with (c0, c1) = (.9, .4) at 3 and (.75, .45) at 5, where the
+# darkening and the added texture partly cancel; elastic_transform's severity 1 is its largest affine
+# jitter (2.56 px at 32 px) and later severities trade it for smoothed local displacements; spatter
+# is water drops at severities 1-3 and mud at 4-5.
+NOT_MONOTONE = {"saturate", "glass_blur", "frost", "elastic_transform", "spatter"}
+
+
 def test_severity_grows_the_change(batch):
-    for name in available_corruptions(include_validation=True):
-        if name == "saturate":  # severities 1-2 desaturate, 3-5 saturate: not a monotone scale
-            continue
+    checked = [n for n in available_corruptions(include_validation=True) if n not in NOT_MONOTONE]
+    assert len(checked) >= 8
+    for name in checked:
         change = [float((corrupt(batch, name, s) - batch).abs().mean()) for s in (1, 3, 5)]
         assert change[0] < change[1] < change[2], (name, change)
 

@@ -73,6 +73,48 @@ def saturate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     return torch.where(spread > 0, coloured, grey).clamp_(0.0, 1.0)
 
 
+def _hsv_round_trip_uint8(x: torch.Tensor, channel: int, change) -> torch.Tensor:
+    """compat='hendrycks' brightness/saturate: skimage's rgb2hsv -> change -> hsv2rgb, operation for
+    operation in float64 on the 8-bit input, then clip and ``np.uint8`` truncation. Returns the uint8
+    levels / 255, so the reference's float64 noise (44.99999999999999 -> 44) is reproduced too."""
+    rgb = torch.round(x.to(torch.float64) * 255.0) / 255.0
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    v = rgb.amax(dim=1)
+    delta = v - rgb.amin(dim=1)
+    safe = torch.where(delta == 0, 1.0, delta)
+    s = torch.where(delta == 0, 0.0, delta / torch.where(v == 0, 1.0, v))
+    h = torch.zeros_like(v)
+    h = torch.where(r == v, (g - b) / safe, h)  # later assignments win, as in skimage
+    h = torch.where(g == v, 2.0 + (b - r) / safe, h)
+    h = torch.where(b == v, 4.0 + (r - g) / safe, h)
+    h = torch.where(delta == 0, 0.0, torch.remainder(h / 6.0, 1.0))
+    hsv = [h, s, v]
+    hsv[channel] = change(hsv[channel]).clamp(0.0, 1.0)
+    h, s, v = hsv
+    sector = torch.floor(h * 6.0)
+    f = h * 6.0 - sector
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    sector = sector.to(torch.int64).remainder(6).unsqueeze(1)
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = torch.zeros_like(rgb)
+    for k, channels in enumerate(table):
+        out = torch.where(sector == k, torch.stack(channels, dim=1), out)
+    levels = torch.floor(out.clamp(0.0, 1.0) * 255.0)
+    return (levels / 255.0).to(x.dtype)
+
+
+def brightness_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """compat='hendrycks' brightness: the HSV round trip as skimage computes it, truncated."""
+    (shift,) = params
+    return _hsv_round_trip_uint8(x, 2, lambda value: value + shift)
+
+
+def saturate_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+    """compat='hendrycks' saturate: the HSV round trip as skimage computes it, truncated."""
+    scale, offset = params
+    return _hsv_round_trip_uint8(x, 1, lambda saturation: saturation * scale + offset)
+
+
 @functools.lru_cache(maxsize=64)
 def _box_matrix_cached(n_in: int, n_out: int) -> torch.Tensor:
     """PIL's BOX resampling weights as a float64 [n_out, n_in] matrix.
@@ -215,6 +257,7 @@ CORRUPTIONS_DIGITAL: list[Corruption] = [
         name="brightness",
         family="digital",
         kernel=brightness,
+        compat_kernel=brightness_uint8,
         tables={
             32: _rows(0.05, 0.1, 0.15, 0.2, 0.3),
             64: _rows(0.1, 0.2, 0.3, 0.4, 0.5),
@@ -263,6 +306,7 @@ CORRUPTIONS_DIGITAL: list[Corruption] = [
         name="saturate",
         family="digital",
         kernel=saturate,
+        compat_kernel=saturate_uint8,
         tables={
             32: ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2)),
             64: ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (30.0, 0.2)),
