@@ -70,7 +70,10 @@ def density_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
     """One row per γ: F_N(γ) with its bounds and the verdict (bounds are the assertion's one-sided
     ones at α/m when asserted, else 95 % two-sided)."""
     s = rec.summary
-    header = (f"{s.get('distance', '?')}, N×K={s.get('n_images', '?')}×{s.get('draws', '?')}, identity "
+    align = s.get("alignment") or {}  # l2_aligned: how often the best alignment was a flip / a shift
+    distance = str(s.get("distance", "?")) + (f" (flip {_pct(align['flip'], 0)}, shift {_pct(align['shift'], 0)})"
+                                              if align.get("draws") else "")
+    header = (f"{distance}, N×K={s.get('n_images', '?')}×{s.get('draws', '?')}, identity "
               f"{_pct(s.get('identity_fraction'), 1)} | {_data(s)}")
     base = _comparison(rec)
     rows = [("γ", "F_N(γ)", "bounds", *(("vs baseline",) if base else ()), "verdict")]
