@@ -47,7 +47,7 @@ RESOLUTIONS: tuple[int, ...] = (32, 64, 224)
 FAMILIES: tuple[str, ...] = ("noise", "blur", "weather", "digital")
 
 # Family modules, in this package; each defines ``CORRUPTIONS_<NAME>``.
-_MODULES: tuple[str, ...] = ("noise", "digital", "blur")
+_MODULES: tuple[str, ...] = ("noise", "digital", "blur", "glass", "motion", "weather", "elastic")
 
 
 @dataclass(frozen=True)
