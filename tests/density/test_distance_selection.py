@@ -61,6 +61,7 @@ def test_a_misspelt_parameter(psa):
     result = pytester.runpytest(f"--junitxml={xml}")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*l2_aligned: unknown parameter(s)*radios*"])
+    result.stdout.fnmatch_lines(["*test_crop_flip_is_proximal_up_to_alignment | l2_aligned (flip *%, shift *%), N×K=60×2*"])
     assert 'name="psa_distance" value="l2_aligned"' in xml.read_text()
 
 
