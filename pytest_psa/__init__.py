@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "FlatnessReport": "pytest_psa.measure.flatness.report",
     "register_distance": "pytest_psa.measure.density.distances",
     "available_distances": "pytest_psa.measure.density.distances",
+    "aligned_distance": "pytest_psa.measure.density.distances",
+    "feature_distance": "pytest_psa.measure.density.distances",
     "Augmentation": "pytest_psa.augment.adapters",
     "as_augmentation": "pytest_psa.augment.adapters",
     "pil_augmentation": "pytest_psa.augment.adapters",
@@ -92,7 +94,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.data.sources import load_data, register_data_source
     from pytest_psa.data.synthetic import synthetic
     from pytest_psa.measure.density.audit import density
-    from pytest_psa.measure.density.distances import available_distances, register_distance
+    from pytest_psa.measure.density.distances import (
+        aligned_distance,
+        available_distances,
+        feature_distance,
+        register_distance,
+    )
     from pytest_psa.measure.density.result import DensityResult
     from pytest_psa.measure.flatness.comparison import FlatnessComparison, flatness
     from pytest_psa.measure.flatness.measure import measure_flatness
