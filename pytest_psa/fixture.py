@@ -114,6 +114,8 @@ class Psa:
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")
         self._records.append(record)
         props = self._node.user_properties
+        props.append(("psa_augmentation", result.augmentation))  # the same names as the density audit's
+        props.append(("psa_seeds", ",".join(map(str, result.seeds))))
 
         def on_verdict(v: dict[str, Any]) -> None:
             record.verdicts.append(v)
@@ -152,11 +154,13 @@ class Psa:
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="robustness")
         self._records.append(record)
         props = self._node.user_properties
+        # the same names as the density and flatness audits': psa_augmentation (psa_model for a model)
+        props.append(("psa_augmentation" if result.kind == "augmentation" else "psa_model", result.subject))
         props.append(("psa_robustness_subject", result.subject))
         props.append(("psa_seed", seed))
-        for name in ("clean_error", "mce", "rel_mce", "mfp"):
-            if name in result.metrics():
-                props.append((f"psa_{name}", round(result.metrics()[name].estimate, 6)))
+        for name, value in result.metrics().items():
+            if name in ("clean_error", "mce", "rel_mce", "mfp", "delta_mce") or name.startswith("adv_error("):
+                props.append((f"psa_{name}", round(value.estimate, 6)))
 
         def on_verdict(verdicts: list[dict[str, Any]]) -> None:
             for v in verdicts:

@@ -4,7 +4,7 @@
   paper's Figure 2), full range on the left, the proximal region with the audited γ values and
   their 95 % intervals on the right;
 - ``flatness.png``: one panel per flatness metric, ERM and augmented means over seeds (range
-  whiskers, seed pairs joined), the relative improvement with its t-interval under each pair;
+  whiskers, seeds as dots), the relative improvement with its t-interval under each augmentation;
 - ``corruptions.png``: clean error, error per corruption (mean over severities) and mCE for ERM
   and each augmentation with 95 % intervals, from robustness records.
 
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_psa.report.terminal import flatness_comparisons, short_name
+from pytest_psa.report.terminal import baseline_value, flatness_comparisons, short_name
 
 PROXIMAL_GAMMA = 0.25  # right panel of the eCDF figure: where the PSA thresholds live
 
@@ -102,36 +102,57 @@ def ecdf_figure(records: Sequence[Any]) -> Any:
 # -- flatness -------------------------------------------------------------------------------------
 def flatness_figure(records: Sequence[Any]) -> Any:
     """ERM vs augmented flatness per metric (lower is flatter): bars are means over seeds, whiskers
-    the range over seeds, thin lines pair the two models of a seed; under each pair the relative
-    improvement 1 − aug/ERM with its (1 − 2α) t-interval over seeds (the compared statistic)."""
+    the range over seeds, dots the seeds; under each augmentation the relative improvement
+    1 − aug/ERM with its (1 − 2α) t-interval over seeds (the statistic that is judged). When the
+    augmentations share their ERM models (same seeds, preset, data) ERM is drawn once; otherwise
+    each augmentation has its own ERM bar, and lines join the two models of each seed."""
     metrics: list[str] = []
     for rec in records:
         metrics += [m for m in flatness_comparisons(rec.summary) if m not in metrics]
-    fig = _figure(max(4.2, 1.2 + 2.2 * len(records)) * max(1, len(metrics)) ** 0.85, 4.0)
-    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
     labels = _labels(records)
-    for ax, metric in zip(axes, metrics):
-        ticks, names = [], []
-        for i, (rec, label) in enumerate(zip(records, labels)):
-            c = flatness_comparisons(rec.summary).get(metric)
-            if c is None:
-                continue
+    panels = []
+    for metric in metrics:
+        comps = [(label, flatness_comparisons(rec.summary).get(metric)) for rec, label in zip(records, labels)]
+        comps = [(label, c) for label, c in comps if c is not None]
+        shared = len({tuple(c["erm"]) for _, c in comps}) == 1
+        panels.append((metric, comps, shared))
+    width = max(1.2 + (1.5 if shared else 2.6) * len(comps) for _, comps, shared in panels) if panels else 4.0
+    fig = _figure(max(4.2, width) * max(1, len(metrics)) ** 0.85, 4.0)
+    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
+    for ax, (metric, comps, shared) in zip(axes, panels):
+        ticks: list[float] = []
+        names: list[str] = []
+
+        def bar(x: float, vals: list[float], color: str) -> None:
+            mean = sum(vals) / len(vals)
+            ax.bar(x, mean, width=0.8, color=color, alpha=0.85, yerr=[[mean - min(vals)], [max(vals) - mean]],
+                   capsize=4)
+            ax.plot([x] * len(vals), vals, "o", color="black", ms=3)
+
+        if shared:
+            bar(0, [v for v in comps[0][1]["erm"] if v is not None], "#9e9e9e")
+            ticks.append(0)
+            names.append("ERM")
+        for i, (label, c) in enumerate(comps):
             pairs = [(e, a) for e, a in zip(c["erm"], c["augmented"]) if e is not None and a is not None]
-            for j, color in enumerate(("#9e9e9e", "#1f77b4")):
-                vals = [p[j] for p in pairs]
-                mean = sum(vals) / len(vals)
-                ax.bar(3 * i + j, mean, width=0.8, color=color, alpha=0.85,
-                       yerr=[[mean - min(vals)], [max(vals) - mean]], capsize=4)
-            for e, a in pairs:
-                ax.plot([3 * i, 3 * i + 1], [e, a], "o-", color="black", ms=3, lw=0.6)
-            ticks += [3 * i, 3 * i + 1]
-            names += ["ERM", f"{label}\n{_improvement_text(c)}"]
+            x = i + 1 if shared else 3 * i + 1
+            if not shared:
+                bar(x - 1, [e for e, _ in pairs], "#9e9e9e")
+                for e, a in pairs:
+                    ax.plot([x - 1, x], [e, a], "-", color="black", lw=0.6)
+                ticks.append(x - 1)
+                names.append("ERM")
+            bar(x, [a for _, a in pairs], "#1f77b4")
+            ticks.append(x)
+            names.append(f"{label}\n{_improvement_text(c)}")
         ax.set_xticks(ticks, names, fontsize=7.5)
         ax.set_title(f"{metric} (lower = flatter)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.set_ylim(bottom=0)
-    fig.suptitle("flatness over ERM: mean over seeds (whiskers: range, lines: seed pairs); "
-                 "improvement 1 − aug/ERM with its t-interval", fontsize=9)
+    alphas = {c.get("alpha") for _, comps, _ in panels for _, c in comps if isinstance(c.get("alpha"), float)}
+    level = f"{100 * (1 - 2 * alphas.pop()):.0f}% " if len(alphas) == 1 else ""
+    fig.suptitle("flatness over ERM: mean over seeds (whiskers: range, dots: seeds); under each augmentation "
+                 f"the improvement 1 − aug/ERM and its {level}t-interval", fontsize=9)
     return fig
 
 
@@ -141,7 +162,7 @@ def _improvement_text(c: Mapping[str, Any]) -> str:
         return ""
     text = f"{100 * imp:+.1f}%"
     if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, alpha)):
-        text += f" [{100 * low:+.0f}, {100 * high:+.0f}] ({100 * (1 - 2 * alpha):.0f}%)"
+        text += f"\n[{100 * low:+.0f}, {100 * high:+.0f}]%"
     return text
 
 
@@ -196,15 +217,16 @@ def corruption_errors(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[st
     if not isinstance(erm, Mapping) and isinstance(summary.get("baseline_errors"), Mapping):
         erm = {c: {"estimate": sum(e["estimate"] for e in sev.values()) / len(sev), "low": None, "high": None}
                for c, sev in summary["baseline_errors"].items() if sev}
-    for target, per, prefix in (("model", table, ""), ("erm", erm, "baseline_")):
+    for target, per, prefix in (("model", table, ""), ("erm", erm, "baseline")):
         if not isinstance(per, Mapping) or not per:
             continue
         rows: dict[str, dict[str, Any]] = {}
-        if isinstance(metrics.get(f"{prefix}clean_error"), Mapping):
-            rows["clean"] = dict(metrics[f"{prefix}clean_error"])
+        value = (lambda n: metrics.get(n)) if not prefix else (lambda n: baseline_value(summary, n))
+        if isinstance(value("clean_error"), Mapping):
+            rows["clean"] = dict(value("clean_error"))
         rows.update({str(k): dict(v) for k, v in per.items() if isinstance(v, Mapping)})
-        if isinstance(metrics.get(f"{prefix}mce"), Mapping):
-            rows["mCE"] = dict(metrics[f"{prefix}mce"])
+        if isinstance(value("mce"), Mapping):
+            rows["mCE"] = dict(value("mce"))
         out[target] = rows
     return out
 

@@ -17,7 +17,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_psa.report.terminal import align, flatness_comparisons, headline_metrics, subject_of
+from pytest_psa.report.terminal import (
+    align, baseline_value, flatness_comparisons, headline_metrics, paired_delta, subject_of,
+)
 
 _BEST_EFFORT_ORDER = ("clean_error", "mce", "mce_alexnet", "mfp")
 
@@ -108,7 +110,7 @@ def robustness_table(records: Sequence[Any], labels: Mapping[str, str] | None = 
     names: list[str] = []
     for r in recs:
         names += [n for n in headline_metrics(r.summary)
-                  if not n.startswith(("baseline_", "delta_", "rel_")) and n not in names]
+                  if not n.startswith(("baseline_", "delta_", "delta(", "rel_")) and n not in names]
     names.sort(key=lambda n: (_BEST_EFFORT_ORDER.index(n) if n in _BEST_EFFORT_ORDER else len(_BEST_EFFORT_ORDER), n))
     base_name = next((str(r.summary.get("baseline")) for r in recs if r.summary.get("baseline")), "baseline")
     rows: list[tuple[str, ...]] = [("error %", base_name.upper() if base_name == "erm" else base_name,
@@ -120,7 +122,7 @@ def robustness_table(records: Sequence[Any], labels: Mapping[str, str] | None = 
             if n not in m:
                 cells.append("")
                 continue
-            ref, delta = m.get(f"baseline_{n}"), m.get(f"delta_{n}")
+            ref, delta = baseline_value(r.summary, n), paired_delta(r.summary, n)
             if ref is not None and not ref_cell:
                 ref_cell = _pct(ref.get("estimate"))
             cell = _pct(m[n].get("estimate"))

@@ -26,7 +26,7 @@ from typing import Any
 
 _WIDTH = 110
 _DENSITY_GAMMAS = (0.02, 0.05, 0.1)  # shown when no assertion picked γ values
-_ROBUSTNESS_SKIP = ("baseline_", "delta_", "rel_")  # shown as columns of their base metric
+_ROBUSTNESS_SKIP = ("baseline_", "delta_", "delta(", "rel_")  # shown as columns of their base metric
 
 
 def short_name(augmentation: str) -> str:
@@ -126,6 +126,8 @@ def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
             target = str(v["metric"])
             for prefix in ("delta_", "rel_"):
                 target = target[len(prefix):] if target.startswith(prefix) else target
+            if target.startswith("delta(") and target.endswith(")"):
+                target = target[6:-1]
             by_metric.setdefault(target, []).append(
                 f"{v.get('outcome', '?')} ({v.get('check', v['metric'])} ≤{v.get('budget', float('nan')):g})")
     erm_label = str(s.get("baseline") or "baseline").upper() if s.get("baseline") == "erm" else "baseline"
@@ -134,8 +136,7 @@ def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
         if name.startswith(_ROBUSTNESS_SKIP):
             continue
         unit = str(m.get("unit", ""))
-        ref = metrics.get(f"baseline_{name}")
-        delta = metrics.get(f"delta_{name}")
+        ref, delta = baseline_value(s, name), paired_delta(s, name)
         cell = (_baseline_cell(base, name),) if base else ()
         rows.append((name, _value(ref.get("estimate"), unit) if ref else "",
                      _with_interval(m, unit), _with_interval(delta, unit, signed=True) if delta else "",
@@ -164,6 +165,19 @@ def headline_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``summary["metrics"]`` entries that follow the headline contract ({"estimate", "low", ...})."""
     metrics = summary.get("metrics") or {}
     return {k: v for k, v in metrics.items() if isinstance(v, Mapping) and "estimate" in v}
+
+
+def baseline_value(summary: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The baseline model's (ERM's) value of a robustness metric: ``baseline_<name>`` in the
+    headline metrics, or ``erm_metrics[name]``."""
+    found = headline_metrics(summary).get(f"baseline_{name}")
+    return found if found is not None else headline_metrics({"metrics": summary.get("erm_metrics")}).get(name)
+
+
+def paired_delta(summary: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The paired difference audited − baseline of a robustness metric (``delta_<name>``)."""
+    metrics = headline_metrics(summary)
+    return metrics.get(f"delta_{name}") or metrics.get(f"delta({name})")
 
 
 def flatness_comparisons(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
