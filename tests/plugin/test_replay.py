@@ -53,7 +53,7 @@ def test_failure_that_reproduces_keeps_its_verdict(pytester: pytest.Pytester) ->
     assert "re-measured once with the same seed; the failure reproduced" in out
     assert "FlakyMeasurement" not in out
     # the replay's measurement is not listed twice in the summary table
-    assert sum(line.startswith("test_aug  aug ") for line in out.splitlines()) == 1
+    assert sum(line.startswith("density     test_aug ") for line in out.splitlines()) == 1
 
 
 def test_no_replay_option_measures_once(pytester: pytest.Pytester) -> None:

@@ -73,8 +73,9 @@ def test_hit_evaluates_a_new_test_set_without_training(cache, tiny_train, tiny_t
 def test_entry_files_and_record(cache, tiny_train, quick):
     trained = cache.get_or_train("small_cnn", tiny_train, None, **quick)
     key = trained.record.cache_key
-    # no temp files left; the lock file stays (deleting it on release would race with a waiter)
-    assert _files(cache) == [f"{key}.json", f"{key}.lock", f"{key}.safetensors"]
+    # no temp files left; the lock file stays (deleting it on release would race with a waiter);
+    # the training log records the one training
+    assert _files(cache) == [f"{key}.json", f"{key}.lock", f"{key}.safetensors", "trainings.jsonl"]
     meta = json.loads((cache.dir / f"{key}.json").read_text())
     assert meta["record"]["cache"] == "miss" and meta["key"] == key
     assert len(meta["weights"]["sha256"]) == 64
