@@ -110,3 +110,30 @@ def test_plots_without_matplotlib_is_a_usage_error_naming_the_extra(pytester: py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pip install pytest-psa[plots]" in result.stderr.str()
     assert not (pytester.path / "figs").exists()
+
+
+GATED = """
+import pytest
+from torchvision.transforms import v2
+
+AUG = {aug}
+
+@pytest.mark.psa(n_images=40, draws=2)
+def test_my_augmentation(psa):
+    psa.density(AUG)
+"""
+
+
+def test_summary_shows_the_change_against_the_baseline(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gated=GATED.format(aug="v2.RandomHorizontalFlip()"))  # half the draws: x itself
+    pytester.runpytest("-p", "no:cacheprovider", "--psa-save=main").assert_outcomes(passed=1)
+    far = "v2.Compose([v2.RandomInvert(p=1), v2.ColorJitter(0.8, 0.8, 0.8, 0.3), v2.RandomSolarize(0.5, p=1)])"
+    pytester.makepyfile(test_gated=GATED.format(aug=far))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--psa-compare", "--psa-compare-fail=F(0.05):0.05")
+    result.assert_outcomes(failed=1)  # the gate fails the test item
+    result.stdout.fnmatch_lines([
+        "density*test_my_augmentation | l2, N×K=40×2*",
+        "*γ*F_N(γ)*bounds*vs baseline*verdict",
+        "*0.05*0.0000*-0.* REGRESSED*measured",
+        "*0.1*0.0*-0.*measured",
+    ])
