@@ -190,3 +190,13 @@ def test_motion_blur_psnr_matches_the_reference_with_numpy_angles(shapes, severi
         theirs.append(ref.psnr(ref.magick_motion_blur(clean, radius, sigma, np_rng.uniform(-45, 45)), clean))
         ours.append(ref.psnr(out[n].transpose(1, 2, 0), clean))
     _paired_psnr_check(ours, theirs)
+
+
+def test_motion_blur_compat_rounds_to_8_bit_levels_like_the_png_round_trip(shapes):
+    from pytest_psa.measure.robustness.corruptions.motion import motion_blur_hendrycks
+
+    rng = CounterRNG(23, torch.arange(8), "motion_blur", 4)
+    exact = motion_blur(shapes[:8], MOTION_TABLES[32][3], rng)
+    levels = motion_blur_hendrycks(shapes[:8], MOTION_TABLES[32][3], rng) * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-3)
+    assert (levels - exact * 255).abs().max() <= 0.5 + 1e-3  # rounded, not truncated

@@ -19,7 +19,7 @@ import torch
 if TYPE_CHECKING:
     from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
-__all__ = ["CHUNK_PIXELS", "GROUPED_CHUNK_PIXELS", "chunked", "rng_slice"]
+__all__ = ["CHUNK_PIXELS", "GROUPED_CHUNK_PIXELS", "chunked", "map_chunks", "rng_slice", "whole_batch"]
 
 #: Pixels (per channel) per chunk: 256 CIFAR images, 64 at 64 px, 5 at 224 px.
 CHUNK_PIXELS = 256 * 32 * 32
@@ -56,7 +56,23 @@ def chunked(kernel: Kernel | None = None, *, pixels: int = CHUNK_PIXELS):
                 out[start:stop] = inner(x[start:stop], params, rng_slice(rng, start, stop))
             return out
 
-        run.chunk_pixels = pixels  # type: ignore[attr-defined]  # callers may skip their own blocking
-        return run
+        return whole_batch(run)
 
     return wrap(kernel) if kernel is not None else wrap
+
+
+def whole_batch(kernel: Kernel) -> Kernel:
+    """Mark a kernel that sizes its own chunks: a caller should hand it the whole batch at once
+    (``corrupt`` checks ``kernel.whole_batch``), since splitting it smaller only costs speed."""
+    kernel.whole_batch = True  # type: ignore[attr-defined]
+    return kernel
+
+
+def map_chunks(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, pixels: int = CHUNK_PIXELS) -> torch.Tensor:
+    """``fn(*tensors)`` computed on matching chunks along dim 0 (``fn`` must be per sample)."""
+    n = tensors[0].shape[0]
+    per_chunk = max(1, pixels // max(1, tensors[0].shape[-1] * tensors[0].shape[-2]))
+    if n <= per_chunk:
+        return fn(*tensors)
+    pieces = [fn(*(t[start : start + per_chunk] for t in tensors)) for start in range(0, n, per_chunk)]
+    return torch.cat(pieces)

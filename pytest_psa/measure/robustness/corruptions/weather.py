@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pytest_psa.measure.robustness.corruptions.chunking import GROUPED_CHUNK_PIXELS, chunked
+from pytest_psa.measure.robustness.corruptions.chunking import GROUPED_CHUNK_PIXELS, chunked, map_chunks, whole_batch
 from pytest_psa.measure.robustness.corruptions.cv_ops import (
     box_blur3,
     canny,
@@ -33,7 +33,8 @@ from pytest_psa.measure.robustness.corruptions.motion import apply_motion_blur
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
 from pytest_psa.measure.robustness.corruptions.weather_maps import (
     clipped_zoom,
-    frost_texture,
+    colour_frost,
+    frost_pattern,
     next_power_of_two,
     plasma_fractal,
 )
@@ -137,34 +138,48 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return r * _GRAY[0] + g * _GRAY[1] + b * _GRAY[2]
 
 
-@chunked(pixels=GROUPED_CHUNK_PIXELS)
+def _snow_blend(x: torch.Tensor, layer: torch.Tensor, blend: float) -> torch.Tensor:
+    brightened = torch.maximum(x, _gray(x) * 1.5 + 0.5)
+    mixed = x * blend + brightened * (1.0 - blend)
+    return (mixed + layer + layer.flip(-1, -2)).clamp_(0.0, 1.0)
+
+
+@whole_batch
 def snow(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     """Snow: thresholded zoomed normal noise, motion-blurred at U(-135, -45) degrees, added twice
-    (as is and rotated 180 degrees) onto the image blended towards ``max(x, 1.5 gray + 0.5)``."""
+    (as is and rotated 180 degrees) onto the image blended towards ``max(x, 1.5 gray + 0.5)``.
+
+    The 1-channel snow layer is made for the whole batch (the motion blur groups samples by direction,
+    and bigger groups are cheaper); the 3-channel blend runs in cache-sized chunks.
+    """
     loc, scale, zoom, threshold, radius, sigma, blend = (float(p) for p in params)
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     layer = rng.normal((1, h, w), stream=0).mul_(scale).add_(loc)
     layer = clipped_zoom(layer, zoom)
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
     layer = layer.clamp(0.0, 1.0).mul_(255.0).floor_().div_(255.0)  # .astype(np.uint8) before the PNG
     angle = rng.uniform((1,), stream=1)[:, 0].to(torch.float64) * 90.0 - 135.0
     layer = apply_motion_blur(layer, radius, sigma, angle)
-    layer = layer.mul(255.0).round_().clamp_(0.0, 255.0).div_(255.0)  # the 8-bit PNG Wand writes
-    brightened = torch.maximum(x, _gray(x) * 1.5 + 0.5)
-    mixed = x * blend + brightened * (1.0 - blend)
-    return (mixed + layer + layer.flip(-1, -2)).clamp_(0.0, 1.0)
+    layer = layer.mul_(255.0).round_().clamp_(0.0, 255.0).div_(255.0)  # the 8-bit PNG Wand writes
+    return map_chunks(lambda xs, ls: _snow_blend(xs, ls, blend), x, layer)
 
 
 @chunked(pixels=GROUPED_CHUNK_PIXELS)
 def frost(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
-    """Frost: ``image_coef * x + frost_coef * texture`` with a procedural ice texture per sample."""
+    """Frost: ``image_coef * x + frost_coef * texture`` with a procedural ice texture per sample
+    (chunks of ~1024 CIFAR images for the pattern, whose arms are motion blurs; smaller ones to blend)."""
     image_coef, frost_coef = float(params[0]), float(params[1])
     asset_scale = float(params[2]) if len(params) > 2 else 1.0
     _, channels, h, w = x.shape
-    texture = frost_texture(rng, h, w, asset_scale)
-    if channels == 1:
-        texture = _gray(texture)
-    return (x * image_coef + texture * frost_coef).clamp_(0.0, 1.0)
+    z = frost_pattern(rng, h, w, asset_scale)
+
+    def blend(xs: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        texture = colour_frost(zs)
+        if channels == 1:
+            texture = _gray(texture)
+        return (xs * image_coef + texture * frost_coef).clamp_(0.0, 1.0)
+
+    return map_chunks(blend, x, z)
 
 
 @chunked

@@ -18,7 +18,15 @@ from pytest_psa.measure.robustness.corruptions.motion import apply_motion_blur
 if TYPE_CHECKING:
     from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
-__all__ = ["FROST_TARGET_MEAN", "FROST_TARGET_STD", "clipped_zoom", "frost_texture", "plasma_fractal"]
+__all__ = [
+    "FROST_TARGET_MEAN",
+    "FROST_TARGET_STD",
+    "clipped_zoom",
+    "colour_frost",
+    "frost_pattern",
+    "frost_texture",
+    "plasma_fractal",
+]
 
 
 def plasma_fractal(
@@ -141,11 +149,20 @@ def _frost_moments(height: int, width: int, asset_scale: float) -> tuple[float, 
     return float(raw.mean()), float(raw.std())
 
 
+def frost_pattern(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
+    """The standardized ice pattern [N, 1, H, W] (population mean 0, std 1 at this size)."""
+    mean, std = _frost_moments(height, width, float(asset_scale))
+    return (_frost_raw(rng, height, width, asset_scale) - mean) / std
+
+
+def colour_frost(pattern: torch.Tensor) -> torch.Tensor:
+    """A standardized pattern [N, 1, H, W] coloured to the target mean/std per channel, clipped to [0, 1]."""
+    target_mean = torch.tensor(FROST_TARGET_MEAN, dtype=pattern.dtype, device=pattern.device).view(1, 3, 1, 1)
+    target_std = torch.tensor(FROST_TARGET_STD, dtype=pattern.dtype, device=pattern.device).view(1, 3, 1, 1)
+    return (target_mean + target_std * pattern).clamp_(0.0, 1.0)
+
+
 def frost_texture(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
     """Procedural frost [N, 3, H, W] in [0, 1] whose pixel mean and std match :data:`FROST_TARGET_MEAN`
     and :data:`FROST_TARGET_STD` over many samples (before the clip to [0, 1])."""
-    mean, std = _frost_moments(height, width, float(asset_scale))
-    z = (_frost_raw(rng, height, width, asset_scale) - mean) / std
-    target_mean = torch.tensor(FROST_TARGET_MEAN, dtype=z.dtype, device=z.device).view(1, 3, 1, 1)
-    target_std = torch.tensor(FROST_TARGET_STD, dtype=z.dtype, device=z.device).view(1, 3, 1, 1)
-    return (target_mean + target_std * z).clamp_(0.0, 1.0)
+    return colour_frost(frost_pattern(rng, height, width, asset_scale))
