@@ -113,17 +113,22 @@ def corrupt(
     kernel = record.compat_kernel if (compat and record.compat_kernel is not None) else record.kernel
     per_image = batch[0].numel()
     block = max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // max(per_image, 1))
-    pieces = []
+    out = None
     with torch.no_grad():
         for start in range(0, batch.shape[0], block):
             chunk = batch[start : start + block]
             rng = CounterRNG(seed, ids[start : start + block], record.name, level, device=batch.device)
-            result = kernel(chunk, params, rng).to(batch.dtype)
+            result = kernel(chunk, params, rng)
             if compat:
                 result = _truncate_to_uint8_levels(result)
-            pieces.append(result)
-    out = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    out = out.contiguous()
+            if start == 0 and start + block >= batch.shape[0]:
+                out = result.to(batch.dtype).contiguous()  # one chunk: no copy into a new tensor
+                break
+            if out is None:
+                out = torch.empty_like(batch, memory_format=torch.contiguous_format)
+            out[start : start + block].copy_(result)  # while the chunk is still in cache
+    if out.data_ptr() == batch.data_ptr():
+        out = out.clone()
     return out[0] if single else out
 
 
