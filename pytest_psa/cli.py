@@ -240,6 +240,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print("psa audit: every check was switched off (--no-density --no-flatness --no-robustness): nothing to do",
               file=sys.stderr)
         return EXIT_USAGE
+    if os.getcwd() not in sys.path and "" not in sys.path:  # module:attr of the project it runs in, as python -m
+        sys.path.insert(0, os.getcwd())
     probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
     augs = {spec: resolve_augmentation(spec, image_size=max(probe.image_size)) for spec in args.augmentations}
     audit = _Audit(args)

@@ -84,6 +84,20 @@ def test_import_paths_and_names(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in listed
 
 
+def test_an_augmentation_of_the_project_it_runs_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "g1_cli_augs.py").write_text(
+        "import torch\n\ndef jitter(x):\n    return (x + 0.02 * torch.randn_like(x)).clamp(0, 1)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "g1_cli_augs", raising=False)
+    argv = ["audit", "g1_cli_augs:jitter", "--no-flatness", "--no-robustness", "--n-images", "20", "--draws", "2", "-q"]
+    assert main(argv) == EXIT_OK
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["γ"] == ["jitter"] and rows["0.05"][0] == "1.0000"  # noise of sigma 0.02 stays within 0.05
+    sys.modules.pop("g1_cli_augs", None)
+
+
 def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # what an installation without the robustness module looks like to `import`
