@@ -259,22 +259,25 @@ def _normal_guess(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def _poisson_direct(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Smallest k with CDF(k) >= u, each CDF value from the incomplete gamma function."""
+    """Smallest k with CDF(k) >= u, each CDF value from the incomplete gamma function (~120 ns each on
+    CPU, about two per element: images off the 8-bit grid are ~30x slower than the table path)."""
+    shape = u.shape
+    rate, u = rate.reshape(-1), u.reshape(-1)
     k = _normal_guess(rate, u)
-    # Walk down while the previous value already covers u, then up while k does not.
-    active = torch.ones_like(u, dtype=torch.bool)
-    while True:
-        down = active & (k > 0)
-        down &= _poisson_cdf(k - 1.0, rate) >= u
-        if not bool(down.any()):
+    # Walk down while the previous value already covers u, then up while k does not; each pass
+    # evaluates the CDF only where the walk is still going.
+    idx = torch.arange(u.numel(), device=u.device)
+    while idx.numel():
+        idx = idx[k[idx] > 0]
+        if not idx.numel():
             break
-        k = torch.where(down, k - 1.0, k)
-        active = down
-    while True:
-        up = _poisson_cdf(k, rate) < u
-        if not bool(up.any()):
-            return k
-        k = torch.where(up, k + 1.0, k)
+        idx = idx[_poisson_cdf(k[idx] - 1.0, rate[idx]) >= u[idx]]
+        k[idx] -= 1.0
+    idx = torch.arange(u.numel(), device=u.device)
+    while idx.numel():
+        idx = idx[_poisson_cdf(k[idx], rate[idx]) < u[idx]]
+        k[idx] += 1.0
+    return k.reshape(shape)
 
 
 _TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor, int, int]] = {}
