@@ -165,8 +165,6 @@ class DensityResult:
         alpha = _pick(alpha, d.get("alpha"), DEFAULT_ALPHA)
         strict = bool(_pick(strict, d.get("strict"), False))
         verdicts = self.verdicts(gamma, min_density, alpha, exclude_identity=exclude_identity)
-        if self.on_verdict is not None:
-            self.on_verdict(verdicts)
         v0 = verdicts[0]
         power_floor = mean_bounds(np.zeros(v0.interval.n_units), v0.alpha, "upper")[1]
         if not strict and power_floor >= min_density:
@@ -175,6 +173,8 @@ class DensityResult:
                 f"{v0.interval.n_units} images is {power_floor:.4f} >= min_density={min_density}",
                 fix="audit more images (n_images), raise min_density, or use strict=True",
             )
+        if self.on_verdict is not None:  # after the guard: a refused check records no verdict
+            self.on_verdict(verdicts)
         failed = [v for v in verdicts if v.outcome == "fail" or (strict and v.outcome == "inconclusive")]
         if failed:
             raise PSAViolation(self.failure_message(verdicts, strict=strict, exclude_identity=exclude_identity),
