@@ -33,7 +33,7 @@ from pytest_psa.measure.robustness.corruptions.registry import Corruption
 if TYPE_CHECKING:
     from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
-__all__ = ["CORRUPTIONS_ELASTIC", "ELASTIC_TABLES", "affine_source_grid", "elastic_transform"]
+__all__ = ["CORRUPTIONS_ELASTIC", "ELASTIC_TABLES", "affine_inverse", "elastic_transform"]
 
 #: (alpha, sigma, affine) in pixels per severity, computed exactly as the reference writes them.
 ELASTIC_TABLES: dict[int, tuple[tuple, ...]] = {
@@ -61,8 +61,9 @@ ELASTIC_TABLES: dict[int, tuple[tuple, ...]] = {
 }
 
 
-def affine_source_grid(moves: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Source pixel coordinates (x, y) [N, H, W, 2] of ``cv2.warpAffine`` for control-point moves [N, 3, 2].
+def affine_inverse(moves: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Per sample, the 2x3 matrix [N, 2, 3] (float64) mapping an output pixel (x, y, 1) to the source
+    pixel ``cv2.warpAffine`` reads, for control-point moves [N, 3, 2].
 
     ``M`` maps the reference's control points ``pts1`` onto ``pts1 + moves`` (getAffineTransform), and
     warpAffine samples the source at ``M^-1 (x, y)``. Points are (x, y) with the reference's centre
@@ -81,25 +82,20 @@ def affine_source_grid(moves: torch.Tensor, height: int, width: int) -> torch.Te
     forward = [sum((solve[r, k] * pts2[:, k, :] for k in range(1, 3)), solve[r, 0] * pts2[:, 0, :]) for r in range(3)]
     (a, c), (b, d), (tx, ty) = ((f[:, 0], f[:, 1]) for f in forward)  # M = [[a, b, tx], [c, d, ty]]
     det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det  # A^-1 = [[ia, ib], [ic, id]]
+    row_x = torch.stack([ia, ib, -(ia * tx + ib * ty)], dim=1)
+    row_y = torch.stack([ic, id_, -(ic * tx + id_ * ty)], dim=1)
+    return torch.stack([row_x, row_y], dim=1)
+
+
+def _pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Homogeneous pixel coordinates (x, y, 1) [H * W, 3], float64."""
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij"
+        torch.arange(height, dtype=torch.float64, device=device),
+        torch.arange(width, dtype=torch.float64, device=device),
+        indexing="ij",
     )
-    u = xs.unsqueeze(0) - tx.view(-1, 1, 1)
-    v = ys.unsqueeze(0) - ty.view(-1, 1, 1)
-    source = torch.stack(
-        [(d.view(-1, 1, 1) * u - b.view(-1, 1, 1) * v) / det.view(-1, 1, 1),
-         (a.view(-1, 1, 1) * v - c.view(-1, 1, 1) * u) / det.view(-1, 1, 1)],
-        dim=-1,
-    )
-    return source.reshape(-1, height, width, 2)
-
-
-def _normalized(coords: torch.Tensor, height: int, width: int, align_corners: bool) -> torch.Tensor:
-    """Pixel (x, y) coordinates to grid_sample's [-1, 1] convention."""
-    size = torch.tensor([width, height], dtype=coords.dtype, device=coords.device)
-    if align_corners:
-        return coords * (2.0 / (size - 1).clamp_min(1)) - 1.0
-    return (coords * 2.0 + 1.0) / size - 1.0
+    return torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3)
 
 
 @chunked
@@ -108,18 +104,23 @@ def elastic_transform(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.
     alpha, sigma, affine = float(params[0]), float(params[1]), float(params[2])
     n, _, h, w = x.shape
     moves = rng.uniform((3, 2), stream=0).to(torch.float64).mul_(2 * affine).sub_(affine)
-    source = affine_source_grid(moves, h, w)
-    grid = _normalized(source, h, w, align_corners=True).to(x.dtype)
+    # grid_sample coordinates with align_corners=True: g = p * 2 / (size - 1) - 1, folded into the matrix.
+    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=torch.float64, device=x.device)
+    to_grid = affine_inverse(moves, h, w) * scale.view(1, 2, 1)
+    to_grid[:, :, 2] -= 1.0
+    # One small GEMM of fixed shape per sample (bmm): the same numbers whatever the batch.
+    pixels = _pixel_grid(h, w, x.device).to(x.dtype)
+    grid = torch.bmm(pixels.expand(n, -1, -1), to_grid.transpose(1, 2).to(x.dtype)).view(n, h, w, 2)
     warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
     if alpha == 0:
         return warped.clamp_(0.0, 1.0)
     fields = rng.uniform((2, h, w), stream=1).mul_(2.0).sub_(1.0)  # dx, dy ~ U(-1, 1)
-    fields = gaussian_filter(fields, sigma, mode="reflect", truncate=3.0) * alpha
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=x.dtype, device=x.device), torch.arange(w, dtype=x.dtype, device=x.device), indexing="ij"
-    )
-    coords = torch.stack([xs + fields[:, 0], ys + fields[:, 1]], dim=-1)
-    grid = _normalized(coords, h, w, align_corners=False)
+    fields = gaussian_filter(fields, sigma, mode="reflect", truncate=3.0)
+    # align_corners=False: g = (2 p + 1) / size - 1, so a displacement of alpha * f px is alpha * f * 2 / size.
+    step = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=x.dtype, device=x.device).view(1, 2, 1, 1)
+    base = _pixel_grid(h, w, x.device)[:, :2]
+    base = ((base * 2.0 + 1.0) / torch.tensor([w, h], dtype=torch.float64, device=x.device) - 1.0).to(x.dtype)
+    grid = base.view(1, h, w, 2) + (fields * step).permute(0, 2, 3, 1)
     out = F.grid_sample(warped, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.clamp_(0.0, 1.0)
 
