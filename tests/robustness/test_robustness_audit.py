@@ -238,3 +238,23 @@ def test_flip_rates_follow_the_reference_rules(result, cache_dir) -> None:
                                                              frames=11)], 1)
         rule = "first" if name == "gaussian_noise" else "previous"
         assert np.array_equal(M.flip_rates(preds, rule), result.baseline_samples.flips[p]), name
+
+
+def test_several_training_seeds_are_averaged_per_image(result, cache_dir) -> None:
+    """ERM alone (no augmentation, so no baseline) over seeds 0 and 1: per-image errors are the mean over
+    the seeds' models, the headline number is the mean of the per-seed numbers, and the interval becomes
+    the betting one (fractional per-image values)."""
+    both = pytest_psa.robustness(None, seeds=[0, 1], corruptions=["gaussian_noise"], attacks=None, n_images=500,
+                                 cache_dir=cache_dir, **TRAIN)
+    assert both.subject == "erm" and both.baseline is None and both.baseline_samples is None
+    assert both.seeds == (0, 1) and [p["seed"] for p in both.per_seed["subject"]] == [0, 1]
+    assert both.cache["subject:erm seed 0 model"] == "hit"  # trained for the comparison above
+    m = both.metrics()
+    assert m["mce"].estimate == pytest.approx(np.mean([p["mce"] for p in both.per_seed["subject"]]))
+    assert m["clean_error"].estimate == pytest.approx(np.mean([p["clean_error"] for p in both.per_seed["subject"]]))
+    assert set(np.unique(both.samples.clean)) <= {0.0, 0.5, 1.0}  # fractions of 2 seeds
+    binary = set(np.unique(both.samples.clean)) <= {0.0, 1.0}
+    assert m["clean_error"].method == ("clopper-pearson" if binary else "betting")
+    clean_only = pytest_psa.robustness(None, corruptions=None, attacks=None, n_images=500, cache_dir=cache_dir,
+                                       **TRAIN)
+    assert set(clean_only.metrics()) == {"clean_error"} and "no corruptions measured" in clean_only.table()

@@ -72,7 +72,7 @@ def test_zoom_blur_is_the_running_mean_of_zooms() -> None:
 
 
 def test_motion_blur_sweeps_the_angle_and_every_frame_is_a_valid_image() -> None:
-    for name in [n for n in CIFAR10_P if n != "spatter"]:
+    for name in CIFAR10_P:
         for f in sequence(name, X, IDS, frames=3):
             assert f.shape == X.shape and f.dtype == X.dtype and 0 <= float(f.min()) and float(f.max()) <= 1, name
     a, b = list(sequence("motion_blur", X, IDS, frames=2))
@@ -90,3 +90,13 @@ def test_tilt_homography_matches_the_pinhole_construction() -> None:
     assert np.allclose(m / m[2, 2], expected)
     m = tilt_homography(h, w, 11.25)
     assert not np.allclose(m / m[2, 2], expected) and abs(np.linalg.det(m)) > 0
+
+
+def test_spatter_layer_flows_down_with_the_frames() -> None:
+    """On dark images (no clipping) frame t adds the frame-0 water layer shifted down by round(0.8 t) rows."""
+    dark = X * 0.3
+    frames = list(sequence("spatter", dark, IDS, seed=1, frames=6))
+    layer = frames[0] - dark
+    assert float(layer.abs().max()) > 0.05  # some water on these images
+    for t in (1, 3, 5):
+        assert torch.allclose(frames[t] - dark, torch.roll(layer, round(0.8 * t), dims=-2), atol=1e-6), t

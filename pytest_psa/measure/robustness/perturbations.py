@@ -10,7 +10,7 @@ gaussian_noise  31      t = 0 clean; t >= 1: x + N(0, 0.02²) (a new draw per fr
 shot_noise      31      t = 0 clean; t >= 1: Poisson(700 x) / 700 (new draw per frame)
 motion_blur     21      motion blur radius 6, sigma 1.8, angle 9 (t - 20) degrees
 zoom_blur       31      mean of x zoomed by 1 + 0.004 j for j = 0..t (cumulative)
-spatter         31      the CIFAR spatter layer of severity 3, moved one pixel row per 5 frames
+spatter         31      a water layer (loc 0.6, scale 0.265, blur 1.75) flowing down round(0.8 t) rows
 brightness      31      HSV value + 0.015 (t - 15)
 translate       16      shift by t - 7 pixels horizontally (zero fill)
 rotate          31      rotate by t - 15 degrees (bilinear, zero fill)
@@ -86,10 +86,16 @@ def _motion_blur(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch
     return apply_motion_blur(x, 6.0, 1.8, angle)
 
 
-def _spatter(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor:
-    from pytest_psa.measure.robustness.corruptions.weather import spatter_layer_shifted
+SPATTER_P = (0.6, 0.265, 1.75, 0.7, 0.6, 0)  # make_cifar_p: N(0.6, 0.265) layer, blur 1.75, threshold 0.7, water 0.6
 
-    return spatter_layer_shifted(x, _rng("spatter", ids, 0, seed, x.device), severity=3, shift=t / 5)
+
+def _spatter(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor:
+    """One liquid layer per image (drawn once), flowing down 0.8 px per frame, like the reference's
+    per-frame convolution with (0.2, 0.8). The spatter kernel is pointwise in x given its layer, so
+    corrupting x rolled up by k rows and rolling the result back moves the layer down by k rows."""
+    k = round(0.8 * t)
+    out = _kernel("spatter")(torch.roll(x, -k, dims=-2), SPATTER_P, _rng("spatter", ids, 0, seed, x.device))
+    return torch.roll(out, k, dims=-2)
 
 
 def _zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
