@@ -138,19 +138,17 @@ def elastic(image: np.ndarray, params: tuple, moves: np.ndarray, fields: np.ndar
     swap = np.array([[0, 1], [1, 0]])
     matrix = swap @ inverse @ swap
     offset = -(swap @ inverse @ forward[:, 2])
+    channels = range(image.shape[2])
     warped = np.stack(
-        [ndimage.affine_transform(image[..., c], matrix, offset, order=1, mode="mirror") for c in range(image.shape[2])],
-        axis=-1,
+        [ndimage.affine_transform(image[..., c], matrix, offset, order=1, mode="mirror") for c in channels], axis=-1
     )
     if alpha == 0:
         return np.clip(warped, 0, 1)
     dx = ndimage.gaussian_filter(fields[0], sigma, mode="reflect", truncate=3) * alpha
     dy = ndimage.gaussian_filter(fields[1], sigma, mode="reflect", truncate=3) * alpha
     yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    out = np.stack(
-        [ndimage.map_coordinates(warped[..., c], (yy + dy, xx + dx), order=1, mode="reflect") for c in range(image.shape[2])],
-        axis=-1,
-    )
+    coords = (yy + dy, xx + dx)
+    out = np.stack([ndimage.map_coordinates(warped[..., c], coords, order=1, mode="reflect") for c in channels], axis=-1)
     return np.clip(out, 0, 1)
 
 

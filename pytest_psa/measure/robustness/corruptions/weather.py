@@ -171,7 +171,8 @@ def frost(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     image_coef, frost_coef = float(params[0]), float(params[1])
     _, channels, h, w = x.shape
     # A 2-value row (the reference's own) takes the photo scale of the nearest table: 0.2, 0.3 or 1.
-    asset_scale = float(params[2]) if len(params) > 2 else (0.2 if max(h, w) <= 48 else 0.3 if max(h, w) <= 144 else 1.0)
+    side = max(h, w)
+    asset_scale = float(params[2]) if len(params) > 2 else (0.2 if side <= 48 else 0.3 if side <= 144 else 1.0)
     z = frost_pattern(rng, h, w, asset_scale)
 
     def blend(xs: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
