@@ -181,7 +181,9 @@ def _check_images(images: object) -> tuple[torch.Tensor, bool]:
         )
         raise PsaUsageError("images must have 3 (RGB) channels", observed=tuple(images.shape), fix=fix)
     if batch.shape[2] < 2 or batch.shape[3] < 2:
-        raise PsaUsageError("images must be at least 2 x 2 pixels", observed=tuple(images.shape), fix="pass real images")
+        raise PsaUsageError(
+            "images must be at least 2 x 2 pixels", observed=tuple(images.shape), fix="pass real images"
+        )
     if batch.numel():
         # one pass: aminmax propagates NaN, and +-inf fails the range check
         lo_t, hi_t = torch.aminmax(batch)
@@ -226,9 +228,13 @@ def _check_indices(indices: object, n: int, device: torch.device) -> torch.Tenso
     try:
         ids = torch.as_tensor(indices)
     except (TypeError, ValueError) as exc:
-        raise PsaUsageError("indices must be a sequence of ints", observed=repr(indices)[:80], fix="pass a list or int tensor") from exc
+        raise PsaUsageError(
+            "indices must be a sequence of ints", observed=repr(indices)[:80], fix="pass a list or int tensor"
+        ) from exc
     if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
-        raise PsaUsageError("indices must be integers", observed=str(ids.dtype), fix="pass torch.arange(...) or a list of ints")
+        raise PsaUsageError(
+            "indices must be integers", observed=str(ids.dtype), fix="pass torch.arange(...) or a list of ints"
+        )
     ids = ids.reshape(-1)
     if ids.numel() != n:
         raise PsaUsageError(

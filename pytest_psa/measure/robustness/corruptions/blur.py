@@ -12,9 +12,10 @@
   banded matrices (borders folded in) applied along rows and columns.
 
 Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet-C/create_c/``:
-32 px ``make_cifar_c.py``, 64 px ``make_tinyimagenet_c.py``, 224 px ``make_imagenet_c.py``. The zoom
-rows are the factors ``np.arange(1, stop, step)`` yields, float rounding included (for CIFAR 7, 12, 16,
-21 and 26 zooms: severities 1 and 2 include their end point, 3 to 5 do not).
+32 px ``make_cifar_c.py`` (@ca36008), 64 px ``make_tinyimagenet_c.py`` (@7a64e6a), 224 px
+``make_imagenet_c.py`` (@e0377d4). The zoom rows are the factors ``np.arange(1, stop, step)``
+yields, float rounding included (for CIFAR 7, 12, 16, 21 and 26 zooms: severities 1 and 2 include
+their end point, 3 to 5 do not).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ PIL's BOX resampling weights as two small matrices; JPEG goes through libjpeg vi
 produces PIL's bytes for the same quality (checked in the tests).
 
 Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet-C/create_c/``:
-32 px ``make_cifar_c.py``, 64 px ``make_tinyimagenet_c.py``, 224 px ``make_imagenet_c.py``.
+32 px ``make_cifar_c.py`` (@ca36008), 64 px ``make_tinyimagenet_c.py`` (@7a64e6a), 224 px
+``make_imagenet_c.py`` (@e0377d4).
 """
 
 from __future__ import annotations

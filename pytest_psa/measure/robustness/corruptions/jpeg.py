@@ -261,7 +261,9 @@ def jpeg_round_trip(levels: torch.Tensor, quality: int) -> torch.Tensor:
         raise ValueError(f"the torch JPEG path needs sizes that are multiples of 16, got {h} x {w}")
     device = levels.device
     ops = _operators(str(device))
-    luma_q, chroma_q = (torch.tensor(t, dtype=torch.float64, device=device).reshape(8, 8) for t in quant_tables(quality))
+    luma_q, chroma_q = (
+        torch.tensor(t, dtype=torch.float64, device=device).reshape(8, 8) for t in quant_tables(quality)
+    )
     ycc = _rgb_to_ycc(levels.to(torch.float64))
     y = _unblocks(_code_plane(ycc[:, 0], luma_q, ops))
     chroma = _downsample_h2v2(ycc[:, 1:].reshape(n * 2, h, w))

@@ -4,7 +4,8 @@ Kernels are ``kernel(x, params, rng) -> Tensor`` on float NCHW in [0, 1]; every 
 the :class:`~.rng.CounterRNG`, so a sample's noise does not depend on its batch.
 
 Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet-C/create_c/``:
-32 px ``make_cifar_c.py``, 64 px ``make_tinyimagenet_c.py``, 224 px ``make_imagenet_c.py``.
+32 px ``make_cifar_c.py`` (@ca36008), 64 px ``make_tinyimagenet_c.py`` (@7a64e6a), 224 px
+``make_imagenet_c.py`` (@e0377d4).
 """
 
 from __future__ import annotations
