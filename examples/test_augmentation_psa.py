@@ -52,3 +52,17 @@ def test_a_user_defined_distance(psa):
 @pytest.mark.psa(gamma=0.05, min_density=0.05)
 def test_a_far_augmentation_fails(psa):
     psa.check(FAR)
+
+
+# Robustness is asserted directly, against ERM trained through the same cache (flatness is only a
+# measurement). Small settings so that it runs in about a minute on 2 CPU cores; drop them for the
+# full 15 x 5 corruptions and the default attacks.
+SMALL_ROBUSTNESS = dict(corruptions=["gaussian_noise", "contrast", "jpeg_compression"], attacks=["l2:0.25:7"],
+                        n_images=500, n_attack_images=100)
+
+
+@pytest.mark.psa(vs_erm={"mce": 0.05}, max_adv_error={"l2,0.25": 1.0})
+def test_my_augmentation_is_not_less_robust_than_erm(psa):
+    result = psa.robustness(my_augmentation, **SMALL_ROBUSTNESS)
+    print(result.table())
+    result.assert_budget()
