@@ -8,7 +8,7 @@ flatness metric, a robustness evaluation batch), and the first call past a deadl
 Cooperative on purpose: no signal and no watchdog thread interrupts anything, so a step always
 finishes, caches and files stay consistent, and the error lands on the test that overran (with
 pytest-xdist and on every platform alike). The price: a step is never cut short, so a budget can
-be overshot by at most one step. Outside a budget `check_budget` returns at once (~100 ns), so
+be overshot by at most one step. A call costs ~150 ns without a budget, ~400 ns with one, so
 measurement code calls it unconditionally.
 
 Torch-free: the plugin imports this module at start-up.
