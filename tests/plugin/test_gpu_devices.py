@@ -109,7 +109,8 @@ def test_require_gpu_turns_every_gpu_skip_into_a_failure(pytester: pytest.Pytest
     args = ["--psa-require-gpu"] if how == "flag" else []
     if how == "ini":
         pytester.makeini("[pytest]\npsa_require_gpu = true\n")
-    result = pytester.runpytest(*QUIET, "--psa-device=cuda", *args)
+    # -rN: no short summary, whose lines are only truncated outside CI and would repeat the message
+    result = pytester.runpytest(*QUIET, "-rN", "--psa-device=cuda", *args)
     result.assert_outcomes(passed=1, errors=3)
     out = result.stdout.str()
     assert out.count("--psa-require-gpu turns this skip into a failure, so that a GPU test never looks green") == 3
