@@ -21,12 +21,12 @@ from pytest_psa.measure.robustness import metrics as M
 def test_trivialaugment_vs_erm_on_cifar10(cifar10, psa_cache_dir) -> None:
     result = pytest_psa.robustness(
         v2.TrivialAugmentWide(), data="cifar10", data_root=os.environ.get("PSA_DATA_ROOT"), preset="smoke", seeds=1,
-        corruptions="cifar10-c", attacks=["linf:2/255:10"], n_images=500, n_attack_images=500,
-        cache_dir=psa_cache_dir)
+        corruptions="cifar10-c", attacks=["linf:2/255:10"], perturbations=["translate", "rotate", "scale"],
+        n_images=500, n_attack_images=500, n_perturbation_images=500, cache_dir=psa_cache_dir)
     print(result.table())
     m = result.metrics(alpha=2e-3)  # two-sided 99.8 %: each bound one-sided at 1e-3
-    # TA is more robust to small L∞ attacks than ERM (cpu_feasibility §7: +7 to +13 points of robust accuracy)
-    assert m["delta_adv_error(linf,2/255)"].high < 0, m["delta_adv_error(linf,2/255)"].text()
+    assert m["delta_mfp"].high < 0, m["delta_mfp"].text()
+    result.assert_budget(vs_erm={"mfp": 0.0}, alpha=1e-3)  # passes: TA flips less than ERM
     # corruptions hurt: for both models the error at severity 5 exceeds severity 1 (paired over images) and
     # the mCE exceeds the clean error
     for samples in (result.samples, result.baseline_samples):
@@ -35,4 +35,4 @@ def test_trivialaugment_vs_erm_on_cifar10(cifar10, psa_cache_dir) -> None:
         gap = M.paired_difference(samples.corruption.reshape(-1, samples.corruption.shape[-1]).mean(0),
                                   samples.clean, 2e-3)
         assert gap.low > 0, gap.text()
-    assert np.isfinite(m["rel_mce"].estimate) and result.assert_budget(vs_erm={"clean_error": 0.2})
+    assert len(result.corruptions) == 15 and np.isfinite(m["rel_mce"].estimate)
