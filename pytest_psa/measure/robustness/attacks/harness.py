@@ -79,7 +79,9 @@ def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm
     clean = np.zeros(n, dtype=bool)
     robust = np.zeros(n, dtype=bool)
     adversarial = torch.empty_like(images) if keep_images else None
-    tol = checks.perturbation_tolerance(s.eps, s.norm, dtype, int(images[0].numel()))
+    # rounding allowance of the coarser of the attack's dtype and the returned images' dtype
+    coarse = dtype if torch.finfo(dtype).eps >= torch.finfo(images.dtype).eps else images.dtype
+    tol = checks.perturbation_tolerance(s.eps, s.norm, coarse, int(images[0].numel()))
     outcomes: list[CheckOutcome] = []
     stats = {"max_norm": 0.0, "mismatches": 0, "fooled": 0}
     with torch.no_grad(), checks.model_guard(model, outcomes):
