@@ -82,7 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.cache_clear and not hasattr(config, "workerinput"):
         from pytest_psa.train.cache import ModelCache
 
+        from pytest_psa.measure.robustness.store import EvaluationStore
+
         ModelCache(settings.cache_dir).clear()
+        EvaluationStore(settings.cache_dir).clear()  # evaluations of cleared models are stale too
 
 
 def pytest_report_header(config: pytest.Config) -> str:
