@@ -5,7 +5,7 @@ through the model cache, then measures clean error, the CIFAR-10-C errors (all 1
 mCE), the relative mCE vs ERM, CIFAR-10-P flip rates (mFP, relative mFP) and the default attacks
 (PGD-20 L∞ 8/255, PGD-10 L∞ 2/255, PGD-7 L2 0.25), each with its 95 % interval, plus wall times.
 
-    PSA_DATA_ROOT=/work/shared/datasets .venv/bin/python benchmarks/robustness_cifar.py \\
+    PSA_DATA_ROOT=/path/to/datasets python benchmarks/robustness_cifar.py \\
         [--n-images 2000] [--seeds 1] [--cache-dir DIR] [--json results.json]
 
 A second run with the same cache folder loads every model and evaluation (the wall time then shows
@@ -38,7 +38,7 @@ def main() -> None:
 
     root = os.environ.get("PSA_DATA_ROOT")
     if not root:
-        raise SystemExit("set PSA_DATA_ROOT to the folder holding CIFAR-10 (e.g. /work/shared/datasets)")
+        raise SystemExit("set PSA_DATA_ROOT to the folder holding CIFAR-10 (a cifar10*.tar.gz, a cifar10*/ image folder or cifar-10-batches-py/)")
     augmentations = {"augmix": v2.AugMix(), "trivialaugment": v2.TrivialAugmentWide()}
     results, walls = {}, {}
     for key, aug in augmentations.items():
