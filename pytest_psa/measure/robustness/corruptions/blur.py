@@ -27,11 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pytest_psa.measure.robustness.corruptions.glass import boundary_index, gaussian_operator
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
 from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
 __all__ = [
     "CORRUPTIONS_BLUR",
+    "apply_separable",
     "defocus_blur",
     "defocus_kernel",
     "gaussian_blur",
@@ -48,20 +50,21 @@ __all__ = [
 def reflect101_index(n: int, pad: int) -> torch.Tensor:
     """Indices of ``arange(-pad, n + pad)`` folded into [0, n) by reflect-101 (cv2's default border,
     torch's 'reflect'), for any pad (torch's own padding needs pad < n)."""
-    idx = torch.arange(-pad, n + pad)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = idx.remainder(period)
-    return torch.where(idx >= n, period - idx, idx)
+    return boundary_index(torch.arange(-pad, n + pad), n, "mirror")
 
 
-def _apply_separable(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``rows @ image @ cols.T`` for every image and channel of NCHW ``x``, as two large GEMMs."""
+def apply_separable(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, *, rounding: bool = False) -> torch.Tensor:
+    """``rows @ image @ cols.T`` for every image and channel of NCHW ``x``, as two large GEMMs, width
+    first (PIL's pass order). ``rounding``: round half up after each pass, as PIL's 8-bit passes store."""
     n, c, h, w = x.shape
-    y = (x.reshape(-1, w) @ cols.T).reshape(n * c, h, cols.shape[0])
-    y = (y.transpose(1, 2).reshape(-1, h) @ rows.T).reshape(n * c, cols.shape[0], rows.shape[0])
-    return y.transpose(1, 2).reshape(n, c, rows.shape[0], cols.shape[0])
+    out_h, out_w = rows.shape[0], cols.shape[0]
+    y = (x.reshape(-1, w) @ cols.T).reshape(n * c, h, out_w)
+    if rounding:
+        y = torch.floor(y + 0.5)
+    y = (y.transpose(1, 2).reshape(-1, h) @ rows.T).reshape(n * c, out_w, out_h)
+    if rounding:
+        y = torch.floor(y + 0.5)
+    return y.transpose(1, 2).reshape(n, c, out_h, out_w)
 
 
 # -- defocus blur ------------------------------------------------------------------------------------
@@ -190,22 +193,10 @@ def zoom_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
 # -- gaussian blur -----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=64)
-def _gaussian_matrix_cached(n: int, sigma: float, truncate: float) -> torch.Tensor:
-    radius = int(truncate * sigma + 0.5)
-    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    taps = torch.exp(-0.5 * d * d / (sigma * sigma))
-    taps /= taps.sum()
-    matrix = torch.zeros(n, n, dtype=torch.float64)
-    src = (torch.arange(n).unsqueeze(1) + torch.arange(-radius, radius + 1).unsqueeze(0)).clamp_(0, n - 1)
-    matrix.scatter_add_(1, src, taps.expand(n, -1).contiguous())  # 'nearest' border: clamp the index
-    return matrix
-
-
 def gaussian_blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device, truncate: float = 4.0):
     """scipy.ndimage.gaussian_filter1d(mode='nearest', truncate) along an axis of length n, as an
     [n, n] matrix (``out = M @ signal``)."""
-    return _gaussian_matrix_cached(int(n), float(sigma), float(truncate)).to(dtype=dtype, device=device)
+    return gaussian_operator(int(n), float(sigma), float(truncate), "nearest").to(dtype=dtype, device=device)
 
 
 def gaussian_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
@@ -214,7 +205,7 @@ def gaussian_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tens
     n, c, h, w = x.shape
     rows = gaussian_blur_matrix(h, sigma, x.dtype, x.device)
     cols = gaussian_blur_matrix(w, sigma, x.dtype, x.device)
-    return _apply_separable(x, rows, cols).clamp_(0.0, 1.0)
+    return apply_separable(x, rows, cols).clamp_(0.0, 1.0)
 
 
 def _zoom_rows(*stops_steps: tuple[float, float]) -> tuple[tuple[float, ...], ...]:

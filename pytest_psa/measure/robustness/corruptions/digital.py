@@ -17,6 +17,7 @@ import functools
 
 import torch
 
+from pytest_psa.measure.robustness.corruptions.blur import apply_separable
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
 from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
@@ -149,28 +150,15 @@ def box_resize_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.d
     return _box_matrix_cached(int(n_in), int(n_out)).to(dtype=dtype, device=device)
 
 
-def _resize_rows_cols(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, rounding: bool) -> torch.Tensor:
-    """``rows @ x @ cols.T`` per image and channel, width first (PIL's pass order) as two big GEMMs."""
-    n, c, h, w = x.shape
-    out_h, out_w = rows.shape[0], cols.shape[0]
-    y = (x.reshape(-1, w) @ cols.T).reshape(n * c, h, out_w)
-    if rounding:  # PIL stores each 8-bit pass as uint8, rounding half up
-        y = torch.floor(y + 0.5)
-    y = (y.transpose(1, 2).reshape(-1, h) @ rows.T).reshape(n * c, out_w, out_h)
-    if rounding:
-        y = torch.floor(y + 0.5)
-    return y.transpose(1, 2).reshape(n, c, out_h, out_w)
-
-
 def _pixelate(x: torch.Tensor, fraction: float, rounding: bool) -> torch.Tensor:
     n, c, h, w = x.shape
     small_h, small_w = max(1, int(h * fraction)), max(1, int(w * fraction))
     downs = [box_resize_matrix(a, b, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
     ups = [box_resize_matrix(b, a, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
     if not rounding:  # linear: down and up fold into one matrix per axis
-        return _resize_rows_cols(x, ups[0] @ downs[0], ups[1] @ downs[1], rounding=False)
-    small = _resize_rows_cols(x, downs[0], downs[1], rounding)
-    return _resize_rows_cols(small, ups[0], ups[1], rounding)
+        return apply_separable(x, ups[0] @ downs[0], ups[1] @ downs[1])
+    small = apply_separable(x, downs[0], downs[1], rounding=True)
+    return apply_separable(small, ups[0], ups[1], rounding=True)
 
 
 def pixelate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:

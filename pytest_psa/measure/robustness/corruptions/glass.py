@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CORRUPTIONS_GLASS",
     "GLASS_TABLES",
+    "boundary_index",
     "gaussian_filter",
+    "gaussian_operator",
     "glass_blur",
     "glass_shuffle",
     "glass_shuffle_positions",
@@ -60,7 +62,7 @@ GLASS_TABLES: dict[int, tuple[tuple, ...]] = {
 # -- scipy.ndimage.gaussian_filter on the last two dims ----------------------------------------------------
 
 
-def _boundary_index(positions: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+def boundary_index(positions: torch.Tensor, n: int, mode: str) -> torch.Tensor:
     """Map integer positions outside [0, n) into it the way scipy.ndimage's ``mode`` extends a signal."""
     if mode == "nearest":  # a a a | a b c d | d d d
         return positions.clamp(0, n - 1)
@@ -87,12 +89,12 @@ def _gaussian_taps(sigma: float, truncate: float) -> tuple[float, ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def _operator_cpu(n: int, sigma: float, truncate: float, mode: str) -> torch.Tensor:
+def gaussian_operator(n: int, sigma: float, truncate: float, mode: str) -> torch.Tensor:
     """The dense n x n matrix of the 1-D filter with its boundary folded in (float64, CPU)."""
     taps = torch.tensor(_gaussian_taps(sigma, truncate), dtype=torch.float64)
     radius = (taps.numel() - 1) // 2
     rows = torch.arange(n).unsqueeze(1).expand(n, taps.numel())
-    cols = _boundary_index(rows + torch.arange(-radius, radius + 1), n, mode)
+    cols = boundary_index(rows + torch.arange(-radius, radius + 1), n, mode)
     matrix = torch.zeros(n, n, dtype=torch.float64)
     matrix.index_put_((rows.reshape(-1), cols.reshape(-1)), taps.repeat(n), accumulate=True)
     return matrix
@@ -107,7 +109,7 @@ def _filter_axis(x: torch.Tensor, sigma: float, truncate: float, mode: str, dim:
     if len(_gaussian_taps(sigma, truncate)) == 1:
         return x
     n = x.shape[dim]
-    matrix = _operator_cpu(n, float(sigma), float(truncate), mode).to(device=x.device, dtype=x.dtype)
+    matrix = gaussian_operator(n, float(sigma), float(truncate), mode).to(device=x.device, dtype=x.dtype)
     lead = x.shape[:-2]
     flat = x.reshape(-1, x.shape[-2], x.shape[-1])
     if dim in (-1, x.dim() - 1):
