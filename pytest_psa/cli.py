@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_psa._settings import _positive_int as _positive
+
 # Before torch loads (as in the pytest plugin): spinning OpenMP threads make training on a busy
 # 2-core machine many times slower; passive waiting changes no result. A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -44,16 +46,6 @@ def _csv_words(text: str) -> tuple[str, ...]:
     if not words:
         raise argparse.ArgumentTypeError("expected one or more names separated by commas")
     return words
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return n
 
 
 def _seed(text: str) -> int:

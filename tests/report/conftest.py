@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import matplotlib  # noqa: F401
 import matplotlib.figure  # noqa: F401
 import scipy.stats  # noqa: F401
-import torch
+import torch  # noqa: F401
 import torchvision.transforms.v2  # noqa: F401
 from matplotlib.backends import backend_agg  # noqa: F401
 
@@ -17,6 +17,7 @@ import pytest
 import pytest_psa.augment.adapters  # noqa: F401
 import pytest_psa.measure.density.audit  # noqa: F401
 import pytest_psa.measure.flatness.comparison  # noqa: F401
+from pytest_psa._threads import single_thread
 
 # the smallest flatness comparison that still has an interval (2 seeds): 4 models of 8 steps each
 TINY_FLATNESS = {"seeds": 2, "metrics": ["lpf"], "epochs": 1, "n_train": 500, "batch_size": 64, "n_measure": 100}
@@ -34,9 +35,5 @@ def tiny_flatness() -> dict:
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
