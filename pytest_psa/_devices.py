@@ -96,9 +96,10 @@ def skip_or_fail(why: str, *, require_gpu: bool) -> None:
     pytest.skip(f"psa: {why} (--psa-require-gpu makes this a failure)")
 
 
-def require_gpu(wanted: str, *, require_gpu: bool, index: int | None = None) -> None:
-    """Skip or fail (see `skip_or_fail`) unless this process sees a CUDA device (number `index`, if given)."""
+def require_gpu(wanted: str, device: str, *, require_gpu: bool) -> None:
+    """Skip or fail (see `skip_or_fail`) unless this process has `device` ("cuda": any CUDA device)."""
     __tracebackhide__ = True
+    index = int(device[5:]) if device.startswith("cuda:") else None
     n = cuda_device_count()
     if n == 0 or (index is not None and index >= n):
         skip_or_fail(f"{wanted} needs {'a CUDA device' if index is None else f'cuda:{index}'}, and {_visible(n)}",

@@ -121,8 +121,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     device = _devices.marker_device(item)
     if _devices.needs_gpu(device):  # a GPU test: skip it without a GPU, or fail it under --psa-require-gpu
-        index = int(device[5:]) if device and device.startswith("cuda:") else None
-        _devices.require_gpu(f"{item.nodeid} (marker device={device!r})", index=index,
+        _devices.require_gpu(f"{item.nodeid} (marker device={device!r})", device,
                              require_gpu=item.config.stash[SESSION_KEY].settings.require_gpu)
 
 
@@ -166,8 +165,7 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
         marker.update(mark.kwargs)
     if "device" not in marker and _devices.needs_gpu(session.settings.device):
         device = session.settings.device
-        _devices.require_gpu(f"--psa-device={device}", require_gpu=session.settings.require_gpu,
-                             index=int(device[5:]) if device.startswith("cuda:") else None)
+        _devices.require_gpu(f"--psa-device={device}", device, require_gpu=session.settings.require_gpu)
 
     def repro(seed: int) -> str:
         custom = config.hook.pytest_psa_repro_command(nodeid=request.node.nodeid, seed=seed, config=config)
@@ -186,8 +184,7 @@ def psa_gpu(request: pytest.FixtureRequest) -> Any:
     settings = request.config.stash[SESSION_KEY].settings
     marker = _devices.marker_device(request.node)
     wanted = next((d for d in (marker, settings.device) if d is not None and _devices.needs_gpu(d)), "cuda")
-    _devices.require_gpu(f"{request.node.nodeid} (psa_gpu fixture)", require_gpu=settings.require_gpu,
-                         index=int(wanted[5:]) if wanted.startswith("cuda:") else None)
+    _devices.require_gpu(f"{request.node.nodeid} (psa_gpu fixture)", wanted, require_gpu=settings.require_gpu)
     import torch
 
     return torch.device(_devices.measurement_device(wanted))
