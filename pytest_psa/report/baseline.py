@@ -20,13 +20,7 @@ import pytest
 
 from pytest_psa.errors import PsaError
 from pytest_psa.report.compare import RecordComparison, compare_entries, parse_fail_specs
-from pytest_psa.report.entries import (  # noqa: F401  (identity_of, record_device: public via this module too)
-    _device_kind,
-    identity_of,
-    make_entry,
-    record_device,
-    seeds_of,
-)
+from pytest_psa.report.entries import key_for, make_entry
 from pytest_psa.report.gate_messages import count_words, missing_message, regression_message, rel, summary_lines
 from pytest_psa.report.storage import (
     DEFAULT_STORAGE,
@@ -34,7 +28,6 @@ from pytest_psa.report.storage import (
     StoredRun,
     autosave_name,
     commit_info,
-    comparability_key,
     key_id,
     machine_info,
     run_document,
@@ -108,14 +101,9 @@ class BaselineGate:
         return report
 
     def _key(self, item: pytest.Item, summary: Mapping[str, Any]) -> dict[str, Any]:
-        import torch  # loaded already: the test measured something
-
-        kind = record_device(summary)
-        if kind is None:
-            dev = next((m.kwargs["device"] for m in item.iter_markers("psa") if "device" in m.kwargs),
-                       self.settings.device)
-            kind = ("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else _device_kind(dev)
-        return comparability_key(str(kind), torch.are_deterministic_algorithms_enabled())
+        dev = next((m.kwargs["device"] for m in item.iter_markers("psa") if "device" in m.kwargs),
+                   self.settings.device)
+        return key_for(summary, dev)
 
     def _gate(self, item: pytest.Item, report: pytest.TestReport) -> None:
         start = item.stash.get(_START, 0)

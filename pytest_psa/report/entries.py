@@ -3,10 +3,11 @@ summary that say what was measured, on what device (docs/baselines.md, "The JSON
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_psa.report.storage import json_safe
+from pytest_psa.report.storage import comparability_key, json_safe
 
 # fields of a summary that say *what* was measured (beside data and settings): a baseline
 # that differs in any of them measured something else, and is not compared
@@ -59,6 +60,17 @@ def record_device(summary: Mapping[str, Any]) -> str | None:
         candidates += [r.get("device") for rs in training.values() if isinstance(rs, list) for r in rs
                        if isinstance(r, Mapping)]
     return next((k for k in map(_device_kind, candidates) if k), None)
+
+
+def key_for(summary: Mapping[str, Any], device: str | None = "auto") -> dict[str, Any]:
+    """The comparability key of an audit: the device its summary names, else `device` (the marker's or
+    --psa-device; "auto" means CUDA when available). Torch is asked only if already loaded."""
+    torch = sys.modules.get("torch")
+    kind = record_device(summary)
+    if kind is None:
+        kind = _device_kind(device) if device not in (None, "auto") else (
+            "cuda" if torch is not None and torch.cuda.is_available() else "cpu")
+    return comparability_key(str(kind), bool(torch is not None and torch.are_deterministic_algorithms_enabled()))
 
 
 def make_entry(record: Any, index: int, compare_fail: list[str]) -> dict[str, Any]:

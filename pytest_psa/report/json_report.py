@@ -21,7 +21,7 @@ from pytest_psa.report.storage import atomic_write_json, json_safe
 
 def entries(records: Iterable[Any]) -> list[dict[str, Any]]:
     """One stored entry per record; ``index`` counts the audits of the same test (0, 1, ...)."""
-    from pytest_psa.report.baseline import make_entry
+    from pytest_psa.report.entries import make_entry
 
     seen: dict[str, int] = {}
     out = []
@@ -35,21 +35,12 @@ def entries(records: Iterable[Any]) -> list[dict[str, Any]]:
 
 def record_key(record: Any, device: str = "auto") -> dict[str, Any]:
     """The comparability key of a record: the one the baseline gate computed, else from the summary."""
-    from pytest_psa.report.baseline import record_device
-    from pytest_psa.report.storage import comparability_key
+    from pytest_psa.report.entries import key_for
 
     info = getattr(record, "baseline", None) or {}
     if isinstance(info.get("key"), Mapping):
         return dict(info["key"])
-    import sys
-
-    torch = sys.modules.get("torch")
-    kind = record_device(record.summary)
-    if kind is None:
-        kind = device.split(":")[0] if device not in (None, "auto") else (
-            "cuda" if torch is not None and torch.cuda.is_available() else "cpu")
-    deterministic = bool(torch is not None and torch.are_deterministic_algorithms_enabled())
-    return comparability_key(kind, deterministic)
+    return key_for(record.summary, device)
 
 
 def run_document(records: Iterable[Any], *, settings: Any = None, source: str = "pytest",
