@@ -103,13 +103,13 @@ class Psa:
 
         m, s = self.marker, self.settings
         seeds = _first(seeds, m.get("seeds"), DEFAULT_SEEDS)
-        seed_list = [self.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+        seed_list = _seed_list(self.seed, seeds)
         metrics = _first(metrics, m.get("metrics"), (m["metric"],) if "metric" in m else None, DEFAULT_METRICS)
         result = flatness(
             augmentation, seeds=seed_list, metrics=metrics, preset=_first(preset, m.get("preset"), s.preset),
             data=_first(data, m.get("data"), self._data, s.data), data_root=s.data_root, cache_dir=s.cache_dir,
             device=self.device,
-            **({"model": self._model} if self._model is not None and "model" not in kwargs else {}), **kwargs,
+            **self._with_model(kwargs),
         )
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")
         self._records.append(record)
@@ -140,7 +140,7 @@ class Psa:
         m, s = self.marker, self.settings
         seed = self.seed if seed is None else seed
         seeds = _first(seeds, m.get("seeds"), 1)
-        seed_list = [seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+        seed_list = _seed_list(seed, seeds)
         result = robustness(
             augmentation_or_model, data=_first(data, m.get("data"), self._data, s.data),
             preset=_first(preset, m.get("preset"), s.preset),
@@ -149,7 +149,7 @@ class Psa:
             perturbations=_first(perturbations, m.get("perturbations"), "cifar10-p" if "max_mfp" in m else None),
             seed=seed, seeds=seed_list, n_images=_first(n_images, m.get("n_images"), DEFAULT_N_IMAGES),
             data_root=s.data_root, cache_dir=s.cache_dir, device=self.device,
-            **({"model": self._model} if self._model is not None and "model" not in kwargs else {}), **kwargs,
+            **self._with_model(kwargs),
         )
         record = AuditRecord(self._node.nodeid, result.to_dict(), kind="robustness")
         self._records.append(record)
@@ -171,6 +171,10 @@ class Psa:
         defaults["alpha"] = m.get("alpha", s.alpha)
         return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults, on_verdict=on_verdict)
 
+    def _with_model(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` plus the `psa_model` fixture's model, unless the call passes its own."""
+        return kwargs if self._model is None or "model" in kwargs else {"model": self._model, **kwargs}
+
     def check(self, augmentation: Any) -> Any:
         """Run the checks the marker describes: the PSA density assertion, the flatness assertion when
         the marker names a `metric` or `min_rel_improvement`, and the robustness budgets when it sets
@@ -184,6 +188,11 @@ class Psa:
 
 
 ROBUSTNESS_BUDGETS = ("max_mce", "max_adv_error", "max_clean_error", "max_mfp", "vs_erm")
+
+
+def _seed_list(first: int, seeds: Any) -> list[int]:
+    """A count of seeds (first, first+1, ...) or an explicit list."""
+    return [first + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
 
 
 def _first(*values: Any) -> Any:
