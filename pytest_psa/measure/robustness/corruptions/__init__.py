@@ -113,6 +113,8 @@ def corrupt(
     kernel = record.compat_kernel if (compat and record.compat_kernel is not None) else record.kernel
     per_image = batch[0].numel()
     block = max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // max(per_image, 1))
+    if getattr(kernel, "whole_batch", False):  # it sizes its own chunks (chunking.whole_batch)
+        block = batch.shape[0]
     out = None
     with torch.no_grad():
         for start in range(0, batch.shape[0], block):
