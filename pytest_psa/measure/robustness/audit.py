@@ -21,7 +21,8 @@ from torch import nn
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.robustness import metrics as M
 from pytest_psa.measure.robustness.evaluate import (
-    CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations, model_device,
+    ATTACK_BATCH, CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations,
+    model_device,
 )
 from pytest_psa.measure.robustness.perturbations import resolve_perturbations
 from pytest_psa.measure.robustness.result import DEFAULT_ALPHA, RobustnessResult, Samples
@@ -159,7 +160,7 @@ def robustness(
         preset=preset_name, device=str(model_device(subjects[0].model)),
         settings={"corruptions": {"names": list(corr), "severities": list(sev), "seed": seed, "resolution": resolution},
                   "perturbations": {"names": list(perts), "frames": perturbation_frames, "seed": seed},
-                  "attacks": {"seed": seed, "batch_size": 250, "specs": [sp.settings for sp in specs]},
+                  "attacks": {"seed": seed, "batch_size": ATTACK_BATCH, "specs": [sp.settings for sp in specs]},
                   "reference_model": reference_model if reference is not None else None, "optimizer": optimizer,
                   "alpha": alpha},
         attack_runs={role: {sp.label: [runs[s.label][sp.label] for s in members] for sp in specs}

@@ -96,6 +96,15 @@ class _EvalMode:
             m.train(mode)
 
 
+def _entries(kind: str, subjects: Sequence[Subject], data: ImageData, settings: dict[str, Any], code: str,
+             **meta: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(store key, stored material) per subject: the key covers everything that determines the outputs."""
+    return [(EvaluationStore.key({
+        "kind": kind, "model": s.checksum, "data": data.fingerprint(), "settings": settings,
+        "code": code, "torch": torch.__version__, "device": model_device(s.model).type,
+    }), {"kind": kind, "label": s.label, **meta, "settings": settings, "data": data.to_dict()}) for s in subjects]
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for i in range(0, n, size):
         yield slice(i, min(n, i + size))
@@ -124,11 +133,7 @@ def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings:
 
     timing = {"generate_s": 0.0, "predict_s": 0.0}
     version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.evaluate")
-    entries = [(EvaluationStore.key({
-        "kind": "corruptions", "model": s.checksum, "data": data.fingerprint(), "settings": settings.to_dict(),
-        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
-    }), {"kind": "corruptions", "label": s.label, "settings": settings.to_dict(), "data": data.to_dict()})
-        for s in subjects]
+    entries = _entries("corruptions", subjects, data, settings.to_dict(), version)
 
     def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
         models = [subjects[i].model for i in todo]
@@ -168,10 +173,7 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
     version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.perturbations",
                            "pytest_psa.measure.robustness.evaluate")
     settings = {"names": list(names), "seed": seed, "frames": frames}
-    entries = [(EvaluationStore.key({
-        "kind": "perturbations", "model": s.checksum, "data": data.fingerprint(), "settings": settings,
-        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
-    }), {"kind": "perturbations", "label": s.label, "settings": settings, "data": data.to_dict()}) for s in subjects]
+    entries = _entries("perturbations", subjects, data, settings, version)
 
     def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
         models = [subjects[i].model for i in todo]
@@ -215,19 +217,16 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
 
     version = code_version("pytest_psa.measure.robustness.attacks")
     settings = {**spec.settings, "seed": seed}
-    entries = [(EvaluationStore.key({
-        "kind": "attack", "model": s.checksum, "data": data.fingerprint(), "settings": settings,
-        "code": version, "torch": torch.__version__, "device": model_device(s.model).type,
-    }), {"kind": "attack", "label": s.label, "attack": spec.label, "settings": settings, "data": data.to_dict()})
-        for s in subjects]
+    entries = _entries("attack", subjects, data, settings, version, attack=spec.label)
 
     def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
         out = []
+        images = data.float_images()
         for i in todo:
             model = subjects[i].model
             dev = model_device(model)
             with single_thread() if dev.type == "cpu" else contextlib.nullcontext():  # 5x faster on busy cores
-                result = run_attack(model, data.float_images().to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
+                result = run_attack(model, images.to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
                                     label=spec.label, **settings)
             info = {k: v for k, v in result.to_dict().items() if k not in ("robust_interval",)}
             out.append({"clean_correct": np.asarray(result.clean_correct, bool),

@@ -18,6 +18,15 @@ def _ratio(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
+def _pct_ci(e: Any) -> str:
+    """``12.3 [10.1, 14.6]``: an error-like Estimate in %, with its interval."""
+    return f"{_pct(e.estimate)} [{_pct(e.low)}, {_pct(e.high)}]"
+
+
+def _ratio_ci(e: Any) -> str:
+    return f"{_ratio(e.estimate)} [{_ratio(e.low)}, {_ratio(e.high)}]"
+
+
 def _align(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
@@ -48,27 +57,27 @@ def corruption_table(r: Any) -> list[str]:
     rows = [head]
     for ci, c in enumerate(r.corruptions):
         e = ce[c]
-        row: tuple[str, ...] = (c, *[_pct(x.estimate) for x in errs[ci]], f"{_pct(e.estimate)} [{_pct(e.low)}, {_pct(e.high)}]")
+        row: tuple[str, ...] = (c, *[_pct(x.estimate) for x in errs[ci]], _pct_ci(e))
         if base:
             q = rce[c]
-            row += (_pct(ce_b[c].estimate), f"{_ratio(q.estimate)} [{_ratio(q.low)}, {_ratio(q.high)}]")
+            row += (_pct(ce_b[c].estimate), _ratio_ci(q))
         rows.append(row)
     m, mb = r.metrics(), r.baseline_metrics()
     blank = ("",) * len(r.severities)
     mce = m["mce"]
-    row = ("mCE (unnormalized)", *blank, f"{_pct(mce.estimate)} [{_pct(mce.low)}, {_pct(mce.high)}]")
+    row = ("mCE (unnormalized)", *blank, _pct_ci(mce))
     if base:
         q = m["rel_mce"]
-        row += (_pct(mb["mce"].estimate), f"{_ratio(q.estimate)} [{_ratio(q.low)}, {_ratio(q.high)}]")
+        row += (_pct(mb["mce"].estimate), _ratio_ci(q))
     rows.append(row)
     ce_clean = m["clean_error"]
-    row = ("clean error", *blank, f"{_pct(ce_clean.estimate)} [{_pct(ce_clean.low)}, {_pct(ce_clean.high)}]")
+    row = ("clean error", *blank, _pct_ci(ce_clean))
     if base:
         row += (_pct(mb["clean_error"].estimate), "")
     rows.append(row)
     if "mce_alexnet" in m:
         q = m["mce_alexnet"]
-        rows.append(("mCE (reference-normalized)", *blank, f"{_ratio(q.estimate)} [{_ratio(q.low)}, {_ratio(q.high)}]",
+        rows.append(("mCE (reference-normalized)", *blank, _ratio_ci(q),
                      *(("", "") if base else ())))
     return _align(rows)
 
@@ -90,7 +99,7 @@ def flip_table(r: Any) -> list[str]:
     lines = _align(rows)
     if base:
         q = m["rel_mfp"]
-        lines.append(f"  relative mFP (mean_p FP/FP_{r.baseline}): {_ratio(q.estimate)} [{_ratio(q.low)}, {_ratio(q.high)}]")
+        lines.append(f"  relative mFP (mean_p FP/FP_{r.baseline}): {_ratio_ci(q)}")
     return lines
 
 
@@ -154,7 +163,7 @@ def result_dict(r: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": "robustness", "subject": r.subject, "augmentation": r.subject, "subject_kind": r.kind,
         "baseline": r.baseline,
-        "metrics": {k: _headline_dict(v) for k, v in m.items()},
+        "metrics": {k: v.to_dict() for k, v in m.items()},
         "data": r.data, "n_images": r.n_images, "n_attack_images": r.n_attack_images,
         "n_perturbation_images": r.n_perturbation_images, "seed": r.seed, "seeds": list(r.seeds),
         "preset": r.preset, "device": r.device, "alpha": r.alpha,
@@ -176,12 +185,6 @@ def result_dict(r: Any) -> dict[str, Any]:
         # the baseline's CE per corruption (ERM unless baseline= named another; report/plots.py reads this key)
         out["erm_corruption_errors"] = {c: e.to_dict() for c, e in r.corruption_errors(baseline=True).items()}
     return out
-
-
-def _headline_dict(e: Any) -> dict[str, Any]:
-    d = e.to_dict()
-    return {"estimate": d["estimate"], "low": d["low"], "high": d["high"], "better": d["better"], "unit": d["unit"],
-            "confidence": d["confidence"], "method": d["method"], "n": d["n"]}
 
 
 def failure_message(r: Any, verdicts: list[Any]) -> str:

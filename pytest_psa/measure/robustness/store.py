@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,22 +142,13 @@ class EvaluationStore:
         meta = json.dumps({"key": key, "format": FORMAT, "material": material}, sort_keys=True, default=str)
         np.savez(buf, meta=np.array(meta), **arrays)
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        from pytest_psa.train.cache import _atomic_write  # the model cache's temp file + os.replace
+
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            _atomic_write(path, buf.getvalue())
         except OSError as exc:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
             raise CacheError(f"cannot write the robustness cache entry {path}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
 
 
 __all__ = ["EvaluationStore", "code_version", "model_checksum"]

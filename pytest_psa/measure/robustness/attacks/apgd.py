@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from pytest_psa.measure.robustness.attacks.geometry import apgd_start, ascent_direction, project
+from pytest_psa.measure.robustness.attacks.geometry import apgd_start, ascent_direction, per_sample, project
 from pytest_psa.measure.robustness.attacks.oracle import Oracle
 from pytest_psa.measure.robustness.attacks.settings import AttackSettings
-from pytest_psa.measure.robustness.attacks.tracker import Tracker, compact, per_sample
+from pytest_psa.measure.robustness.attacks.tracker import Tracker, compact
 
 RHO = 0.75
 MOMENTUM = 0.75

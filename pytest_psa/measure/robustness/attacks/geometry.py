@@ -41,7 +41,8 @@ def _flat_norm(x: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample vector shaped to broadcast over `like`'s non-batch dimensions."""
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
@@ -61,7 +62,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
     delta = x_adv - x
     n = _flat_norm(delta, "l2")
     scale = (eps / n.clamp_min(1e-30)).clamp_(max=1.0)
-    return (x + delta * _per_sample(scale, delta)).clamp_(0.0, 1.0)
+    return (x + delta * per_sample(scale, delta)).clamp_(0.0, 1.0)
 
 
 def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
@@ -69,7 +70,7 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "linf":
         return grad.sign()
     n = _flat_norm(grad, "l2")
-    return grad / _per_sample(n.clamp_min(1e-30), grad)
+    return grad / per_sample(n.clamp_min(1e-30), grad)
 
 
 def pgd_start(x: torch.Tensor, indices: torch.Tensor, eps: float, norm: str, seed: int, restart: int) -> torch.Tensor:
@@ -81,7 +82,7 @@ def pgd_start(x: torch.Tensor, indices: torch.Tensor, eps: float, norm: str, see
     else:
         g = _noise("gaussian", shape, indices, seed, restart)
         radius = _noise("uniform", (), indices, seed, restart)
-        delta = g / _per_sample(_flat_norm(g, "l2").clamp_min(1e-30), g) * _per_sample(radius, g) * eps
+        delta = g / per_sample(_flat_norm(g, "l2").clamp_min(1e-30), g) * per_sample(radius, g) * eps
     delta = delta.to(device=x.device, dtype=x.dtype).contiguous(memory_format=_format_of(x))
     return project(x + delta, x, eps, norm)
 
@@ -92,7 +93,7 @@ def apgd_start(x: torch.Tensor, indices: torch.Tensor, eps: float, norm: str, se
     shape = tuple(x.shape[1:])
     t = _noise("uniform", shape, indices, seed, restart) * 2 - 1 if norm == "linf" else \
         _noise("gaussian", shape, indices, seed, restart)
-    delta = t / _per_sample(_flat_norm(t, norm).clamp_min(1e-30), t) * eps
+    delta = t / per_sample(_flat_norm(t, norm).clamp_min(1e-30), t) * eps
     delta = delta.to(device=x.device, dtype=x.dtype).contiguous(memory_format=_format_of(x))
     return project(x + delta, x, eps, norm)
 

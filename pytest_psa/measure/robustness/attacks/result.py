@@ -12,6 +12,7 @@ from pytest_psa._stats import ProportionInterval, proportion_interval
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
 from pytest_psa.measure.robustness.attacks.checks import CheckOutcome
 from pytest_psa.measure.robustness.attacks.settings import AttackSettings
+from pytest_psa.measure.robustness.metrics import _check_alpha
 
 DEFAULT_ALPHA = 0.05
 
@@ -151,8 +152,3 @@ class AttackResult:
             out["clean_correct"] = self.clean_correct.astype(int).tolist()
             out["robust_correct"] = self.robust_correct.astype(int).tolist()
         return out
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise PsaUsageError(f"alpha must be in (0, 1), got {alpha!r}", fix="e.g. alpha=0.05")

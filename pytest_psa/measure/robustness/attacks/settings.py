@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_psa.errors import PsaUsageError
+from pytest_psa.measure.robustness.specs import eps_text
 
 NORMS = ("linf", "l2")
 METHODS = ("pgd", "apgd-ce")
@@ -42,14 +43,8 @@ class AttackSettings:
     def describe(self) -> str:
         name = "APGD-CE" if self.method == "apgd-ce" else "PGD"
         step = f"initial step {self.step_size:.4g}" if self.method == "apgd-ce" else f"step {self.step_size:.4g}"
-        return (f"{name}-{self.steps} {'L∞' if self.norm == 'linf' else 'L2'} ε={_eps_str(self.eps, self.norm)} "
+        return (f"{name}-{self.steps} {'L∞' if self.norm == 'linf' else 'L2'} ε={eps_text(self.eps, self.norm)} "
                 f"{step}, {self.restarts} restart(s), seed {self.seed}")
-
-
-def _eps_str(eps: float, norm: str) -> str:
-    if norm == "linf" and eps > 0 and abs(eps * 255 - round(eps * 255, 2)) < 1e-9:
-        return f"{eps * 255:g}/255"
-    return f"{eps:g}"
 
 
 def default_step_size(norm: str, eps: float, steps: int, method: str) -> float:

@@ -34,7 +34,3 @@ class Tracker:
 def compact(keep: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """The rows `keep` of every tensor (the samples still being attacked)."""
     return [t[keep] for t in tensors]
-
-
-def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
