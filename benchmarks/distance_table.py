@@ -59,9 +59,8 @@ def main() -> None:
                 cells.append(f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]")
             rows.append((aug_name, dist, *cells, f"{100 * r.identity_fraction:.1f}%", f"{r.quantile(0.5):.3f}"))
             results.append({"augmentation_label": aug_name, "wall_s": spent, **r.to_dict()})
-            note = ""
-            if r.alignment() is not None:
-                note = "  " + describe_alignment(r.alignment())
+            alignment = r.alignment()
+            note = "" if alignment is None else "  " + describe_alignment(alignment)
             if dist == "feature":
                 params = r.distance_info["params"]
                 note = (f"  encoder {params.get('encoder')} (test accuracy {params.get('test_accuracy')}, "

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from image_pair_strategies import image_pairs
 
 import pytest_psa
 from pytest_psa import PsaUsageError
@@ -18,18 +18,6 @@ from pytest_psa.measure.density.audit import density
 from pytest_psa.measure.density.distances import Distance, get_distance, l2, l2_raw, linf
 
 HYP = settings(deadline=None, max_examples=40, database=None)
-
-
-@st.composite
-def image_pairs(draw):
-    n = draw(st.integers(1, 4))
-    c = draw(st.sampled_from([1, 3]))
-    h = draw(st.integers(1, 6))
-    w = draw(st.integers(1, 6))
-    pixels = st.floats(0.0, 1.0, width=32, allow_nan=False)
-    x = draw(hnp.arrays(np.float32, (n, c, h, w), elements=pixels))
-    y = draw(hnp.arrays(np.float32, (n, c, h, w), elements=pixels))
-    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 @HYP

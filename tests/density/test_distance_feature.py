@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+from image_pair_strategies import image_pairs
 from torch import nn
 
 import pytest_psa
@@ -123,20 +122,11 @@ def test_bad_encoders_and_options_are_refused() -> None:
         get_distance("feature(normalise='cosine')")
 
 
-@st.composite
-def pairs(draw):
-    n = draw(st.integers(1, 4))
-    pixels = st.floats(0.0, 1.0, width=32, allow_nan=False)
-    x = draw(hnp.arrays(np.float32, (n, 3, 6, 6), elements=pixels))
-    y = draw(hnp.arrays(np.float32, (n, 3, 6, 6), elements=pixels))
-    return torch.from_numpy(x), torch.from_numpy(y)
-
-
 _ENCODER = TinyEncoder()
 
 
 @HYP
-@given(pairs())
+@given(image_pairs(channels=(3,), sides=(6, 6)))
 def test_cosine_feature_distance_is_non_negative_symmetric_and_bounded(pair) -> None:
     x, y = pair
     d = feature_distance(_ENCODER)

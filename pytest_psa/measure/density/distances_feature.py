@@ -113,7 +113,8 @@ def default_encoder(ctx: DistanceContext, *, model: str | None = None, preset: s
                     device: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The ERM baseline for the audited data, from the model cache (trained and stored when absent).
 
-    The arguments mirror ``pytest_psa.flatness``'s ERM runs, so both use one cache entry.
+    The arguments mirror ``pytest_psa.flatness``'s ERM runs, so both use one cache entry. (The
+    weights' SHA-256 is added by the caller, `_resolve_layer`, as for any module.)
     """
     from pytest_psa.data.sources import load_data
     from pytest_psa.train import ModelCache, resolve_preset
@@ -126,8 +127,7 @@ def default_encoder(ctx: DistanceContext, *, model: str | None = None, preset: s
                                                      optimizer="sgd", test_data=test_data, progress=False)
     rec = trained.record
     info = {"encoder": f"{rec.model} ERM baseline (preset {recipe.name}, seed {seed})", "cache_key": rec.cache_key,
-            "cache": rec.cache, "train_data": train_data.describe(), "test_accuracy": rec.test_accuracy,
-            "weights_sha256": state_sha256(trained.model)}
+            "cache": rec.cache, "train_data": train_data.describe(), "test_accuracy": rec.test_accuracy}
     if rec.cache == "miss":
         info["trained_s"] = rec.wall_s
     return trained.model, info

@@ -268,8 +268,9 @@ class DensityResult:
             "ecdf_curve": ecdf_curve(self.distances[self._valid(None)]),
             "timing": self.timing, "environment": self.environment,
         }
-        if self.alignment() is not None:
-            out["alignment"] = self.alignment()
+        alignment = self.alignment()
+        if alignment is not None:
+            out["alignment"] = alignment
         if include_distances:
             out["distances"] = self.distances.tolist()
             out["identity"] = self.identity.tolist()
