@@ -132,9 +132,7 @@ def model_guard(model: Callable[..., Any], outcomes: list[CheckOutcome]) -> Iter
                         b.copy_(buffers[n].to(b.dtype))
         moved = [n for n, p in model.named_parameters() if params.get(n) != (p.data_ptr(), p._version)]
     if switched:
-        raise AttackSelfCheckError("a submodule switched itself to train mode during the attack",
-                                   observed=f"in train mode after the attack: {switched[:8]}",
-                                   fix="do not call .train() inside forward; the attack needs eval-mode behaviour")
+        _switched_to_train(switched, "the attack")
     if changed:
         raise AttackSelfCheckError(
             "the model changed its buffers while being attacked in eval mode (e.g. BatchNorm running statistics)",
@@ -160,10 +158,13 @@ def check_still_eval(model: Callable[..., Any]) -> None:
     if isinstance(model, torch.nn.Module):
         switched = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
         if switched:
-            raise AttackSelfCheckError("a submodule switched itself to train mode during the attack",
-                                       observed=f"in train mode after a forward pass: {switched[:8]}",
-                                       fix="do not call .train() inside forward; the attack needs eval-mode "
-                                           "behaviour")
+            _switched_to_train(switched, "a forward pass")
+
+
+def _switched_to_train(switched: list[str], when: str) -> None:
+    raise AttackSelfCheckError("a submodule switched itself to train mode during the attack",
+                               observed=f"in train mode after {when}: {switched[:8]}",
+                               fix="do not call .train() inside forward; the attack needs eval-mode behaviour")
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
