@@ -31,7 +31,7 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa._threads import single_thread
-from pytest_psa.measure.density.audit import draw_seeds
+from pytest_psa.audits.density import draw_seeds
 from pytest_psa.measure.density.distances import DistanceContext, get_distance
 from pytest_psa.measure.density.distances_feature import feature_distance
 from pytest_psa.train.models import build_model

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from pytest_psa.errors import PSAViolation, PsaWarning
-from pytest_psa.measure.density.result import DensityResult
+from pytest_psa.results.density import DensityResult
 
 GAMMA = 0.05
 CONFIDENCE = 0.95

@@ -21,16 +21,16 @@ from pytest_psa.errors import (
     TimeBudgetExceeded,
 )
 
-__version__ = "0.1.0"
+from pytest_psa._version import __version__
 
 # public name -> module that defines it (imported lazily)
 _LAZY: dict[str, str] = {
-    "density": "pytest_psa.measure.density.audit",
-    "DensityResult": "pytest_psa.measure.density.result",
+    "density": "pytest_psa.audits.density",
+    "DensityResult": "pytest_psa.results.density",
     "measure_flatness": "pytest_psa.measure.flatness.measure",
-    "flatness": "pytest_psa.measure.flatness.comparison",
-    "FlatnessComparison": "pytest_psa.measure.flatness.comparison",
-    "FlatnessReport": "pytest_psa.measure.flatness.report",
+    "flatness": "pytest_psa.audits.flatness",
+    "FlatnessComparison": "pytest_psa.results.flatness",
+    "FlatnessReport": "pytest_psa.measure.flatness.flatness_report",
     "register_distance": "pytest_psa.measure.density.distances",
     "available_distances": "pytest_psa.measure.density.distances",
     "aligned_distance": "pytest_psa.measure.density.distances",
@@ -49,8 +49,8 @@ _LAZY: dict[str, str] = {
     "corrupt": "pytest_psa.measure.robustness.corruptions",
     "available_corruptions": "pytest_psa.measure.robustness.corruptions",
     "attack": "pytest_psa.measure.robustness.attacks",
-    "robustness": "pytest_psa.measure.robustness.audit",
-    "RobustnessResult": "pytest_psa.measure.robustness.result",
+    "robustness": "pytest_psa.audits.robustness",
+    "RobustnessResult": "pytest_psa.results.robustness",
 }
 
 __all__ = [
@@ -93,18 +93,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.data.image_data import ImageData, from_arrays
     from pytest_psa.data.sources import load_data, register_data_source
     from pytest_psa.data.synthetic import synthetic
-    from pytest_psa.measure.density.audit import density
+    from pytest_psa.audits.density import density
     from pytest_psa.measure.density.distances import (
         aligned_distance,
         available_distances,
         feature_distance,
         register_distance,
     )
-    from pytest_psa.measure.density.result import DensityResult
-    from pytest_psa.measure.flatness.comparison import FlatnessComparison, flatness
+    from pytest_psa.results.density import DensityResult
+    from pytest_psa.audits.flatness import flatness
+    from pytest_psa.results.flatness import FlatnessComparison
     from pytest_psa.measure.flatness.measure import measure_flatness
-    from pytest_psa.measure.flatness.report import FlatnessReport
+    from pytest_psa.measure.flatness.flatness_report import FlatnessReport
     from pytest_psa.measure.robustness.attacks import attack
-    from pytest_psa.measure.robustness.audit import robustness
+    from pytest_psa.audits.robustness import robustness
     from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
-    from pytest_psa.measure.robustness.result import RobustnessResult
+    from pytest_psa.results.robustness import RobustnessResult

@@ -100,7 +100,7 @@ def _compare_id(value: str) -> str:
 
 def _compare_fail(value: str) -> tuple[str, ...]:
     from pytest_psa.errors import PsaUsageError
-    from pytest_psa.report.compare import parse_fail_specs
+    from pytest_psa._fail_spec import parse_fail_specs
 
     try:  # validated here, kept as text (plain values travel to xdist workers)
         return tuple(str(spec) for spec in parse_fail_specs(value))
@@ -257,7 +257,7 @@ def _check_gamma(v: Any) -> str | None:
 
 def _check_compare_fail(v: Any) -> str | None:
     from pytest_psa.errors import PsaUsageError
-    from pytest_psa.report.compare import parse_fail_specs
+    from pytest_psa._fail_spec import parse_fail_specs
 
     if not isinstance(v, (str, list, tuple)) or (not isinstance(v, str) and not all(isinstance(x, str) for x in v)):
         return "must be a spec like 'mce:2%' or a list of them"

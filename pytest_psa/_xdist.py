@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from pytest_psa._settings import Settings
-from pytest_psa.fixture import AuditRecord
+from pytest_psa._records import AuditRecord
+from pytest_psa._session import PsaSession, is_worker
 
 SETTINGS_KEY = "psa_settings"
 START_KEY = "psa_session_start"  # the controller's time.time() at configure
@@ -35,10 +36,6 @@ GPU_ATTR = "psa_gpu"  # set on the setup report of a GPU test, so the controller
 
 _WIRE_TYPES = (str, int, float, bool, type(None))
 GPU_KEY = pytest.StashKey[bool]()
-
-
-def is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 def settings_for_workers(settings: Settings) -> dict[str, Any]:
@@ -94,18 +91,17 @@ def _jsonable(value: Any) -> Any:
 class XdistHooks:
     """The xdist side of the plugin: registered in pytest_configure when pytest-xdist is present."""
 
-    def __init__(self, config: pytest.Config, records: list[AuditRecord]) -> None:
+    def __init__(self, config: pytest.Config, session: PsaSession) -> None:
         self.config = config
-        self.records = records  # this process's PsaSession.records
+        self.session = session
+        self.records = session.records  # this process's audit records
         self.shipped = 0  # records before this index have left with an earlier report
         self.gpu_workers: dict[str, str] = {}  # controller: GPU test nodeid -> the worker that ran it
 
     # -- controller ---------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        from pytest_psa.plugin import SESSION_KEY
-
-        session = self.config.stash[SESSION_KEY]
+        session = self.session
         node.workerinput[SETTINGS_KEY] = settings_for_workers(session.settings)
         node.workerinput[START_KEY] = time.time() - (time.perf_counter() - session.started)
 

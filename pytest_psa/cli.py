@@ -152,7 +152,7 @@ class _Audit:
             print(f"psa: {text}", file=sys.stderr, flush=True)
 
     def record(self, aug_key: str, kind: str, summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
-        from pytest_psa.fixture import AuditRecord
+        from pytest_psa._records import AuditRecord
 
         self.records.append(AuditRecord(f"psa-audit::{aug_key}", summary, verdicts, kind=kind))
 
@@ -163,7 +163,7 @@ class _Audit:
               f"the exit status is {EXIT_INCOMPLETE} while a requested check is missing)", file=sys.stderr)
 
     def density(self, key: str, aug: Any) -> None:
-        from pytest_psa.measure.density.audit import density
+        from pytest_psa.audits.density import density
 
         a = self.args
         t0 = time.perf_counter()
@@ -179,7 +179,7 @@ class _Audit:
                  f"({a.n_images}×{a.draws} draws, {time.perf_counter() - t0:.1f} s)")
 
     def flatness(self, key: str, aug: Any) -> None:
-        from pytest_psa.measure.flatness.comparison import DEFAULT_METRICS, flatness
+        from pytest_psa.audits.flatness import DEFAULT_METRICS, flatness
 
         a = self.args
         t0 = time.perf_counter()
@@ -191,7 +191,7 @@ class _Audit:
         self.say(f"flatness {key}: {a.seeds} seeds x (ERM, augmented) in {time.perf_counter() - t0:.1f} s")
 
     def robustness(self, key: str, aug: Any) -> None:
-        from pytest_psa.measure.robustness.audit import robustness
+        from pytest_psa.audits.robustness import robustness
 
         a = self.args
         t0 = time.perf_counter()
@@ -218,7 +218,7 @@ class _Audit:
 def cmd_audit(args: argparse.Namespace) -> int:
     from pytest_psa.augment.known import resolve_augmentation
     from pytest_psa.data.sources import load_data
-    from pytest_psa.report import progress
+    from pytest_psa import _progress as progress
     from pytest_psa.report.tables import paper_tables
 
     if args.quiet:

@@ -7,23 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from pytest_psa._records import AuditRecord
 from pytest_psa._settings import Settings
-
-
-@dataclass
-class AuditRecord:
-    """What the terminal summary and JUnit properties show for one audit in one test."""
-
-    nodeid: str
-    summary: dict[str, Any]
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
-    kind: str = "density"
-    baseline: dict[str, Any] | None = None  # the comparison with the stored baseline (report/baseline.py)
 
 
 class Psa:
@@ -57,7 +46,7 @@ class Psa:
                 draws: int | None = None, distance: Any = None, seed: int | None = None,
                 exclude_identity: bool | None = None, split: str | None = None) -> Any:
         """`pytest_psa.density` with this test's defaults; its `assert_psa()` defaults to the marker's γ."""
-        from pytest_psa.measure.density.audit import density
+        from pytest_psa.audits.density import density
 
         m, s = self.marker, self.settings
         seed = self.seed if seed is None else seed
@@ -99,7 +88,7 @@ class Psa:
         Seeds default to the marker's `seeds` count (3) offset by the test's seed, so
         ``--psa-seed=10`` trains seeds 10, 11, 12.
         """
-        from pytest_psa.measure.flatness.comparison import DEFAULT_METRICS, DEFAULT_SEEDS, flatness
+        from pytest_psa.audits.flatness import DEFAULT_METRICS, DEFAULT_SEEDS, flatness
 
         m, s = self.marker, self.settings
         seeds = _first(seeds, m.get("seeds"), DEFAULT_SEEDS)
@@ -135,7 +124,7 @@ class Psa:
         marker sets `max_mfp` (else none); pass ``()`` for none. Training seeds: the marker's
         `seeds` (default 1) counted from the test's seed.
         """
-        from pytest_psa.measure.robustness.audit import DEFAULT_N_IMAGES, robustness
+        from pytest_psa.audits.robustness import DEFAULT_N_IMAGES, robustness
 
         m, s = self.marker, self.settings
         seed = self.seed if seed is None else seed

@@ -7,35 +7,24 @@ so a suite without psa tests pays nothing for having the plugin installed.
 from __future__ import annotations
 
 import os
-import shlex
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from pytest_psa import _devices, _xdist, hookspec
-from pytest_psa._budget import BudgetHooks
-from pytest_psa._settings import MARKER_DOC, OPTIONS, Settings, marker_problems, resolve
+from pytest_psa._session import SESSION_KEY, SESSION_NAME, PsaSession, is_worker, session_of
+from pytest_psa._settings import MARKER_DOC, OPTIONS, marker_problems, resolve
+from pytest_psa._time_budget import BudgetHooks
 from pytest_psa.errors import PSAViolation
-from pytest_psa.fixture import AuditRecord, Psa
+from pytest_psa.fixture import Psa
 
 # Before torch loads: OpenMP threads that spin while waiting make a training step 4-25x slower
 # on 2 cores as soon as any other process is busy (pytest -n 2 included); passive waiting does
 # not change results. A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
-@dataclass
-class PsaSession:
-    settings: Settings
-    records: list[AuditRecord] = field(default_factory=list)
-    extensions_loaded: bool = False
-    started: float = field(default_factory=time.perf_counter)  # session start (the controller's on xdist workers)
-
-
-SESSION_KEY = pytest.StashKey[PsaSession]()
+__all__ = ["SESSION_KEY", "PsaSession"]  # re-exported for conftest files that reach for the session
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -68,21 +57,22 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     settings = _xdist.settings_from_controller(config, settings)  # workers use the controller's seed and all
-    session = config.stash[SESSION_KEY] = PsaSession(settings, started=_xdist.session_start(config))
+    session = config.stash[SESSION_KEY] = PsaSession(settings, config, started=_xdist.session_start(config))
+    config.pluginmanager.register(session, SESSION_NAME)
     config.pluginmanager.register(BudgetHooks(settings.time_budget, session.started), "psa-budget")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_xdist.XdistHooks(config, session.records), "psa-xdist")
+        config.pluginmanager.register(_xdist.XdistHooks(config, session), "psa-xdist")
     if settings.save or settings.autosave or settings.compare or settings.baseline_update or cli["compare_fail"]:
         from pytest_psa.report.baseline import BaselineGate  # stored runs and the compare gate
 
         config.pluginmanager.register(BaselineGate.from_config(config, settings, cli), "psa-baseline")
     from pytest_psa.report.outputs import ReportHooks  # grouped summary, --psa-json/--psa-plots, html, progress
 
-    config.pluginmanager.register(ReportHooks(config, config.stash[SESSION_KEY]), "psa-reports")
-    if settings.cache_clear and not hasattr(config, "workerinput"):
-        from pytest_psa.train.cache import ModelCache
+    config.pluginmanager.register(ReportHooks(config, session), "psa-reports")
+    if settings.cache_clear and not is_worker(config):
+        from pytest_psa.train.model_cache import ModelCache
 
-        from pytest_psa.measure.robustness.store import EvaluationStore
+        from pytest_psa.audits.evaluation_cache import EvaluationStore
 
         ModelCache(settings.cache_dir).clear()
         EvaluationStore(settings.cache_dir).clear()  # evaluations of cleared models are stale too
@@ -108,7 +98,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     try:
         return (yield)
     except PSAViolation as first:
-        session = item.config.stash.get(SESSION_KEY, None)
+        session = session_of(item.config)
         if session is None or session.settings.no_replay or "psa" not in getattr(item, "fixturenames", ()):
             raise
         from pytest_psa._replay import replay
@@ -168,11 +158,7 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
         _devices.require_gpu(f"--psa-device={device}", device, require_gpu=session.settings.require_gpu)
 
     def repro(seed: int) -> str:
-        custom = config.hook.pytest_psa_repro_command(nodeid=request.node.nodeid, seed=seed, config=config)
-        if custom:
-            return custom
-        extra = [f"--psa-data={session.settings.data}"] if session.settings.data != "synthetic" else []
-        return shlex.join(["pytest", request.node.nodeid, f"--psa-seed={session.settings.seed}", *extra])
+        return session.repro_command(request.node.nodeid, seed=seed)
 
     yield Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
 
@@ -191,8 +177,8 @@ def psa_gpu(request: pytest.FixtureRequest) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.records or hasattr(config, "workerinput"):
+    session = session_of(config)
+    if session is None or not session.records or is_worker(config):
         return
     reports = config.pluginmanager.get_plugin("psa-reports")
     if reports is not None:  # one section per augmentation, then the files written

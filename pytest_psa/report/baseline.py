@@ -11,18 +11,18 @@ Files are written once, by the controller, when the session ends.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_psa._session import is_worker
 from pytest_psa.errors import PsaError
 from pytest_psa.report.compare import RecordComparison, compare_entries, parse_fail_specs
 from pytest_psa.report.entries import key_for, make_entry
 from pytest_psa.report.gate_messages import count_words, missing_message, regression_message, rel, summary_lines
-from pytest_psa.report.storage import (
+from pytest_psa.report.run_files import (
     DEFAULT_STORAGE,
     Storage,
     StoredRun,
@@ -82,9 +82,10 @@ class BaselineGate:
 
     # -- per test ------------------------------------------------------------------------------
     def _records(self) -> list[Any]:
-        from pytest_psa.plugin import SESSION_KEY
+        from pytest_psa._session import session_of
 
-        return self.config.stash[SESSION_KEY].records
+        session = session_of(self.config)
+        return session.records if session is not None else []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -192,18 +193,16 @@ class BaselineGate:
 
     # -- messages --------------------------------------------------------------------------------
     def _repro(self, nodeid: str, extra: list[str]) -> str:
-        seed = self.settings.seed
-        custom = self.config.hook.pytest_psa_repro_command(nodeid=nodeid, seed=seed, config=self.config)
-        base = custom or shlex.join(["pytest", nodeid, f"--psa-seed={seed}",
-                                     *([f"--psa-data={self.settings.data}"] if self.settings.data != "synthetic"
-                                       else [])])
+        from pytest_psa._session import PsaSession, session_of
+
+        session = session_of(self.config) or PsaSession(self.settings, self.config)
         storage = [] if self.storage.root == self.config.rootpath / DEFAULT_STORAGE else \
             [f"--psa-storage={rel(self.storage.root)}"]
-        return base + " " + shlex.join([*storage, *extra])
+        return session.repro_command(nodeid, extra=[*storage, *extra])
 
     # -- end of session ----------------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return  # the controller writes, once, from every worker's records
         groups: dict[str, list[tuple[dict[str, Any], Any]]] = {}
         for record in self._records():
@@ -245,7 +244,7 @@ class BaselineGate:
                 self.written.append((path, f"new baselines: {what}"))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if hasattr(self.config, "workerinput"):
+        if is_worker(self.config):
             return
         infos = [(r.nodeid, r.baseline) for r in self._records() if r.baseline and "status" in r.baseline]
         if not infos and not self.written:

@@ -3,7 +3,7 @@
 Stdlib only (no torch, no numpy): the pytest plugin, the ``psa compare`` command and any CI
 script use the same rules.
 
-The fail-spec grammar (``mce:2%``, ``adv_error:0.01``) is in `pytest_psa.report.fail_spec`.
+The fail-spec grammar (``mce:2%``, ``adv_error:0.01``) is in `pytest_psa._fail_spec`.
 
 The interval rule: a metric has regressed when its current interval lies entirely on the worse
 side of the baseline estimate, further than the allowance. For a lower-is-better metric that
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_psa.report.fail_spec import FailSpec, parse_fail_spec, parse_fail_specs, specs_for
+from pytest_psa._fail_spec import FailSpec, parse_fail_spec, parse_fail_specs, specs_for
 
 __all__ = [
     "Comparison",
@@ -292,7 +292,7 @@ class Comparison:
 def _load(run: str | Path | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(run, Mapping):
         return str(run.get("name") or "<run dict>"), dict(run)
-    from pytest_psa.report.storage import load_run
+    from pytest_psa.report.run_files import load_run
 
     return str(run), load_run(Path(run))
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_psa.report.storage import comparability_key, json_safe
+from pytest_psa.report.run_files import comparability_key, json_safe
 
 # fields of a summary that say *what* was measured (beside data and settings): a baseline
 # that differs in any of them measured something else, and is not compared

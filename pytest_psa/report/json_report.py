@@ -1,6 +1,6 @@
 """``--psa-json PATH`` and ``psa audit --json PATH``: a session's audit records as one psa run file.
 
-The file is the same versioned format as the stored baselines (report/storage.py, docs/baselines.md):
+The file is the same versioned format as the stored baselines (report/run_files.py, docs/baselines.md):
 ``{"schema": 1, "format": "pytest-psa run", "key": {...}, "machine_info", "commit_info", "settings",
 "results": [entry, ...]}`` with one entry per audit record, built by the baseline code's
 `make_entry` (nodeid, index, kind, augmentation, identity, seeds, metrics, verdicts, summary). So
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_psa.report.storage import atomic_write_json, json_safe
+from pytest_psa.report.run_files import atomic_write_json, json_safe
 
 
 def entries(records: Iterable[Any]) -> list[dict[str, Any]]:
@@ -48,7 +48,7 @@ def run_document(records: Iterable[Any], *, settings: Any = None, source: str = 
     """The run file content for `records` (see the module docstring)."""
     import dataclasses
 
-    from pytest_psa.report import storage
+    from pytest_psa.report import run_files as storage
 
     recs = list(records)
     if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
@@ -68,7 +68,7 @@ def run_document(records: Iterable[Any], *, settings: Any = None, source: str = 
 
 
 def record_key_empty() -> dict[str, Any]:
-    from pytest_psa.report.storage import comparability_key
+    from pytest_psa.report.run_files import comparability_key
 
     return comparability_key("cpu", False)
 
@@ -82,8 +82,8 @@ def write_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Pat
 
 def load_records(path: str | os.PathLike[str]) -> list[Any]:
     """The audit records of a run file (for tables and figures of a saved run)."""
-    from pytest_psa.fixture import AuditRecord
-    from pytest_psa.report.storage import load_run
+    from pytest_psa._records import AuditRecord
+    from pytest_psa.report.run_files import load_run
 
     doc = load_run(Path(path))
     out = []

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from pytest_psa._session import is_worker
+
 _FIRST_RECORD = pytest.StashKey[int]()
 
 
@@ -48,14 +50,14 @@ class ReportHooks:
         self._previous_progress: Any = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from pytest_psa.report import progress
+        from pytest_psa import _progress as progress
 
         # here, not at configure time: the terminal reporter (is it a TTY?) exists only now
         self._previous_progress = progress.configure_for_pytest(self.config)
 
     @property
     def worker(self) -> bool:
-        return hasattr(self.config, "workerinput")
+        return is_worker(self.config)
 
     # -- per test: pytest-html extras ----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -99,7 +101,7 @@ class ReportHooks:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._previous_progress is not None:
-            from pytest_psa.report import progress
+            from pytest_psa import _progress as progress
 
             progress.restore(self._previous_progress)
 

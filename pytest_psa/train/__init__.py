@@ -9,7 +9,7 @@ Importing this package imports torch; ``import pytest_psa`` does not import it.
 
 from __future__ import annotations
 
-from pytest_psa.train.cache import CacheEntry, ModelCache, default_cache_dir
+from pytest_psa.train.model_cache import CacheEntry, ModelCache, default_cache_dir
 from pytest_psa.train.models import MODELS, build_model
 from pytest_psa.train.presets import PRESETS, Preset, resolve_preset
 from pytest_psa.train.record import TrainedModel, TrainingRecord

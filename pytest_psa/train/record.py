@@ -95,9 +95,9 @@ def versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    import pytest_psa
+    from pytest_psa._version import __version__
 
     return {
         "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "python": platform.python_version(), "pytest_psa": pytest_psa.__version__,
+        "python": platform.python_version(), "pytest_psa": __version__,
     }

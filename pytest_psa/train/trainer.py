@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytest_psa._budget import check_budget
+from pytest_psa._time_budget import check_budget
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
@@ -169,7 +169,7 @@ class _Loop:
     def run(self, stream: Iterator[tuple[torch.Tensor, torch.Tensor]], plan: batches.Plan, clock: _Budget,
             progress: bool, label: str) -> tuple[float, float, float]:
         """Run every step; returns (mean loss of the last epoch, seconds waiting for data, loop seconds)."""
-        from pytest_psa.report.progress import progress as progress_bar
+        from pytest_psa._progress import progress as progress_bar
 
         self.net.train()
         wait = 0.0

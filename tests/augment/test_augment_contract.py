@@ -20,7 +20,7 @@ from pytest_psa import (
     pil_augmentation,
     tensor_augmentation,
 )
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 
 
 # -- tiny stand-ins for libraries that are not installed ---------------------------------------

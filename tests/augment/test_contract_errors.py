@@ -23,7 +23,7 @@ from pytest_psa import (
     numpy_augmentation,
     tensor_augmentation,
 )
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 
 SEEDS = [1, 2, 3, 4]
 

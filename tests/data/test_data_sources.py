@@ -14,7 +14,7 @@ from PIL import Image
 import pytest_psa
 from pytest_psa import DataSourceError, ImageData
 from pytest_psa.data import sources
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 
 
 class PairDataset(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa import PsaUsageError, PSAViolation, numpy_augmentation
-from pytest_psa.measure.density.audit import density, draw_seeds
+from pytest_psa.audits.density import density, draw_seeds
 from pytest_psa.measure.density.distances import get_distance
 
 HYP = settings(deadline=None, max_examples=12, database=None)

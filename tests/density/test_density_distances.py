@@ -14,7 +14,7 @@ from image_pair_strategies import image_pairs
 import pytest_psa
 from pytest_psa import PsaUsageError
 from pytest_psa.measure.density import distances as dist_mod
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 from pytest_psa.measure.density.distances import Distance, get_distance, l2, l2_raw, linf
 
 HYP = settings(deadline=None, max_examples=40, database=None)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pytest_psa import PsaUsageError
-from pytest_psa.measure.density.result import DensityResult
+from pytest_psa.results.density import DensityResult
 
 HYP = settings(deadline=None, max_examples=40, database=None)
 
@@ -187,7 +187,7 @@ def test_public_density_name():
     """`pytest_psa.density(...)` stays the function after the measurement submodules were imported."""
     code = ("import pytest_psa.measure.density.distances\n"
             "import pytest_psa\n"
-            "from pytest_psa.measure.density.audit import density\n"
+            "from pytest_psa.audits.density import density\n"
             "print(pytest_psa.density is density)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -20,7 +20,7 @@ from scipy import stats
 
 from pytest_psa import PSAViolation, PsaWarning
 from pytest_psa._stats import proportion_interval
-from pytest_psa.measure.density.result import DensityResult
+from pytest_psa.results.density import DensityResult
 
 M = 200  # repetitions
 N, K = 100, 8  # images x draws per repetition

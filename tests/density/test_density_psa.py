@@ -14,7 +14,7 @@ import pytest
 from torchvision.transforms import v2
 
 from pytest_psa import PSAViolation
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 
 GAMMA, MIN_DENSITY = 0.05, 0.05
 

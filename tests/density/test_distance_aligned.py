@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa import PsaUsageError, PSAViolation
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 from pytest_psa.measure.density.distances import get_distance, l2
 from pytest_psa.measure.density.distances_aligned import (
     aligned_distance,

@@ -16,7 +16,7 @@ import pytest_psa
 import pytest_psa.train  # noqa: F401  (loaded before any inline pytester run)
 from pytest_psa import PsaUsageError
 from pytest_psa._stats import mean_bounds
-from pytest_psa.measure.density.audit import density
+from pytest_psa.audits.density import density
 from pytest_psa.measure.density.distances import get_distance
 from pytest_psa.measure.density.distances_feature import feature_distance, state_sha256
 from pytest_psa.train import ModelCache, resolve_preset

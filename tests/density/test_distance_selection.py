@@ -10,7 +10,7 @@ import pytest
 import torch  # noqa: F401  (loaded before any inline pytester run)
 
 import pytest_psa
-import pytest_psa.measure.density.audit  # noqa: F401
+import pytest_psa.audits.density  # noqa: F401
 import pytest_psa.train  # noqa: F401
 from pytest_psa.measure.density import distances as dist_mod
 from pytest_psa.measure.density.distances import get_distance, register_distance

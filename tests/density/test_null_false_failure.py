@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from pytest_psa.errors import PSAViolation, PsaWarning
-from pytest_psa.measure.density.result import DensityResult
+from pytest_psa.results.density import DensityResult
 
 RUNS = 2000
 N_IMAGES, DRAWS = 50, 5

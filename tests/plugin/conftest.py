@@ -5,7 +5,7 @@ import torch  # noqa: F401
 import torchvision.transforms.v2  # noqa: F401
 
 import pytest_psa.augment.adapters  # noqa: F401
-import pytest_psa.measure.density.audit  # noqa: F401
+import pytest_psa.audits.density  # noqa: F401
 
 # Same reason, and pytest re-compiles dropped modules on every inline run when bytecode is not written
 # (PYTHONDONTWRITEBYTECODE=1): importing them once here makes each inline run several times faster.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_psa._budget import check_budget, remaining, time_budget
+from pytest_psa._time_budget import check_budget, remaining, time_budget
 from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
 
 # the hypothesis plugin alone costs ~1.7 s of CPU per in-process run; these runs do not use it
@@ -70,7 +70,7 @@ def test_waiting_for_another_workers_training_honours_the_budget(tmp_path: Path)
     from filelock import FileLock
 
     from pytest_psa.data.synthetic import synthetic
-    from pytest_psa.train.cache import ModelCache
+    from pytest_psa.train.model_cache import ModelCache
 
     cache = ModelCache(tmp_path)
     data = synthetic("train", n=64)

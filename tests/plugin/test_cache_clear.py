@@ -9,8 +9,8 @@ import pytest
 
 
 def test_cache_clear_empties_models_and_robustness_evaluations(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    from pytest_psa.measure.robustness.store import EvaluationStore
-    from pytest_psa.train.cache import ModelCache
+    from pytest_psa.audits.evaluation_cache import EvaluationStore
+    from pytest_psa.train.model_cache import ModelCache
 
     cache = tmp_path / "cache"
     models, evaluations = ModelCache(cache).dir, EvaluationStore(cache).dir

@@ -12,7 +12,7 @@ import pytest
 
 import pytest_psa.report.baseline  # noqa: F401
 import pytest_psa.report.terminal  # noqa: F401
-from pytest_psa.report.storage import comparability_key, key_id
+from pytest_psa.report.run_files import comparability_key, key_id
 
 # Inline runs drop the modules they imported; with PYTHONDONTWRITEBYTECODE, pytest then rewrites
 # and compiles them again in every run (seconds each). Importing them here keeps them loaded.

@@ -19,7 +19,7 @@ from pytest_psa.report.compare import (
     parse_fail_specs,
     specs_for,
 )
-from pytest_psa.report.storage import (
+from pytest_psa.report.run_files import (
     Storage,
     atomic_write_json,
     autosave_name,

@@ -112,7 +112,7 @@ def test_two_workers_train_a_shared_model_once_and_report_every_audit(
     assert {e["worker"] for e in flat.values()} == {"gw0", "gw1"}, "precondition: one flatness test per worker"
 
     # 1. build once: one training per distinct model (ERM shared, one per augmentation), across both workers
-    from pytest_psa.train.cache import ModelCache
+    from pytest_psa.train.model_cache import ModelCache
 
     trainings = ModelCache(cache).trainings()
     keys = [t["key"] for t in trainings]

@@ -15,8 +15,8 @@ from matplotlib.backends import backend_agg  # noqa: F401
 
 import pytest
 import pytest_psa.augment.adapters  # noqa: F401
-import pytest_psa.measure.density.audit  # noqa: F401
-import pytest_psa.measure.flatness.comparison  # noqa: F401
+import pytest_psa.audits.density  # noqa: F401
+import pytest_psa.audits.flatness  # noqa: F401
 from pytest_psa._threads import single_thread
 
 # the smallest flatness comparison that still has an interval (2 seeds): 4 models of 8 steps each

@@ -13,7 +13,7 @@ import pytest
 import pytest_psa
 from pytest_psa.augment.known import resolve_augmentation
 from pytest_psa.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, main
-from pytest_psa.report.storage import load_run
+from pytest_psa.report.run_files import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -101,7 +101,7 @@ def test_an_augmentation_of_the_project_it_runs_in(tmp_path: Path, monkeypatch: 
 def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # what an installation without the robustness module looks like to `import`
-    monkeypatch.setitem(sys.modules, "pytest_psa.measure.robustness.audit", None)
+    monkeypatch.setitem(sys.modules, "pytest_psa.audits.robustness", None)
     argv = ["audit", "cropflip", "--no-flatness", "--n-images", "20", "--draws", "2", "-q",
             "--json", str(tmp_path / "run.json")]
     assert main(argv) == EXIT_INCOMPLETE

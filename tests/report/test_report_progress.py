@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 import pytest_psa
-from pytest_psa.report import progress
-from pytest_psa.report.progress import CI_VARIABLES, bars_enabled, in_ci
+from pytest_psa import _progress as progress
+from pytest_psa._progress import CI_VARIABLES, bars_enabled, in_ci
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_density_and_trainer_draw_through_the_policy(drawn: io.StringIO) -> None
 
 SLOW_TEST = """
 import time
-from pytest_psa.report.progress import progress
+from pytest_psa._progress import progress
 
 def test_long_step():
     for _ in progress(range(6), desc="psa demo step", total=6):

@@ -11,7 +11,7 @@ import pytest
 from torchvision.transforms import v2
 
 import pytest_psa
-from pytest_psa.report.storage import load_run
+from pytest_psa.report.run_files import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

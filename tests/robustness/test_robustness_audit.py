@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa import CacheError, PsaUsageError, PSAViolation, PsaWarning
-from pytest_psa.measure.robustness import metrics as M
+from pytest_psa.measure.robustness import error_stats as M
 
 NOISE = v2.GaussianNoise(sigma=0.1)
 TRAIN = {"epochs": 3, "n_train": 2000, "batch_size": 64}
@@ -226,7 +226,7 @@ def test_flip_rates_follow_the_reference_rules(result, cache_dir) -> None:
     """Noise sequences count flips against frame 0, the others against the previous frame: recompute the
     ERM model's per-sequence flip rates from scratch and compare."""
     from pytest_psa.data.synthetic import synthetic
-    from pytest_psa.measure.robustness.evaluate import predict
+    from pytest_psa.audits.robustness_evaluation import predict
     from pytest_psa.measure.robustness.perturbations import sequence
     from pytest_psa.train import ModelCache, resolve_preset
 

@@ -14,7 +14,7 @@ import pytest
 from torchvision.transforms import v2
 
 import pytest_psa
-from pytest_psa.measure.robustness import metrics as M
+from pytest_psa.measure.robustness import error_stats as M
 
 
 @pytest.mark.cifar

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from pytest_psa import PsaUsageError
-from pytest_psa.measure.robustness import metrics as M
+from pytest_psa.measure.robustness import error_stats as M
 
 # errors[c, s, i] for 2 corruptions x 2 severities x 4 images
 AUDITED = np.array([

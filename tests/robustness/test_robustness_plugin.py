@@ -59,7 +59,7 @@ def test_check_runs_the_budgets_the_marker_sets(pytester: pytest.Pytester, share
         @pytest.mark.psa(gamma=0.2, min_density=0.05, max_clean_error=0.0, corruptions=["gaussian_noise"],
                          attacks=[], n_images=200)
         def test_check(psa, monkeypatch):
-            import pytest_psa.measure.robustness.audit as audit
+            import pytest_psa.audits.robustness as audit
             real = audit.robustness
             monkeypatch.setattr(audit, "robustness",
                                 lambda *a, **k: real(*a, epochs=1, n_train=500, batch_size=64, **k))

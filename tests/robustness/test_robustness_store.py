@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pytest_psa import CacheError
-from pytest_psa.measure.robustness.store import EvaluationStore, model_checksum
+from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
 
 
 def test_key_depends_on_every_field_and_not_on_order() -> None:

@@ -13,7 +13,7 @@ import torch
 import pytest_psa.train.trainer as trainer_module
 from pytest_psa.errors import PsaUsageError, PsaWarning
 from pytest_psa.train import ModelCache, default_cache_dir
-from pytest_psa.train.cache import model_identity
+from pytest_psa.train.model_cache import model_identity
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_key_covers_what_determines_the_weights(cache, tiny_train):
 
 
 def test_key_follows_versions(cache, tiny_train, monkeypatch):
-    import pytest_psa.train.cache as cache_module
+    import pytest_psa.train.model_cache as cache_module
 
     base = cache.key("small_cnn", tiny_train)
     monkeypatch.setattr(cache_module, "versions", lambda: {"torch": "9.9"})

@@ -5,6 +5,6 @@ A flatter measurement is a measurement, not proof of robustness or of generaliza
 """
 
 from pytest_psa.measure.flatness.measure import DEFAULTS, METRICS, measure_flatness
-from pytest_psa.measure.flatness.report import FlatnessReport
+from pytest_psa.measure.flatness.flatness_report import FlatnessReport
 
 __all__ = ["DEFAULTS", "METRICS", "FlatnessReport", "measure_flatness"]

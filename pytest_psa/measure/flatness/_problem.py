@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from pytest_psa._budget import check_budget
+from pytest_psa._time_budget import check_budget
 from pytest_psa.errors import PsaUsageError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -9,7 +9,7 @@ import torch
 
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness.hvp import HessianOperator
-from pytest_psa.measure.flatness.results import HessianTopResult, HessianTraceResult, Setup
+from pytest_psa.measure.flatness.metric_values import HessianTopResult, HessianTraceResult, Setup
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> float:

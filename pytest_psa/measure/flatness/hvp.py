@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from pytest_psa._budget import check_budget
+from pytest_psa._time_budget import check_budget
 from pytest_psa.measure.flatness._problem import Problem
 
 DEFAULT_CACHE_BYTES = 2 << 30

@@ -14,7 +14,7 @@ import torch
 
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness._problem import Problem
-from pytest_psa.measure.flatness.results import LPFResult, Setup
+from pytest_psa.measure.flatness.metric_values import LPFResult, Setup
 
 
 def pair_means(problem: Problem, std: torch.Tensor | float, zs: list[torch.Tensor]) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import pytest_psa
+from pytest_psa._version import __version__
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness._problem import Problem, default_accuracy, select_params, to_chunks
@@ -21,8 +21,8 @@ from pytest_psa.measure.flatness.hessian import hessian_top, hessian_trace
 from pytest_psa.measure.flatness.hvp import DEFAULT_CACHE_BYTES, HessianOperator
 from pytest_psa.measure.flatness.lpf import lpf
 from pytest_psa.measure.flatness.pac_bayes import TARGET_TYPES, pac_bayes
-from pytest_psa.measure.flatness.report import FlatnessReport
-from pytest_psa.measure.flatness.results import MetricResult, Setup
+from pytest_psa.measure.flatness.flatness_report import FlatnessReport
+from pytest_psa.measure.flatness.metric_values import MetricResult, Setup
 from pytest_psa.measure.flatness.scaling import NORMALIZATIONS, filter_scale, weight_norms
 from pytest_psa.measure.flatness.sharpness import eps_sharpness
 
@@ -199,5 +199,5 @@ def measure_flatness(
         weight_norm=float(sum(v * v for v in norms.values()) ** 0.5), seed=seed, device=str(dev),
         seconds=time.perf_counter() - t0,
         config={"metrics": names, "n_samples": n_samples, **cfg},
-        versions={"torch": torch.__version__, "pytest_psa": pytest_psa.__version__},
+        versions={"torch": torch.__version__, "pytest_psa": __version__},
     )

@@ -24,7 +24,7 @@ from scipy.optimize import brentq
 from pytest_psa.errors import PsaUsageError, PsaWarning
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness._problem import Problem
-from pytest_psa.measure.flatness.results import PacBayesResult, Setup
+from pytest_psa.measure.flatness.metric_values import PacBayesResult, Setup
 
 TARGET_TYPES = ("loss", "accuracy")
 LOG_SIGMA_RANGE = (math.log(1e-9), math.log(1e3))

@@ -19,7 +19,7 @@ import torch
 
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness._problem import Problem
-from pytest_psa.measure.flatness.results import EpsSharpnessResult, Setup
+from pytest_psa.measure.flatness.metric_values import EpsSharpnessResult, Setup
 
 
 def eps_sharpness(

@@ -19,7 +19,7 @@ from pytest_psa.measure.robustness.attacks.monotone import (
     check_monotone,
     compare_attacks,
 )
-from pytest_psa.measure.robustness.attacks.result import AttackResult
+from pytest_psa.measure.robustness.attacks.attack_result import AttackResult
 from pytest_psa.measure.robustness.attacks.settings import (
     DEFAULT_EPS,
     METHODS,

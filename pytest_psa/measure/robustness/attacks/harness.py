@@ -24,7 +24,7 @@ from pytest_psa.measure.robustness.attacks.checks import AttackSelfCheckError, C
 from pytest_psa.measure.robustness.attacks.geometry import perturbation_norms
 from pytest_psa.measure.robustness.attacks.oracle import Oracle
 from pytest_psa.measure.robustness.attacks.pgd import pgd_run
-from pytest_psa.measure.robustness.attacks.result import DEFAULT_ALPHA, AttackResult
+from pytest_psa.measure.robustness.attacks.attack_result import DEFAULT_ALPHA, AttackResult
 from pytest_psa.measure.robustness.attacks.settings import AttackSettings, resolve_settings
 
 Model = Callable[[torch.Tensor], torch.Tensor]

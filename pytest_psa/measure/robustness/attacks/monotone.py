@@ -19,7 +19,7 @@ from scipy import stats
 
 from pytest_psa.measure.robustness.attacks.checks import AttackSelfCheckError
 from pytest_psa.measure.robustness.attacks.harness import Model, run_attack
-from pytest_psa.measure.robustness.attacks.result import AttackResult
+from pytest_psa.measure.robustness.attacks.attack_result import AttackResult
 
 DEFAULT_MONOTONE_ALPHA = 1e-3
 

@@ -4,7 +4,7 @@ For an augmentation, the ERM and augmented models are trained (or loaded) throug
 `ModelCache` calls as `pytest_psa.flatness`, so models trained for a flatness audit are cache hits
 here and vice versa. Both are evaluated on the same fixed, class-balanced test images under the
 same corruptions (same counter-based RNG seed) and attacks, so every comparison is paired image
-by image. Each model's evaluation is cached on disk (see `store.py`).
+by image. Each model's evaluation is cached on disk (see `evaluation_cache.py`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import numpy as np
 from torch import nn
 
 from pytest_psa.errors import PsaUsageError
-from pytest_psa.measure.robustness import metrics as M
-from pytest_psa.measure.robustness.evaluate import (
+from pytest_psa.measure.robustness import error_stats as M
+from pytest_psa.audits.robustness_evaluation import (
     ATTACK_BATCH, CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations,
     model_device,
 )
 from pytest_psa.measure.robustness.perturbations import resolve_perturbations
-from pytest_psa.measure.robustness.result import DEFAULT_ALPHA, RobustnessResult, Samples
+from pytest_psa.results.robustness import DEFAULT_ALPHA, RobustnessResult, Samples
 from pytest_psa.measure.robustness.specs import resolve_attacks, resolve_corruptions, resolve_severities
-from pytest_psa.measure.robustness.store import EvaluationStore, model_checksum
+from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
 
 DEFAULT_N_IMAGES = 1000  # corruption sets: 75 x 1000 forward passes per model (~10 s for the smoke CNN on 2 cores)
 DEFAULT_N_ATTACK_IMAGES = 500

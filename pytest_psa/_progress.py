@@ -3,7 +3,7 @@ and whenever the output is not a terminal.
 
 Measurement code calls one function and never decides policy itself::
 
-    from pytest_psa.report.progress import progress
+    from pytest_psa._progress import progress
 
     for batch in progress(batches, desc="psa corrupt gaussian_noise", total=len(batches), unit="batch"):
         ...

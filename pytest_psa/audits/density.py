@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_psa._budget import check_budget
+from pytest_psa._time_budget import check_budget
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.sources import load_data
 from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
-from pytest_psa.measure.density.result import DensityResult
-from pytest_psa.report.progress import progress
+from pytest_psa.results.density import DensityResult
+from pytest_psa._progress import progress
 from pytest_psa.errors import PsaUsageError
 
 DEFAULT_N_IMAGES = 500  # cpu_feasibility §8: 500 images x 8 draws, 0.6-3.5 s for TA..AugMix

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
-from pytest_psa.measure.robustness import metrics as M
-from pytest_psa.measure.robustness.metrics import Estimate
+from pytest_psa.measure.robustness import error_stats as M
+from pytest_psa.measure.robustness.error_stats import Estimate
 
 DEFAULT_ALPHA = 0.05  # reported intervals are 95 %
 DEFAULT_BUDGET_ALPHA = 1e-3  # a budget check fails wrongly with probability at most this (like --psa-alpha)
@@ -166,7 +166,7 @@ class RobustnessResult:
         with a PsaWarning (inconclusive). Returns self so calls chain.
         """
         __tracebackhide__ = True
-        from pytest_psa.measure.robustness.budget import evaluate_budgets
+        from pytest_psa.results.robustness_budgets import evaluate_budgets
 
         d = self.assert_defaults
         budgets = {
@@ -180,7 +180,7 @@ class RobustnessResult:
             self.on_verdict([v.to_dict() for v in verdicts])
         failed = [v for v in verdicts if v.outcome == "fail"]
         if failed:
-            from pytest_psa.measure.robustness.report import failure_message
+            from pytest_psa.results.robustness_tables import failure_message
 
             raise PSAViolation(failure_message(self, verdicts), result=self)
         for v in verdicts:
@@ -194,7 +194,7 @@ class RobustnessResult:
     # -- reporting ---------------------------------------------------------------------------
     def table(self) -> str:
         """Per-corruption errors (audited and baseline), flip rates and attacks, as text."""
-        from pytest_psa.measure.robustness.report import result_table
+        from pytest_psa.results.robustness_tables import result_table
 
         return result_table(self)
 
@@ -203,19 +203,19 @@ class RobustnessResult:
 
     def to_frame_records(self) -> list[dict[str, Any]]:
         """Tidy rows (model, corruption, severity, accuracy, error, low, high, n), RobustBench's layout."""
-        from pytest_psa.measure.robustness.report import frame_records
+        from pytest_psa.results.robustness_tables import frame_records
 
         return frame_records(self)
 
     def to_csv(self, path: Any) -> Any:
         """Write RobustBench's ``unaggregated_results.csv`` layout (header rows corruption, severity;
         one row of accuracies per model); returns the path."""
-        from pytest_psa.measure.robustness.report import write_csv
+        from pytest_psa.results.robustness_tables import write_csv
 
         return write_csv(self, path)
 
     def to_dict(self) -> dict[str, Any]:
-        from pytest_psa.measure.robustness.report import result_dict
+        from pytest_psa.results.robustness_tables import result_dict
 
         return result_dict(self)
 

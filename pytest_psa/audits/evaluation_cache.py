@@ -142,7 +142,7 @@ class EvaluationStore:
         meta = json.dumps({"key": key, "format": FORMAT, "material": material}, sort_keys=True, default=str)
         np.savez(buf, meta=np.array(meta), **arrays)
         path = self.path(key)
-        from pytest_psa.train.cache import _atomic_write  # the model cache's temp file + os.replace
+        from pytest_psa.train.model_cache import _atomic_write  # the model cache's temp file + os.replace
 
         try:
             _atomic_write(path, buf.getvalue())

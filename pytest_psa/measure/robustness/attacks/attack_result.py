@@ -12,7 +12,7 @@ from pytest_psa._stats import ProportionInterval, proportion_interval
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
 from pytest_psa.measure.robustness.attacks.checks import CheckOutcome
 from pytest_psa.measure.robustness.attacks.settings import AttackSettings
-from pytest_psa.measure.robustness.metrics import _check_alpha
+from pytest_psa.measure.robustness.error_stats import _check_alpha
 
 DEFAULT_ALPHA = 0.05
 

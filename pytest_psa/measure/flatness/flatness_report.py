@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_psa.measure.flatness.results import MetricResult, plain
+from pytest_psa.measure.flatness.metric_values import MetricResult, plain
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from torch import nn
 
 from pytest_psa._threads import single_thread
 from pytest_psa.data.image_data import ImageData
-from pytest_psa.measure.robustness.store import EvaluationStore, code_version
+from pytest_psa.audits.evaluation_cache import EvaluationStore, code_version
 
 CHUNK = 1000  # images generated per corruption call (bounded memory at 224 px too)
 
@@ -132,7 +132,7 @@ def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings:
     from pytest_psa.measure.robustness.corruptions import corrupt
 
     timing = {"generate_s": 0.0, "predict_s": 0.0}
-    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.evaluate")
+    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.audits.robustness_evaluation")
     entries = _entries("corruptions", subjects, data, settings.to_dict(), version)
 
     def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
@@ -171,7 +171,7 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
 
     timing = {"generate_s": 0.0, "predict_s": 0.0}
     version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.perturbations",
-                           "pytest_psa.measure.robustness.evaluate")
+                           "pytest_psa.audits.robustness_evaluation")
     settings = {"names": list(names), "seed": seed, "frames": frames}
     entries = _entries("perturbations", subjects, data, settings, version)
 

@@ -14,7 +14,7 @@ a new entry is trained; nothing is ever invalidated in place.
 Writes go to a temporary file in the same folder, then `os.replace` (atomic): weights
 first, the JSON last, so a JSON file on disk always describes complete weights. One
 `filelock.FileLock` per key makes concurrent workers train an entry once: the others wait
-and then load it (while waiting they honour a psa time budget, see `pytest_psa._budget`).
+and then load it (while waiting they honour a psa time budget, see `pytest_psa._time_budget`).
 Every training the cache runs appends one line to ``<root>/models/trainings.jsonl`` (key,
 model, augmentation, seed, seconds, pid, xdist worker), so "trained once" can be counted:
 `ModelCache.trainings()`. Loading checks the weights' SHA-256 against the JSON; a damaged or
@@ -317,7 +317,7 @@ def _structure(spec: _models.ModelSpec, num_classes: int, in_channels: int, imag
 
 def _acquire(lock: FileLock, key: str) -> None:
     """Take the entry's lock; while another process trains it, keep honouring a psa time budget."""
-    from pytest_psa._budget import check_budget
+    from pytest_psa._time_budget import check_budget
 
     while True:
         try:
