@@ -1,8 +1,9 @@
 """The one record form between measuring and reporting.
 
 A result (`DensityResult`, `FlatnessComparison`, `RobustnessResult`) implements `AuditResult`: it
-names its kind and subject, gives its headline metrics as `MetricEstimate`s, and converts to a
-`record()` (a JSON-ready dict with ``"schema"``, ``"kind"`` and ``"metrics"``). An `AuditRecord`
+names its kind and subject, gives its headline metrics (records of `MetricEstimate`), keeps the
+verdicts its assertions reached, and converts to a record (a JSON-ready dict with ``"schema"``,
+``"kind"`` and ``"metrics"``). An `AuditRecord`
 is what one audit in one test left behind: that record, the verdicts its assertions reached, and
 the comparison with a stored baseline. Reports, baselines, ``--psa-json`` and the xdist wire read
 these types, never the result objects. Stdlib only: no torch, no pytest.
@@ -52,19 +53,18 @@ class AuditResult(Protocol):
     """What every audit result offers the layers above it."""
 
     @property
-    def kind(self) -> str: ...
+    def audit_kind(self) -> str: ...  # "density", "flatness" or "robustness"
 
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str: ...  # the audited augmentation (or model) by name
 
-    def headline(self) -> dict[str, dict[str, Any]]: ...
+    def headline(self) -> dict[str, dict[str, Any]]: ...  # name -> MetricEstimate record
+
+    def verdict_log(self) -> tuple[Any, ...]: ...  # what its assertions decided, in order
 
     def to_dict(self) -> dict[str, Any]: ...
 
-
-def result_record(result: AuditResult) -> dict[str, Any]:
-    """The record form of a result: its `to_dict()` with the schema version and kind stated."""
-    return {**result.to_dict(), "schema": RECORD_SCHEMA, "kind": result.kind}
+    def to_record(self) -> dict[str, Any]: ...  # to_dict() with "schema" and "kind"
 
 
 @dataclass
@@ -105,4 +105,4 @@ class AuditRecord:
                    kind=str(d.get("kind", "?")), baseline=d.get("baseline"))
 
 
-__all__ = ["KINDS", "RECORD_SCHEMA", "AuditRecord", "AuditResult", "MetricEstimate", "result_record"]
+__all__ = ["KINDS", "RECORD_SCHEMA", "AuditRecord", "AuditResult", "MetricEstimate"]

@@ -1,12 +1,16 @@
 """The `psa` fixture object: the measurement functions with defaults from options, ini and marker.
 
+Each measurement's result is returned with the marker's thresholds (`with_defaults`) and the
+pytest repro command (`with_repro`), and an `AuditRecord` of it joins the session. The verdicts
+its assertions reach are read back from the result's verdict log by `flush()`, which the plugin
+calls when the test's call phase ends: a result never calls back into pytest.
 Nothing here imports torch at module level; the measurement modules load on first use.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,6 +31,7 @@ class Psa:
         self._records = records
         self._repro = repro
         self._model = model
+        self._watched: list[_Watched] = []
 
     @property
     def device(self) -> str | None:
@@ -64,22 +69,10 @@ class Psa:
         defaults = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
         defaults["alpha"] = m.get("alpha", s.alpha)
         # summary["metrics"] then holds F at the check's γ, with intervals at its declared α
-        record = AuditRecord(self._node.nodeid, dataclasses.replace(result, assert_defaults=defaults).to_dict())
-        self._records.append(record)
-        props = self._node.user_properties
-        props.append(("psa_augmentation", result.augmentation))
-        props.append(("psa_distance", result.distance))
-        props.append(("psa_seed", seed))
-        props.append(("psa_identity_fraction", round(result.identity_fraction, 6)))
-
-        def on_verdict(verdicts: list[Any]) -> None:
-            for v in verdicts:
-                record.verdicts.append(v.to_dict())
-                props.append((f"psa_F({v.gamma:g})", round(v.interval.estimate, 6)))
-                props.append((f"psa_verdict({v.gamma:g})", v.outcome))
-
-        return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults,
-                                   on_verdict=on_verdict)
+        result = result.with_defaults(**defaults).with_repro(self._repro(seed))
+        self._record(result, [("psa_augmentation", result.augmentation), ("psa_distance", result.distance),
+                              ("psa_seed", seed), ("psa_identity_fraction", round(result.identity_fraction, 6))])
+        return result
 
     def flatness(self, augmentation: Any, *, seeds: Any = None, metrics: Any = None, preset: Any = None,
                  data: Any = None, **kwargs: Any) -> Any:
@@ -100,20 +93,12 @@ class Psa:
             device=self.device,
             **self._with_model(kwargs),
         )
-        record = AuditRecord(self._node.nodeid, result.to_dict(), kind="flatness")
-        self._records.append(record)
-        props = self._node.user_properties
-        props.append(("psa_augmentation", result.augmentation))  # the same names as the density audit's
-        props.append(("psa_seeds", ",".join(map(str, result.seeds))))
-
-        def on_verdict(v: dict[str, Any]) -> None:
-            record.verdicts.append(v)
-            props.append((f"psa_flatness_improvement({v['metric']})", round(v["mean"], 6)))
-            props.append((f"psa_flatness_verdict({v['metric']})", v["outcome"]))
-
         defaults = {k: m[k] for k in ("metric", "min_rel_improvement") if k in m}
-        return dataclasses.replace(result, repro=self._repro(self.seed), assert_defaults=defaults,
-                                   on_verdict=on_verdict)
+        result = result.with_defaults(**defaults).with_repro(self._repro(self.seed))
+        # the same property names as the density audit's
+        self._record(result, [("psa_augmentation", result.augmentation),
+                              ("psa_seeds", ",".join(map(str, result.seeds)))])
+        return result
 
     def robustness(self, augmentation_or_model: Any, *, data: Any = None, preset: Any = None, corruptions: Any = None,
                    attacks: Any = None, perturbations: Any = None, seed: int | None = None, seeds: Any = None,
@@ -140,25 +125,39 @@ class Psa:
             data_root=s.data_root, cache_dir=s.cache_dir, device=self.device,
             **self._with_model(kwargs),
         )
-        record = AuditRecord(self._node.nodeid, result.to_dict(), kind="robustness")
-        self._records.append(record)
-        props = self._node.user_properties
+        defaults = {k: m[k] for k in ROBUSTNESS_BUDGETS if k in m}
+        defaults["alpha"] = m.get("alpha", s.alpha)
+        result = result.with_defaults(**defaults).with_repro(self._repro(seed))
         # the same names as the density and flatness audits': psa_augmentation (psa_model for a model)
-        props.append(("psa_augmentation" if result.kind == "augmentation" else "psa_model", result.subject))
-        props.append(("psa_robustness_subject", result.subject))
-        props.append(("psa_seed", seed))
+        props: list[tuple[str, Any]] = [
+            ("psa_augmentation" if result.kind == "augmentation" else "psa_model", result.subject),
+            ("psa_robustness_subject", result.subject), ("psa_seed", seed)]
         for name, value in result.metrics().items():
             if name in ("clean_error", "mce", "rel_mce", "mfp", "delta_mce") or name.startswith("adv_error("):
                 props.append((f"psa_{name}", round(value.estimate, 6)))
+        self._record(result, props)
+        return result
 
-        def on_verdict(verdicts: list[dict[str, Any]]) -> None:
-            for v in verdicts:
-                record.verdicts.append(v)
-                props.append((f"psa_budget({v['check']})", v["outcome"]))
+    # -- records and verdicts ----------------------------------------------------------------------
+    def _record(self, result: Any, properties: list[tuple[str, Any]]) -> None:
+        """Add `result`'s record to the session and its JUnit properties to the test; watch its verdicts."""
+        record = AuditRecord(self._node.nodeid, result.to_dict(), kind=result.audit_kind)
+        self._records.append(record)
+        self._node.user_properties.extend(properties)
+        self._watched.append(_Watched(record, result))
 
-        defaults = {k: m[k] for k in ROBUSTNESS_BUDGETS if k in m}
-        defaults["alpha"] = m.get("alpha", s.alpha)
-        return dataclasses.replace(result, repro=self._repro(seed), assert_defaults=defaults, on_verdict=on_verdict)
+    def flush(self) -> None:
+        """Copy the verdicts the watched results reached since the last flush into their records and
+        the test's JUnit properties. Records the session dropped (a replay's duplicates) are skipped."""
+        props = self._node.user_properties
+        for w in self._watched:
+            new = w.result.verdict_log()[w.seen:]
+            w.seen += len(new)
+            if not any(r is w.record for r in self._records):
+                continue
+            for v in new:
+                w.record.verdicts.append(v.to_dict())
+                props.extend(_verdict_properties(w.record.kind, v))
 
     def _with_model(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """`kwargs` plus the `psa_model` fixture's model, unless the call passes its own."""
@@ -177,6 +176,24 @@ class Psa:
 
 
 ROBUSTNESS_BUDGETS = ("max_mce", "max_adv_error", "max_clean_error", "max_mfp", "vs_erm")
+
+
+@dataclass
+class _Watched:
+    record: AuditRecord
+    result: Any
+    seen: int = 0  # verdicts of the result's log already copied
+
+
+def _verdict_properties(kind: str, verdict: Any) -> list[tuple[str, Any]]:
+    """The JUnit properties of one verdict (names as documented in docs/reports.md)."""
+    if kind == "density":
+        return [(f"psa_F({verdict.gamma:g})", round(verdict.interval.estimate, 6)),
+                (f"psa_verdict({verdict.gamma:g})", verdict.outcome)]
+    if kind == "flatness":
+        return [(f"psa_flatness_improvement({verdict.metric})", round(verdict.mean, 6)),
+                (f"psa_flatness_verdict({verdict.metric})", verdict.outcome)]
+    return [(f"psa_budget({verdict.name})", verdict.outcome)]
 
 
 def _seed_list(first: int, seeds: Any) -> list[int]:

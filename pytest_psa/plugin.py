@@ -93,6 +93,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("invalid psa marker arguments:\n  " + "\n  ".join(problems))
 
 
+PSA_KEY = pytest.StashKey[Psa]()  # the test's `psa` fixture object, so its verdicts can be flushed
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     try:
@@ -101,10 +104,19 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         session = session_of(item.config)
         if session is None or session.settings.no_replay or "psa" not in getattr(item, "fixturenames", ()):
             raise
+        _flush(item)  # the first run's verdicts, before the replay counts records and properties
         from pytest_psa._replay import replay
 
         replay(item, first, session.records)
         raise  # not reached: replay always raises
+    finally:
+        _flush(item)
+
+
+def _flush(item: pytest.Item) -> None:
+    psa = item.stash.get(PSA_KEY, None)
+    if psa is not None:
+        psa.flush()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -160,7 +172,10 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
     def repro(seed: int) -> str:
         return session.repro_command(request.node.nodeid, seed=seed)
 
-    yield Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
+    psa = Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
+    request.node.stash[PSA_KEY] = psa
+    yield psa
+    psa.flush()  # verdicts reached in a later fixture's teardown
 
 
 @pytest.fixture

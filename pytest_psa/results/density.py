@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pytest_psa._stats import ProportionInterval, mean_bounds, proportion_interval
+from pytest_psa._validation import check_alpha, check_fraction, check_gamma
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
+from pytest_psa.results.checks import Checked, pick
 
 DEFAULT_ALPHA = 1e-3
 DEFAULT_GAMMA = 0.05  # normalized L2 0.05 ~ Gaussian noise of sigma 0.05 (cpu_feasibility §2)
@@ -33,7 +35,7 @@ class Verdict:
 
 
 @dataclass(frozen=True, eq=False)
-class DensityResult:
+class DensityResult(Checked):
     """Distances d(x_i, A_k(x_i)) for N images × K draws, and what they say about F_N(γ).
 
     `distances` and `identity` are (N, K) arrays; `identity[i, k]` marks draws that returned
@@ -60,8 +62,13 @@ class DensityResult:
     environment: dict[str, Any] = field(default_factory=dict)
     repro: str = ""
     details: dict[str, np.ndarray] = field(default_factory=dict)  # per-draw extras of the distance, (N, K)
-    assert_defaults: dict[str, Any] = field(default_factory=dict)  # e.g. from a pytest marker
-    on_verdict: Callable[[list[Verdict]], None] | None = field(default=None, repr=False)
+    assert_defaults: Mapping[str, Any] = field(default_factory=dict)  # thresholds, e.g. a marker's (`with_defaults`)
+    audit_kind = "density"
+
+    @property
+    def subject(self) -> str:
+        """The audited augmentation by name."""
+        return self.augmentation
 
     @property
     def n_images(self) -> int:
@@ -123,7 +130,7 @@ class DensityResult:
     def interval(self, gamma: float, alpha: float = 0.05, *, exclude_identity: bool | None = None,
                  side: str = "two-sided") -> ProportionInterval:
         """A (1 − alpha) confidence interval for F(γ), valid with correlated draws (images are the unit)."""
-        _check_alpha(alpha)
+        check_alpha(alpha)
         hits, trials = self._counts(gamma, exclude_identity)
         return proportion_interval(hits, trials, alpha, side)
 
@@ -131,10 +138,10 @@ class DensityResult:
     def verdicts(self, gamma: float | Sequence[float], min_density: float, alpha: float = DEFAULT_ALPHA,
                  *, exclude_identity: bool | None = None) -> list[Verdict]:
         """One verdict per γ; alpha is split over the γ values (Bonferroni) so it bounds the whole check."""
+        check_gamma(list(np.atleast_1d(gamma).tolist()))
         gammas = [float(g) for g in np.atleast_1d(gamma)]
-        _check_alpha(alpha)
-        if not 0 < min_density <= 1:
-            raise PsaUsageError(f"min_density must be in (0, 1], got {min_density!r}")
+        check_alpha(alpha)
+        check_fraction(min_density, "min_density", open_low=True)
         a = alpha / len(gammas)
         out = []
         for g in gammas:
@@ -160,10 +167,10 @@ class DensityResult:
         """
         __tracebackhide__ = True  # pytest shows the test's line, not ours
         d = self.assert_defaults
-        gamma = _pick(gamma, d.get("gamma"), DEFAULT_GAMMA)
-        min_density = _pick(min_density, d.get("min_density"), DEFAULT_MIN_DENSITY)
-        alpha = _pick(alpha, d.get("alpha"), DEFAULT_ALPHA)
-        strict = bool(_pick(strict, d.get("strict"), False))
+        gamma = pick(gamma, d.get("gamma"), DEFAULT_GAMMA)
+        min_density = pick(min_density, d.get("min_density"), DEFAULT_MIN_DENSITY)
+        alpha = pick(alpha, d.get("alpha"), DEFAULT_ALPHA)
+        strict = bool(pick(strict, d.get("strict"), False))
         verdicts = self.verdicts(gamma, min_density, alpha, exclude_identity=exclude_identity)
         v0 = verdicts[0]
         power_floor = mean_bounds(np.zeros(v0.interval.n_units), v0.alpha, "upper")[1]
@@ -173,8 +180,7 @@ class DensityResult:
                 f"{v0.interval.n_units} images is {power_floor:.4f} >= min_density={min_density}",
                 fix="audit more images (n_images), raise min_density, or use strict=True",
             )
-        if self.on_verdict is not None:  # after the guard: a refused check records no verdict
-            self.on_verdict(verdicts)
+        self._log_verdicts(verdicts)  # after the guard: a refused check records no verdict
         failed = [v for v in verdicts if v.outcome == "fail" or (strict and v.outcome == "inconclusive")]
         if failed:
             raise PSAViolation(self.failure_message(verdicts, strict=strict, exclude_identity=exclude_identity),
@@ -241,6 +247,10 @@ class DensityResult:
             lines.append(describe_alignment(summary))
         return lines
 
+    def headline(self) -> dict[str, dict[str, Any]]:
+        """The headline metrics (the `AuditResult` contract's name for `metrics()`)."""
+        return self.metrics()
+
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Headline numbers for reports and baselines: ``F(γ)`` for the reported γ grid and the
         checked γ, each with its two-sided (1 − α) interval at the check's α (docs/baselines.md)."""
@@ -287,10 +297,4 @@ def ecdf_curve(values: np.ndarray, points: int = 101) -> dict[str, list[float]]:
     return {"gamma": [float(f"{g:.6g}") for g in gammas], "F": [round(float(q), 4) for q in levels]}
 
 
-def _pick(*values: Any) -> Any:
-    return next(v for v in values if v is not None)
 
-
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise PsaUsageError(f"alpha must be in (0, 1), got {alpha!r}", fix="alpha is the false-failure rate, e.g. 1e-3")

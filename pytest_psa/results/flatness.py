@@ -11,14 +11,16 @@ metric here is "lower is flatter" (PAC-Bayes in 1/σ², LPF as the loss *increas
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from pytest_psa._validation import check_alpha
 from pytest_psa.errors import PsaUsageError, PSAViolation
+from pytest_psa.results.checks import Checked, pick
 from pytest_psa.measure.flatness.flatness_report import FlatnessReport
 
 DEFAULT_METRICS = ("pac_bayes", "lpf", "eps_sharpness")  # the seed paper's Table 2 trio
@@ -51,8 +53,24 @@ class MetricComparison:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
+@dataclass(frozen=True)
+class FlatnessVerdict:
+    """The decision of one `assert_flatter` call on one metric."""
+
+    metric: str
+    min_rel_improvement: float
+    alpha: float
+    mean: float
+    low: float
+    outcome: str  # "pass" or "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "min_rel_improvement": self.min_rel_improvement, "alpha": self.alpha,
+                "mean": self.mean, "low": self.low, "outcome": self.outcome}
+
+
 @dataclass(frozen=True, eq=False)
-class FlatnessComparison:
+class FlatnessComparison(Checked):
     """ERM vs augmented flatness per metric, with the training records and raw reports behind it."""
 
     augmentation: str
@@ -64,8 +82,13 @@ class FlatnessComparison:
     data: dict[str, Any]
     settings: dict[str, Any]
     repro: str = ""
-    assert_defaults: dict[str, Any] = field(default_factory=dict)
-    on_verdict: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
+    assert_defaults: Mapping[str, Any] = field(default_factory=dict)  # thresholds, e.g. a marker's (`with_defaults`)
+    audit_kind = "flatness"
+
+    @property
+    def subject(self) -> str:
+        """The audited augmentation by name."""
+        return self.augmentation
 
     def __getitem__(self, metric: str) -> MetricComparison:
         return self.metrics[metric]
@@ -81,8 +104,7 @@ class FlatnessComparison:
         __tracebackhide__ = True
         d = self.assert_defaults
         metric = metric or d.get("metric") or next(iter(self.metrics))
-        min_rel = float(min_rel_improvement if min_rel_improvement is not None
-                        else d.get("min_rel_improvement", 0.0))
+        min_rel = float(pick(min_rel_improvement, d.get("min_rel_improvement"), 0.0))
         if metric not in self.metrics:
             raise PsaUsageError(f"metric {metric!r} was not measured", observed=list(self.metrics),
                                 fix="pass it in metrics=[...] to flatness(), or assert on a measured one")
@@ -90,9 +112,8 @@ class FlatnessComparison:
         if alpha is not None and alpha != comp.alpha:
             comp = compare_metric(metric, comp.erm, comp.augmented, alpha)
         passed = comp.low > min_rel
-        if self.on_verdict is not None:
-            self.on_verdict({"metric": metric, "min_rel_improvement": min_rel, "alpha": comp.alpha,
-                             "mean": comp.mean, "low": comp.low, "outcome": "pass" if passed else "fail"})
+        self._log_verdicts([FlatnessVerdict(metric, min_rel, comp.alpha, comp.mean, comp.low,
+                                            "pass" if passed else "fail")])
         if not passed:
             raise PSAViolation(self.failure_message(metric, min_rel, comp), result=self)
         return self
@@ -146,8 +167,7 @@ class FlatnessComparison:
 
 
 def compare_metric(metric: str, erm: tuple[float, ...], augmented: tuple[float, ...], alpha: float) -> MetricComparison:
-    if not 0 < alpha < 1:
-        raise PsaUsageError(f"alpha must be in (0, 1), got {alpha!r}")
+    check_alpha(alpha)
     e, a = np.asarray(erm), np.asarray(augmented)
     if np.any(e <= 0):
         raise PsaUsageError(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
+from pytest_psa.results.checks import Checked, pick
 from pytest_psa.measure.robustness import error_stats as M
 from pytest_psa.measure.robustness.error_stats import Estimate
 
@@ -39,7 +40,7 @@ class Samples:
 
 
 @dataclass(frozen=True, eq=False)
-class RobustnessResult:
+class RobustnessResult(Checked):
     """What `pytest_psa.robustness` measured; see docs/robustness.md for every definition.
 
     `subject` is the audited model or augmentation, `baseline` what it is compared with ("erm",
@@ -74,8 +75,8 @@ class RobustnessResult:
     notes: tuple[str, ...] = ()
     alpha: float = DEFAULT_ALPHA
     repro: str = ""
-    assert_defaults: dict[str, Any] = field(default_factory=dict)
-    on_verdict: Callable[[list[dict[str, Any]]], None] | None = field(default=None, repr=False)
+    assert_defaults: Mapping[str, Any] = field(default_factory=dict)  # budgets, e.g. a marker's (`with_defaults`)
+    audit_kind = "robustness"
 
     # -- numbers -----------------------------------------------------------------------------
     @property
@@ -170,14 +171,13 @@ class RobustnessResult:
 
         d = self.assert_defaults
         budgets = {
-            "max_mce": _pick(max_mce, d.get("max_mce")), "max_adv_error": _pick(max_adv_error, d.get("max_adv_error")),
-            "max_clean_error": _pick(max_clean_error, d.get("max_clean_error")), "max_mfp": _pick(max_mfp, d.get("max_mfp")),
-            "vs_erm": _pick(vs_erm, d.get("vs_erm")),
+            "max_mce": pick(max_mce, d.get("max_mce")), "max_adv_error": pick(max_adv_error, d.get("max_adv_error")),
+            "max_clean_error": pick(max_clean_error, d.get("max_clean_error")), "max_mfp": pick(max_mfp, d.get("max_mfp")),
+            "vs_erm": pick(vs_erm, d.get("vs_erm")),
         }
-        a = _pick(alpha, d.get("alpha"), DEFAULT_BUDGET_ALPHA)
+        a = pick(alpha, d.get("alpha"), DEFAULT_BUDGET_ALPHA)
         verdicts = evaluate_budgets(self, budgets, a)
-        if self.on_verdict is not None:
-            self.on_verdict([v.to_dict() for v in verdicts])
+        self._log_verdicts(verdicts)
         failed = [v for v in verdicts if v.outcome == "fail"]
         if failed:
             from pytest_psa.results.robustness_tables import failure_message
@@ -214,14 +214,14 @@ class RobustnessResult:
 
         return write_csv(self, path)
 
+    def headline(self) -> dict[str, dict[str, Any]]:
+        """The headline metrics as records (what ``to_dict()["metrics"]`` holds)."""
+        return {k: v.to_dict() for k, v in self.metrics().items()}
+
     def to_dict(self) -> dict[str, Any]:
         from pytest_psa.results.robustness_tables import result_dict
 
         return result_dict(self)
-
-
-def _pick(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def _headline(r: RobustnessResult, a: float) -> dict[str, Estimate]:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_psa._validation import check_alpha
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.robustness.specs import attack_label
 
@@ -97,8 +98,7 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
 
 def evaluate_budgets(result: Any, budgets: dict[str, Any], alpha: float) -> list[BudgetVerdict]:
     """One verdict per budget (see the module docstring); raises PsaUsageError when none is given."""
-    if not 0 < alpha < 0.5:
-        raise PsaUsageError(f"alpha must be in (0, 0.5), got {alpha!r}", fix="alpha is the false-failure rate, e.g. 1e-3")
+    check_alpha(alpha, 0.5)
     targets = budget_targets(result, budgets)
     if not targets:
         raise PsaUsageError("assert_budget() got no budget to check",

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pytest_psa._stats import mean_bounds
+from pytest_psa._validation import check_alpha
 
 Better = Literal["lower", "higher"]
 
@@ -67,10 +68,7 @@ def _num(v: float | None) -> float | None:
 
 
 def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        from pytest_psa.errors import PsaUsageError
-
-        raise PsaUsageError(f"alpha must be in (0, 1), got {alpha!r}", fix="e.g. alpha=0.05 for 95 % intervals")
+    check_alpha(alpha)
 
 
 # -- intervals ------------------------------------------------------------------------------------
