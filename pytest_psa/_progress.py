@@ -125,12 +125,14 @@ class PastCaptureStream:
 def configure_for_pytest(config: Any) -> Policy:
     """The policy for one pytest session: bars only with verbosity >= 0 (not ``-q``), a terminal
     and no CI variable, drawn past output capture. Returns the previous policy."""
+    from pytest_psa._session import is_worker
+
     verbose = int(getattr(config.option, "verbose", 0) or 0)
     reporter = config.pluginmanager.getplugin("terminalreporter")
     isatty = bool(getattr(reporter, "isatty", False))
     capman = config.pluginmanager.getplugin("capturemanager")
     suspend = getattr(capman, "global_and_fixture_disabled", None)
-    if verbose < 0 or not isatty or in_ci() or suspend is None or hasattr(config, "workerinput"):
+    if verbose < 0 or not isatty or in_ci() or suspend is None or is_worker(config):
         return configure(enabled=False)
     return configure(enabled=True, stream=PastCaptureStream(suspend, isatty=True))
 
