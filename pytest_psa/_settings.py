@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_psa._paths import CACHE_DIR_ENV, DATA_ROOT_ENV
+from pytest_psa._specs.attacks import ATTACK_KEYS, parse_attack, resolve_attacks
+from pytest_psa._specs.names import (
+    CORRUPTION_NAMES,
+    CORRUPTION_SETS,
+    FLATNESS_METRICS,
+    PERTURBATION_NAMES,
+    PERTURBATION_SETS,
+    VS_ERM_KEYS,
+)
+from pytest_psa.errors import PsaUsageError
 
 
 def _seed(value: str) -> int | str:
@@ -99,7 +109,6 @@ def _compare_id(value: str) -> str:
 
 
 def _compare_fail(value: str) -> tuple[str, ...]:
-    from pytest_psa.errors import PsaUsageError
     from pytest_psa._fail_spec import parse_fail_specs
 
     try:  # validated here, kept as text (plain values travel to xdist workers)
@@ -217,8 +226,6 @@ def resolve(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> Settings:
                 try:
                     value = opt.parse(str(raw).strip())
                 except argparse.ArgumentTypeError as exc:
-                    from pytest_psa.errors import PsaUsageError
-
                     where = f"ini {opt.ini}" if ini.get(opt.name) not in (None, "") else f"${opt.env}"
                     raise PsaUsageError(f"{where}: {exc}", fix=f"see `pytest --help`, option {opt.cli}") from None
             else:
@@ -244,10 +251,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-# spelled out here (not imported) so that validating markers never imports torch
-_FLATNESS_METRICS = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top", "hessian_trace")
-
-
 def _check_gamma(v: Any) -> str | None:
     values = v if isinstance(v, (list, tuple)) else [v]
     if not values or not all(_is_number(g) and g >= 0 for g in values):
@@ -256,7 +259,6 @@ def _check_gamma(v: Any) -> str | None:
 
 
 def _check_compare_fail(v: Any) -> str | None:
-    from pytest_psa.errors import PsaUsageError
     from pytest_psa._fail_spec import parse_fail_specs
 
     if not isinstance(v, (str, list, tuple)) or (not isinstance(v, str) and not all(isinstance(x, str) for x in v)):
@@ -266,16 +268,6 @@ def _check_compare_fail(v: Any) -> str | None:
     except PsaUsageError as exc:
         return f"is invalid: {exc.problem}"
     return None
-
-
-# robustness: spelled out here (not imported) so that validating markers never imports torch
-_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-                "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-                "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate")
-_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness", "translate",
-                  "rotate", "tilt", "scale")
-_VS_ERM_KEYS = ("mce", "clean_error", "mfp", "rel_mce", "rel_mfp", "adv_error")
-_ATTACK_SPEC = r"^(linf|l_inf|inf|l2|2):\s*[0-9.]+(/[0-9.]+)?(:\d+(:(pgd|apgd|apgd-ce|apgd_ce))?)?$"
 
 
 def _check_names(v: Any, sets: tuple[str, ...], names: tuple[str, ...]) -> str | None:
@@ -300,26 +292,44 @@ def _check_vs_erm(v: Any) -> str | None:
     if not isinstance(v, dict) or not v:
         return "must be a number (relative-mCE ceiling) or a dict like {'mce': 0.0}"
     for k, x in v.items():
-        if not isinstance(k, str) or not (k in _VS_ERM_KEYS or k.startswith("adv_error(") or ":" in k or "," in k):
-            return f"has unknown key {k!r} (valid: {', '.join(_VS_ERM_KEYS)}, adv_error(<attack label>))"
+        if not isinstance(k, str) or not (k in VS_ERM_KEYS or k.startswith("adv_error(") or ":" in k or "," in k):
+            return f"has unknown key {k!r} (valid: {', '.join(VS_ERM_KEYS)}, adv_error(<attack label>))"
         if not _is_number(x) or (k.startswith("rel_") and x <= 0) or (not k.startswith("rel_") and not -1 <= x <= 1):
             return f"[{k!r}] must be a ratio > 0 for rel_* keys, else a difference in [-1, 1]"
     return None
 
 
+def _why(exc: PsaUsageError) -> str:
+    """A usage error's problem and fix on one line, for a marker problem."""
+    return exc.problem + (f" ({exc.fix})" if exc.fix else "")
+
+
 def _check_attacks(v: Any) -> str | None:
-    import re
+    """Accepts exactly what `resolve_attacks` accepts, with the problem of the first bad spec; None is
+    refused (in the marker it would not mean "no attacks": write attacks=[] for that)."""
+    import difflib
 
     values = [v] if isinstance(v, (str, dict)) else v
     if not isinstance(values, (list, tuple)):
         return "must be 'default', a spec like 'linf:8/255:20', a dict, or a list of them"
-    for a in values:
-        if isinstance(a, dict):
-            bad = set(a) - {"norm", "eps", "steps", "step_size", "method", "restarts"}
-            if bad:
-                return f"has a dict with unknown key(s) {sorted(bad)}"
-        elif not isinstance(a, str) or not (a == "default" or re.match(_ATTACK_SPEC, a.strip().lower())):
-            return f"has {a!r}, not a spec like 'linf:8/255:20' or 'l2:0.25:7' (norm:eps[:steps[:method]])"
+    if not (isinstance(v, str) and v == "default"):
+        for a in values:
+            try:
+                parse_attack(a)
+            except PsaUsageError as exc:
+                if not isinstance(a, dict):
+                    return (f"has {a!r}, not a spec like 'linf:8/255:20' or 'l2:0.25:7' (norm:eps[:steps[:method]]): "
+                            f"{_why(exc)}")
+                bad = sorted(str(k) for k in set(a) - ATTACK_KEYS)
+                if bad:
+                    close = difflib.get_close_matches(bad[0], ATTACK_KEYS, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    return f"has a dict with unknown key(s) {bad} ({hint}use keys from {sorted(ATTACK_KEYS)})"
+                return f"has {a!r}: {_why(exc)}"
+    try:
+        resolve_attacks(v)  # what is left: the same attack listed twice
+    except PsaUsageError as exc:
+        return f"is invalid: {_why(exc)}"
     return None
 
 
@@ -336,9 +346,9 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "data": lambda v: None,
     "split": lambda v: None if v in ("train", "test") else "must be 'train' or 'test'",
     # flatness
-    "metric": lambda v: None if v in _FLATNESS_METRICS else f"must be one of {', '.join(_FLATNESS_METRICS)}",
-    "metrics": lambda v: None if isinstance(v, (list, tuple)) and v and all(m in _FLATNESS_METRICS for m in v)
-    else f"must be a non-empty list of {', '.join(_FLATNESS_METRICS)}",
+    "metric": lambda v: None if v in FLATNESS_METRICS else f"must be one of {', '.join(FLATNESS_METRICS)}",
+    "metrics": lambda v: None if isinstance(v, (list, tuple)) and v and all(m in FLATNESS_METRICS for m in v)
+    else f"must be a non-empty list of {', '.join(FLATNESS_METRICS)}",
     "min_rel_improvement": lambda v: None if _is_number(v) and -1 < v < 1 else "must be a number in (-1, 1)",
     "seeds": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
     or (isinstance(v, (list, tuple)) and v and all(isinstance(s, int) for s in v)) else "must be an int >= 1 or a list of ints",
@@ -355,8 +365,8 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "max_mfp": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
     "max_adv_error": _check_error_budget,
     "vs_erm": _check_vs_erm,
-    "corruptions": lambda v: _check_names(v, ("cifar10-c", "all"), _CORRUPTIONS),
-    "perturbations": lambda v: _check_names(v, ("cifar10-p",), _PERTURBATIONS),
+    "corruptions": lambda v: _check_names(v, tuple(CORRUPTION_SETS), CORRUPTION_NAMES),
+    "perturbations": lambda v: _check_names(v, tuple(PERTURBATION_SETS), PERTURBATION_NAMES),
     "attacks": _check_attacks,
 }
 

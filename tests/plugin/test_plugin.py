@@ -110,18 +110,6 @@ def test_marker_arguments_are_validated_at_collection(pytester: pytest.Pytester)
     assert "must not run" not in result.stdout.str()
 
 
-def test_marker_name_lists_match_the_registries() -> None:
-    # _settings spells these names out to validate markers without torch; they must not drift
-    from pytest_psa import _settings
-    from pytest_psa.measure.flatness.measure import METRICS
-    from pytest_psa.measure.robustness.corruptions.registry import BENCHMARK, VALIDATION
-    from pytest_psa.measure.robustness.perturbations import PERTURBATIONS
-
-    assert _settings._FLATNESS_METRICS == METRICS
-    assert _settings._CORRUPTIONS == BENCHMARK + VALIDATION
-    assert _settings._PERTURBATIONS == tuple(PERTURBATIONS)
-
-
 def test_check_passes_and_fails_on_the_item_with_table_and_repro(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FAR + """
 import pytest

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pytest_psa._specs.names import FLATNESS_METRICS
 from pytest_psa._version import __version__
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.flatness import _noise
@@ -26,7 +27,7 @@ from pytest_psa.measure.flatness.metric_values import MetricResult, Setup
 from pytest_psa.measure.flatness.scaling import NORMALIZATIONS, filter_scale, weight_norms
 from pytest_psa.measure.flatness.sharpness import eps_sharpness
 
-METRICS: tuple[str, ...] = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top", "hessian_trace")
+METRICS: tuple[str, ...] = FLATNESS_METRICS  # declared (torch-free) in pytest_psa/_specs/names.py
 
 # Sized for 2 CPU cores (cpu_feasibility §6 and §8); every value is recorded in the report.
 DEFAULTS: dict[str, Any] = {

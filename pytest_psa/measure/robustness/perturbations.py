@@ -37,10 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pytest_psa._specs.names import PERTURBATION_NAMES as CIFAR10_P
+from pytest_psa._specs.names import PERTURBATION_SET_ALIASES, PERTURBATION_SETS
 from pytest_psa.errors import PsaUsageError
-
-CIFAR10_P = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
-             "translate", "rotate", "tilt", "scale")
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def resolve_perturbations(spec: object) -> tuple[str, ...]:
     """``None`` -> (), ``"cifar10-p"`` -> the 10 test perturbations, or a list of names (checked)."""
     if spec is None:
         return ()
-    names = CIFAR10_P if spec in ("cifar10-p", "cifar-p", "all") else ((spec,) if isinstance(spec, str) else tuple(spec))
+    names = CIFAR10_P if spec in (*PERTURBATION_SETS, *PERTURBATION_SET_ALIASES) else ((spec,) if isinstance(spec, str) else tuple(spec))
     for n in names:
         if n not in PERTURBATIONS:
             import difflib

@@ -11,6 +11,14 @@ deterministic outputs, ε = 0, zero gradients) and raises `AttackSelfCheckError`
 
 from __future__ import annotations
 
+from pytest_psa._specs.attacks import (
+    DEFAULT_EPS,
+    METHODS,
+    NORMS,
+    AttackSettings,
+    default_step_size,
+    resolve_settings,
+)
 from pytest_psa.measure.robustness.attacks.checks import AttackSelfCheckError, CheckOutcome
 from pytest_psa.measure.robustness.attacks.harness import attack, run_attack
 from pytest_psa.measure.robustness.attacks.monotone import (
@@ -20,14 +28,6 @@ from pytest_psa.measure.robustness.attacks.monotone import (
     compare_attacks,
 )
 from pytest_psa.measure.robustness.attacks.attack_result import AttackResult
-from pytest_psa.measure.robustness.attacks.settings import (
-    DEFAULT_EPS,
-    METHODS,
-    NORMS,
-    AttackSettings,
-    default_step_size,
-    resolve_settings,
-)
 
 __all__ = [
     "DEFAULT_EPS",

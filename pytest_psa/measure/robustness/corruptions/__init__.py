@@ -14,13 +14,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pytest_psa._specs.names import BENCHMARK_CORRUPTIONS as BENCHMARK
+from pytest_psa._specs.names import VALIDATION_CORRUPTIONS as VALIDATION
 from pytest_psa.errors import PsaUsageError
-from pytest_psa.measure.robustness.corruptions.registry import (
-    BENCHMARK,
-    RESOLUTIONS,
-    VALIDATION,
-    Corruption,
-)
+from pytest_psa.measure.robustness.corruptions.registry import RESOLUTIONS, Corruption
 
 if TYPE_CHECKING:
     import torch

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# the names, in their canonical order, are declared (torch-free) in pytest_psa/_specs/names.py
+from pytest_psa._specs.names import BENCHMARK_CORRUPTIONS as BENCHMARK
+from pytest_psa._specs.names import VALIDATION_CORRUPTIONS as VALIDATION
+
 if TYPE_CHECKING:
     import torch
 
@@ -22,26 +26,6 @@ __all__ = ["BENCHMARK", "CORRUPTIONS", "FAMILIES", "RESOLUTIONS", "VALIDATION", 
 
 Kernel = Callable[["torch.Tensor", tuple, "CounterRNG"], "torch.Tensor"]
 
-#: The 15 CIFAR-10-C / ImageNet-C corruptions, in the order of the released files and tables.
-BENCHMARK: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-#: The 4 extra corruptions Hendrycks & Dietterich hold out for validation.
-VALIDATION: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 #: Image sizes with a severity table: CIFAR (32), Tiny ImageNet (64), ImageNet (224).
 RESOLUTIONS: tuple[int, ...] = (32, 64, 224)
 FAMILIES: tuple[str, ...] = ("noise", "blur", "weather", "digital")

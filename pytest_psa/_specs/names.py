@@ -1,0 +1,60 @@
+"""The names a robustness or flatness audit can be asked for: corruptions, perturbations, metrics, vs_erm keys.
+
+Declared here once, without torch, so that the psa marker is checked against the same lists the
+registries implement (`measure/robustness/corruptions/registry.py`, `measure/robustness/perturbations.py`,
+`measure/flatness/measure.py`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BENCHMARK_CORRUPTIONS",
+    "CORRUPTION_NAMES",
+    "CORRUPTION_SETS",
+    "FLATNESS_METRICS",
+    "PERTURBATION_NAMES",
+    "PERTURBATION_SETS",
+    "PERTURBATION_SET_ALIASES",
+    "VALIDATION_CORRUPTIONS",
+    "VS_ERM_KEYS",
+]
+
+#: The 15 CIFAR-10-C / ImageNet-C corruptions, in the order of the released files and tables.
+BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+#: The 4 extra corruptions Hendrycks & Dietterich hold out for validation.
+VALIDATION_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+#: Every corruption, benchmark first.
+CORRUPTION_NAMES: tuple[str, ...] = BENCHMARK_CORRUPTIONS + VALIDATION_CORRUPTIONS
+#: Named sets of corruptions: "cifar10-c" (the benchmark) and "all" (adds the validation ones).
+CORRUPTION_SETS: dict[str, tuple[str, ...]] = {"cifar10-c": BENCHMARK_CORRUPTIONS, "all": CORRUPTION_NAMES}
+
+#: The 10 CIFAR-10-P perturbation sequences, in the reference's order.
+PERTURBATION_NAMES: tuple[str, ...] = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
+                                       "brightness", "translate", "rotate", "tilt", "scale")
+#: Named sets of perturbations: "cifar10-p" (all 10).
+PERTURBATION_SETS: dict[str, tuple[str, ...]] = {"cifar10-p": PERTURBATION_NAMES}
+#: Other spellings of "cifar10-p" that the Python API (`resolve_perturbations`) also takes; the marker does not.
+PERTURBATION_SET_ALIASES: tuple[str, ...] = ("cifar-p", "all")
+
+#: The flatness metrics `measure_flatness` computes, in its order (the order also derives their noise seeds).
+FLATNESS_METRICS: tuple[str, ...] = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top",
+                                     "hessian_trace")
+
+#: The keys of a ``vs_erm={...}`` budget (besides ``adv_error(<attack label>)``).
+VS_ERM_KEYS: tuple[str, ...] = ("mce", "clean_error", "mfp", "rel_mce", "rel_mfp", "adv_error")
