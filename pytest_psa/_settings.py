@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_psa._paths import CACHE_DIR_ENV, DATA_ROOT_ENV
+from pytest_psa._validation import alpha_problem, fraction_problem, gamma_problem, is_number
 from pytest_psa._specs.attacks import ATTACK_KEYS, parse_attack, resolve_attacks
 from pytest_psa._specs.names import (
     CORRUPTION_NAMES,
@@ -59,8 +60,8 @@ def _alpha(value: str) -> float:
         a = float(value)
     except ValueError:
         a = -1.0
-    if not 0 < a < 1:
-        raise argparse.ArgumentTypeError(f"alpha must be a number in (0, 1), got {value!r}")
+    if (problem := alpha_problem(a)) is not None:
+        raise argparse.ArgumentTypeError(f"alpha {problem}, got {value!r}")
     return a
 
 
@@ -247,17 +248,6 @@ MARKER_DOC = (
 )
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check_gamma(v: Any) -> str | None:
-    values = v if isinstance(v, (list, tuple)) else [v]
-    if not values or not all(_is_number(g) and g >= 0 for g in values):
-        return "must be a number >= 0 or a list of them"
-    return None
-
-
 def _check_compare_fail(v: Any) -> str | None:
     from pytest_psa._fail_spec import parse_fail_specs
 
@@ -280,21 +270,21 @@ def _check_names(v: Any, sets: tuple[str, ...], names: tuple[str, ...]) -> str |
 
 def _check_error_budget(v: Any) -> str | None:
     if isinstance(v, dict):
-        if not v or not all(isinstance(k, str) and _is_number(x) and 0 <= x <= 1 for k, x in v.items()):
+        if not v or not all(isinstance(k, str) and is_number(x) and 0 <= x <= 1 for k, x in v.items()):
             return "must be a number in [0, 1] or a dict {attack label: number in [0, 1]}"
         return None
-    return None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1] (or a dict per attack)"
+    return None if is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1] (or a dict per attack)"
 
 
 def _check_vs_erm(v: Any) -> str | None:
-    if _is_number(v):
+    if is_number(v):
         return None if v > 0 else "must be a relative-mCE ceiling > 0 (1.0 = no worse than ERM) or a dict"
     if not isinstance(v, dict) or not v:
         return "must be a number (relative-mCE ceiling) or a dict like {'mce': 0.0}"
     for k, x in v.items():
         if not isinstance(k, str) or not (k in VS_ERM_KEYS or k.startswith("adv_error(") or ":" in k or "," in k):
             return f"has unknown key {k!r} (valid: {', '.join(VS_ERM_KEYS)}, adv_error(<attack label>))"
-        if not _is_number(x) or (k.startswith("rel_") and x <= 0) or (not k.startswith("rel_") and not -1 <= x <= 1):
+        if not is_number(x) or (k.startswith("rel_") and x <= 0) or (not k.startswith("rel_") and not -1 <= x <= 1):
             return f"[{k!r}] must be a ratio > 0 for rel_* keys, else a difference in [-1, 1]"
     return None
 
@@ -334,9 +324,9 @@ def _check_attacks(v: Any) -> str | None:
 
 
 MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
-    "gamma": _check_gamma,
-    "min_density": lambda v: None if _is_number(v) and 0 < v <= 1 else "must be a number in (0, 1]",
-    "alpha": lambda v: None if _is_number(v) and 0 < v < 1 else "must be a number in (0, 1)",
+    "gamma": gamma_problem,
+    "min_density": lambda v: fraction_problem(v, open_low=True),
+    "alpha": alpha_problem,
     "distance": lambda v: None if isinstance(v, str) or callable(v) else "must be a distance name or a callable",
     "n_images": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an int >= 1",
     "draws": lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an int >= 1",
@@ -349,20 +339,20 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "metric": lambda v: None if v in FLATNESS_METRICS else f"must be one of {', '.join(FLATNESS_METRICS)}",
     "metrics": lambda v: None if isinstance(v, (list, tuple)) and v and all(m in FLATNESS_METRICS for m in v)
     else f"must be a non-empty list of {', '.join(FLATNESS_METRICS)}",
-    "min_rel_improvement": lambda v: None if _is_number(v) and -1 < v < 1 else "must be a number in (-1, 1)",
+    "min_rel_improvement": lambda v: None if is_number(v) and -1 < v < 1 else "must be a number in (-1, 1)",
     "seeds": lambda v: None if (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
     or (isinstance(v, (list, tuple)) and v and all(isinstance(s, int) for s in v)) else "must be an int >= 1 or a list of ints",
     "preset": lambda v: None if v in ("smoke", "fast", "paper") else "must be 'smoke', 'fast' or 'paper'",
     # scale-out: the test's device (device="cuda" marks a GPU test) and its time budget
     "device": lambda v: None if isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (
         v.startswith("cuda:") and v[5:].isdigit())) else "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
-    "budget_s": lambda v: None if _is_number(v) and 0 < v < float("inf") else "must be a number of seconds > 0",
+    "budget_s": lambda v: None if is_number(v) and 0 < v < float("inf") else "must be a number of seconds > 0",
     # baselines: this test's own --psa-compare-fail specs (they replace the global ones for the metrics they match)
     "compare_fail": lambda v: _check_compare_fail(v),
     # robustness budgets and what to measure (docs/robustness.md)
-    "max_mce": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
-    "max_clean_error": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
-    "max_mfp": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number in [0, 1]",
+    "max_mce": fraction_problem,
+    "max_clean_error": fraction_problem,
+    "max_mfp": fraction_problem,
     "max_adv_error": _check_error_budget,
     "vs_erm": _check_vs_erm,
     "corruptions": lambda v: _check_names(v, tuple(CORRUPTION_SETS), CORRUPTION_NAMES),
