@@ -2,7 +2,7 @@
 
 Every number is computed from per-image outcomes kept in `Samples`, so intervals at any alpha and
 paired comparisons with the baseline (the same images, the same corruptions) are exact
-re-computations, not approximations of a summary. Formatting lives in `report.py`.
+re-computations, not approximations of a summary. Formatting lives in `robustness_tables.py`.
 """
 
 from __future__ import annotations
