@@ -5,11 +5,13 @@ An entry is two files under ``<root>/models/``:
 - ``<key>.safetensors``: the state dict (safetensors: no pickle, nothing executes on load);
 - ``<key>.json``: the training record, the SHA-256 of the weights file and the key material.
 
-`key` is the SHA-256 of everything that determines the weights: model (registry name and
-architecture version, or a factory's qualified name, source and optional `cache_key`, plus
-the module structure), training-data fingerprint, augmentation identity, preset fields,
-seed, optimizer, library versions, device kind and autocast dtype. Change any of them and
-a new entry is trained; nothing is ever invalidated in place.
+`key` is the `fingerprint` of the `TrainingPlan` (pytest_psa/train/plan.py), the SHA-256 of
+everything that determines the weights: model (registry name and architecture version, or a
+factory's qualified name, source and optional `cache_key`, plus the module structure),
+training-data fingerprint, augmentation identity, preset fields, seed, optimizer, library
+versions, device kind and autocast dtype. Change any of them and a new entry is trained;
+nothing is ever invalidated in place. `get_or_train` resolves its arguments into that plan
+once; `get_or_train_plan` takes a plan, and a miss executes it with `train_plan`.
 
 Writes go to a temporary file in the same folder, then `os.replace` (atomic): weights
 first, the JSON last, so a JSON file on disk always describes complete weights. One
@@ -38,16 +40,15 @@ import torch
 from filelock import FileLock, Timeout
 from torch import nn
 
-from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa._paths import default_cache_dir
 from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
 from pytest_psa.train import models as _models
 from pytest_psa.train import trainer as _trainer
-from pytest_psa.train.presets import Preset, resolve_preset
-from pytest_psa.train.record import TrainedModel, TrainingRecord, versions
+from pytest_psa.train.plan import FORMAT, OptimizerName, TrainingPlan, default_data, model_identity
+from pytest_psa.train.presets import Preset
+from pytest_psa.train.record import TrainedModel, TrainingRecord
 
-FORMAT = 1
 _MODELS_DIR = "models"
 TRAININGS_LOG = "trainings.jsonl"
 
@@ -85,7 +86,7 @@ class ModelCache:
         device: str | torch.device | None = None,
         budget_s: float | None = None,
         progress: bool = True,
-        optimizer: _trainer.OptimizerName = "sgd",
+        optimizer: OptimizerName = "sgd",
         test_data: ImageData | None = None,
         cache_key: str | None = None,
         **overrides: Any,
@@ -95,43 +96,45 @@ class ModelCache:
         Arguments as for `train`; `cache_key` names a user model factory for the key (required
         for lambdas and local functions, whose qualified name does not identify them). A hit
         does not train (``record.cache == "hit"``); `budget_s` applies only to training.
+        The same as ``get_or_train_plan(TrainingPlan.resolve(model, data, augmentation, ...), ...)``.
         """
-        if data is None:
-            from pytest_psa.data.synthetic import synthetic
+        data, test_data = default_data(data, test_data)
+        plan = TrainingPlan.resolve(model, data, augmentation, preset=preset, seed=seed, device=device,
+                                    optimizer=optimizer, cache_key=cache_key, **overrides)
+        return self.get_or_train_plan(plan, test_data=test_data, progress=progress, budget_s=budget_s)
 
-            data = synthetic("train")
-            test_data = synthetic("test") if test_data is None else test_data
-        key, material, ctx = self._key(model, data, augmentation, preset, seed, device, optimizer,
-                                       cache_key, overrides)
-        hit = self._load(key, ctx, warn=False)  # lock-free fast path: files on disk are complete or absent
+    def get_or_train_plan(self, plan: TrainingPlan, *, test_data: ImageData | None = None, progress: bool = True,
+                          budget_s: float | None = None) -> TrainedModel:
+        """The model `train_plan(plan, ...)` would return: loaded when stored under ``plan.fingerprint``,
+        else trained, stored and logged (see `get_or_train`)."""
+        if not isinstance(plan, TrainingPlan):
+            raise PsaUsageError("get_or_train_plan takes a TrainingPlan", observed=type(plan).__name__,
+                                fix="build one with TrainingPlan.resolve(...), or call get_or_train(...)")
+        plan.check_test_data(test_data)
+        key = plan.fingerprint
+        hit = self._load(key, plan, warn=False)  # lock-free fast path: files on disk are complete or absent
         if hit is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.dir / f"{key}.lock"))
             _acquire(lock, key)
             try:
-                hit = self._load(key, ctx, warn=True)  # another worker may have stored it meanwhile
+                hit = self._load(key, plan, warn=True)  # another worker may have stored it meanwhile
                 if hit is None:
-                    trained = _trainer.train(
-                        ctx["spec"], data, augmentation, preset=ctx["preset"], seed=seed, device=ctx["device"],
-                        budget_s=budget_s, progress=progress, optimizer=optimizer, test_data=test_data,
-                    )
+                    trained = _trainer.train_plan(plan, test_data=test_data, budget_s=budget_s, progress=progress)
                     record = dataclasses.replace(trained.record, cache="miss", cache_key=key)
-                    self._store(key, material, trained.model, record)
+                    self._store(key, plan.key_material, trained.model, record)
                     self._log_training(key, record)
                     return TrainedModel(trained.model, record)
             finally:
                 lock.release()
-        return self._with_test_accuracy(hit, test_data, ctx)
+        return self._with_test_accuracy(hit, test_data, plan)
 
     def key(self, model: _models.ModelSpec | None = None, data: ImageData | None = None, augmentation: Any = None,
             *, preset: str | Preset = "smoke", seed: int = 0, device: str | torch.device | None = None,
-            optimizer: _trainer.OptimizerName = "sgd", cache_key: str | None = None, **overrides: Any) -> str:
-        """The cache key `get_or_train` would use (a 64-hex SHA-256)."""
-        if data is None:
-            from pytest_psa.data.synthetic import synthetic
-
-            data = synthetic("train")
-        return self._key(model, data, augmentation, preset, seed, device, optimizer, cache_key, overrides)[0]
+            optimizer: OptimizerName = "sgd", cache_key: str | None = None, **overrides: Any) -> str:
+        """The cache key `get_or_train` would use (a 64-hex SHA-256): the plan's `fingerprint`."""
+        return TrainingPlan.resolve(model, data, augmentation, preset=preset, seed=seed, device=device,
+                                    optimizer=optimizer, cache_key=cache_key, **overrides).fingerprint
 
     # -- housekeeping ------------------------------------------------------------------------
     def trainings(self) -> list[dict[str, Any]]:
@@ -170,37 +173,10 @@ class ModelCache:
         return n
 
     # -- internals ---------------------------------------------------------------------------
-    def _key(self, model: Any, data: ImageData, augmentation: Any, preset: Any, seed: int, device: Any,
-             optimizer: str, cache_key: str | None, overrides: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        if optimizer not in _trainer.OPTIMIZERS:
-            raise PsaUsageError(f"unknown optimizer {optimizer!r}", fix=f"use one of {_trainer.OPTIMIZERS}")
-        size = max(data.image_size)
-        p = resolve_preset(preset, **overrides).for_image_size(size)
-        spec = p.model if model is None else model
-        dev = _trainer.resolve_device(device, p)
-        amp = _trainer.resolve_autocast(dev, p, optimizer)
-        train_set = data.subset(p.n_train, seed=p.subset_seed)
-        material = {
-            "format": FORMAT,
-            "model": model_identity(spec, data.num_classes, data.images.shape[1], size, cache_key),
-            "data": train_set.fingerprint(),
-            "augmentation": as_augmentation(augmentation).identity(),
-            "preset": p.key_fields(),
-            "seed": int(seed),
-            "optimizer": optimizer,
-            "versions": versions(),
-            "device_kind": _trainer.device_kind(dev),
-            "autocast": _trainer._amp_name(amp),
-        }
-        key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-        ctx = {"spec": spec, "preset": p, "device": dev, "num_classes": data.num_classes,
-               "in_channels": data.images.shape[1], "image_size": size, "amp": amp}
-        return key, material, ctx
-
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.dir / f"{key}.safetensors", self.dir / f"{key}.json"
 
-    def _load(self, key: str, ctx: dict[str, Any], *, warn: bool) -> TrainedModel | None:
+    def _load(self, key: str, plan: TrainingPlan, *, warn: bool) -> TrainedModel | None:
         from safetensors.torch import load as load_safetensors
 
         wpath, rpath = self._paths(key)
@@ -217,8 +193,8 @@ class ModelCache:
                                  observed=f"sha256 {actual[:16]}... instead of {expected[:16]}...")
             state = load_safetensors(blob)
             with torch.random.fork_rng(devices=[]):  # the initialization is overwritten: leave the RNG alone
-                net = _models.build_model(ctx["spec"], ctx["num_classes"], ctx["in_channels"],
-                                          image_size=ctx["image_size"])
+                net = _models.build_model(plan.model, plan.num_classes, plan.in_channels,
+                                          image_size=plan.image_size)
             net.load_state_dict(state, strict=True)
         except Exception as exc:  # anything wrong with the entry: report it and rebuild
             if warn:
@@ -229,8 +205,8 @@ class ModelCache:
                     with contextlib.suppress(FileNotFoundError):
                         f.unlink()
             return None
-        fmt = torch.channels_last if ctx["preset"].channels_last else torch.preserve_format
-        net = net.to(ctx["device"], memory_format=fmt).eval()
+        fmt = torch.channels_last if plan.preset.channels_last else torch.preserve_format
+        net = net.to(plan.device, memory_format=fmt).eval()
         return TrainedModel(net, dataclasses.replace(record, cache="hit", cache_key=key))
 
     def _store(self, key: str, material: dict[str, Any], net: nn.Module, record: TrainingRecord) -> None:
@@ -262,57 +238,16 @@ class ModelCache:
         finally:
             os.close(fd)
 
-    def _with_test_accuracy(self, hit: TrainedModel, test_data: ImageData | None, ctx: dict[str, Any]) -> TrainedModel:
+    def _with_test_accuracy(self, hit: TrainedModel, test_data: ImageData | None, plan: TrainingPlan) -> TrainedModel:
         """On a hit, evaluate `test_data` when the stored record was measured on another test set."""
         rec = hit.record
         if test_data is None or (rec.test_data or {}).get("fingerprint") == test_data.fingerprint():
             return hit
-        acc, loss = _trainer.evaluate(hit.model, test_data, device=ctx["device"], autocast=ctx["amp"],
-                                      batch_size=ctx["preset"].eval_batch_size)
+        acc, loss = _trainer.evaluate(hit.model, test_data, device=plan.device, autocast=plan.autocast_dtype,
+                                      batch_size=plan.preset.eval_batch_size)
         rec = dataclasses.replace(rec, test_accuracy=acc, test_loss=loss,
                                   test_data=_trainer._describe_data(test_data))
         return TrainedModel(hit.model, rec)
-
-
-def model_identity(spec: _models.ModelSpec, num_classes: int, in_channels: int, image_size: int,
-                   cache_key: str | None = None) -> dict[str, Any]:
-    """What identifies a model spec in the key; raises `PsaUsageError` for an unidentifiable factory."""
-    if isinstance(spec, str):
-        if spec not in _models.MODELS:
-            _models.build_model(spec, num_classes, in_channels)  # raises the unknown-model error
-        ident: dict[str, Any] = {"builtin": spec, "architecture_version": _models.ARCHITECTURE_VERSION}
-    else:
-        user_key = cache_key if cache_key is not None else getattr(spec, "psa_cache_key", None)
-        qual = getattr(spec, "__qualname__", None)
-        anonymous = qual is None or "<lambda>" in qual or "<locals>" in qual
-        if anonymous and user_key is None:
-            raise PsaUsageError(
-                "cannot cache a model built by an anonymous factory: its name does not identify it",
-                observed=f"{_models.spec_name(spec)} ({type(spec).__name__})",
-                fix="pass cache_key='my-model-v1' (change it whenever the model changes), or set "
-                    "factory.psa_cache_key, or define the factory at module level",
-            )
-        src = None if anonymous else _models.factory_source(spec)
-        ident = {"factory": _models.spec_name(spec), "cache_key": user_key,
-                 "source_sha256": hashlib.sha256(src.encode()).hexdigest() if src else None}
-    ident["structure"] = _structure(spec, num_classes, in_channels, image_size)
-    return ident
-
-
-def _structure(spec: _models.ModelSpec, num_classes: int, in_channels: int, image_size: int) -> str:
-    """SHA-256 of the module tree and parameter shapes (built on the meta device: no memory, no RNG)."""
-    try:
-        with torch.device("meta"):
-            net = _models.build_model(spec, num_classes, in_channels, image_size=image_size)
-    except PsaUsageError:
-        raise
-    except Exception:  # a factory that cannot run on meta: build it for real, leaving the RNG as it was
-        with torch.random.fork_rng(devices=[]):
-            net = _models.build_model(spec, num_classes, in_channels, image_size=image_size)
-    h = hashlib.sha256(repr(net).encode())
-    for name, t in net.state_dict().items():
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-    return h.hexdigest()
 
 
 def _acquire(lock: FileLock, key: str) -> None:

@@ -1,5 +1,8 @@
 """`train`: one seeded, budgeted training run of (model, data, augmentation, preset, optimizer).
 
+`train(...)` resolves its arguments into a `TrainingPlan` (pytest_psa/train/plan.py) and
+`train_plan(plan, ...)` executes it: the weights are a function of the plan alone.
+
 Deterministic: the global torch RNG is forked (saved, seeded from `seed`, restored) for
 initialization and anything a user model draws; the data order and augmentation draws come
 from an explicit generator (see `batches`). On CPU the same seed gives bitwise-identical
@@ -13,25 +16,30 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pytest_psa._time_budget import check_budget
-from pytest_psa.augment.adapters import as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
 from pytest_psa.train import batches
 from pytest_psa.train.models import ModelSpec, build_model, spec_name
-from pytest_psa.train.presets import Preset, resolve_preset
-from pytest_psa.train.record import TrainedModel, TrainingRecord, versions
+from pytest_psa.train.plan import (  # re-exported: resolution lives with the plan
+    OPTIMIZERS,
+    OptimizerName,
+    TrainingPlan,
+    cpu_has_native_bf16,
+    default_data,
+    device_kind,
+    resolve_autocast,
+    resolve_device,
+)
+from pytest_psa.train.presets import Preset
+from pytest_psa.train.record import TrainedModel, TrainingRecord
 from pytest_psa.train.sam import SAM
-
-OptimizerName = Literal["sgd", "sam", "asam"]
-OPTIMIZERS: tuple[str, ...] = ("sgd", "sam", "asam")
-
 
 def train(
     model: ModelSpec | None = None,
@@ -58,41 +66,50 @@ def train(
     budget_s: wall-clock limit for the whole call; exceeding it raises `TimeBudgetExceeded`.
     optimizer: "sgd" (the preset's SGD), "sam" or "asam" (SGD wrapped in `SAM`).
     test_data: evaluated at the end for ``record.test_accuracy``.
+
+    The same as ``train_plan(TrainingPlan.resolve(model, data, augmentation, ...), ...)``.
+    """
+    data, test_data = default_data(data, test_data)
+    plan = TrainingPlan.resolve(model, data, augmentation, preset=preset, seed=seed, device=device,
+                                optimizer=optimizer, **overrides)
+    return train_plan(plan, test_data=test_data, budget_s=budget_s, progress=progress)
+
+
+def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s: float | None = None,
+               progress: bool = True) -> TrainedModel:
+    """Execute `plan` (see `TrainingPlan`): the trained model and its record.
+
+    The weights are a function of the plan alone; `test_data` (evaluated at the end for
+    ``record.test_accuracy``), `budget_s` (wall-clock limit, `TimeBudgetExceeded` past it) and
+    `progress` (a bar on a terminal) change only the record and when the call gives up.
     """
     start = time.perf_counter()
-    if data is None:
-        from pytest_psa.data.synthetic import synthetic
-
-        data = synthetic("train")
-        test_data = synthetic("test") if test_data is None else test_data
-    _check_data(data, test_data)
-    if optimizer not in OPTIMIZERS:
-        raise PsaUsageError(f"unknown optimizer {optimizer!r}", observed=optimizer, fix=f"use one of {OPTIMIZERS}")
-    p = resolve_preset(preset, **overrides).for_image_size(max(data.image_size))
-    aug = as_augmentation(augmentation)
-    dev = resolve_device(device, p)
-    amp = resolve_autocast(dev, p, optimizer)
-    spec = p.model if model is None else model
-    train_set = data.subset(p.n_train, seed=p.subset_seed)
-    plan = batches.Plan(len(train_set), p.batch_size, p.epochs)
-    label = f"{spec_name(spec).rsplit('.', 1)[-1]} + {aug.name} [{p.name}]"
-    clock = _Budget(budget_s, start, label, plan)
+    if not isinstance(plan, TrainingPlan):
+        raise PsaUsageError("train_plan takes a TrainingPlan", observed=type(plan).__name__,
+                            fix="build one with TrainingPlan.resolve(model, data, augmentation, ...), or call train(...)")
+    plan.check_test_data(test_data)
+    p, aug, dev, optimizer, seed = plan.preset, plan.augmentation, plan.device, plan.optimizer, plan.seed
+    amp = plan.autocast_dtype
+    train_set = plan.data
+    steps = batches.Plan(len(train_set), p.batch_size, p.epochs)
+    label = plan.label
+    clock = _Budget(budget_s, start, label, steps)
 
     with _seeded(seed, dev), _cudnn_benchmark(dev.type == "cuda"):
         mean, std = channel_stats(train_set.images)
-        net = build_model(spec, data.num_classes, data.images.shape[1], mean=mean, std=std,
-                          image_size=max(data.image_size))
+        net = build_model(plan.model, plan.num_classes, plan.in_channels, mean=mean, std=std,
+                          image_size=plan.image_size)
         net = net.to(dev, memory_format=torch.channels_last if p.channels_last else torch.preserve_format)
         opt = _optimizer(net, p, optimizer)
-        sched = _scheduler(opt, p, plan.total_steps)
+        sched = _scheduler(opt, p, steps.total_steps)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         workers = (batches.auto_workers(dev, aug) if p.workers == "auto" else int(p.workers))
-        stream, workers = batches.stream(train_set.images, train_set.labels, aug, plan, seed, device=dev,
+        stream, workers = batches.stream(train_set.images, train_set.labels, aug, steps, seed, device=dev,
                                          workers=workers, microbatch=p.aug_microbatch)
         loop = _Loop(net, opt, sched, scaler, amp, p, optimizer, dev)
         try:
             with _compute_threads(dev, workers):
-                final_loss, wait_s, loop_s = loop.run(stream, plan, clock, progress, label)
+                final_loss, wait_s, loop_s = loop.run(stream, steps, clock, progress, label)
         finally:
             _close(stream)
         net.eval()
@@ -105,22 +122,22 @@ def train(
             test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp,
                                            batch_size=p.eval_batch_size)
         eval_s = time.perf_counter() - t_eval
-        clock.check(plan.epochs - 1, plan.total_steps, stage="evaluation")
+        clock.check(steps.epochs - 1, steps.total_steps, stage="evaluation")
 
-    samples = plan.total_steps * plan.effective_batch
+    samples = steps.total_steps * steps.effective_batch
     record = TrainingRecord(
-        model=spec_name(spec), num_params=sum(t.numel() for t in net.parameters()), preset=p.name,
-        preset_fields=p.to_dict(), optimizer=optimizer, seed=int(seed), device=str(dev),
-        device_kind=device_kind(dev), dtype="float32", autocast=_amp_name(amp),
+        model=spec_name(plan.model), num_params=sum(t.numel() for t in net.parameters()), preset=p.name,
+        preset_fields=p.to_dict(), optimizer=optimizer, seed=seed, device=str(dev),
+        device_kind=plan.device_kind, dtype="float32", autocast=plan.autocast,
         channels_last=p.channels_last, deterministic=dev.type == "cpu", epochs=p.epochs,
-        n_train=len(train_set), batch_size=plan.effective_batch, steps=plan.total_steps,
+        n_train=len(train_set), batch_size=steps.effective_batch, steps=steps.total_steps,
         final_loss=final_loss, train_accuracy=train_acc, train_loss=train_loss,
         test_accuracy=test_acc, test_loss=test_loss, wall_s=time.perf_counter() - start,
         train_s=loop_s - wait_s, data_wait_s=wait_s, eval_s=eval_s,
-        images_per_s=samples / loop_s if loop_s > 0 else float("nan"), s_per_epoch=loop_s / plan.epochs,
-        workers=workers, augmentation=aug.name, augmentation_identity=aug.identity(),
+        images_per_s=samples / loop_s if loop_s > 0 else float("nan"), s_per_epoch=loop_s / steps.epochs,
+        workers=workers, augmentation=aug.name, augmentation_identity=plan.augmentation_identity,
         data=_describe_data(train_set), test_data=_describe_data(test_data) if test_data is not None else None,
-        versions=versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=dict(plan.versions), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"aug_microbatch": p.aug_microbatch} if p.aug_microbatch > 1 else {},
     )
     return TrainedModel(net, record)
@@ -264,59 +281,6 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     return [float(m) / 255.0 for m in mean], [max(float(v) / 255.0, 1e-3) for v in std]
 
 
-def resolve_device(device: str | torch.device | None, preset: Preset) -> torch.device:
-    """The device to train on: the argument, else the preset's ("auto" = CUDA when present)."""
-    if device is not None:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise PsaUsageError("device 'cuda' was asked for but CUDA is not available", observed=str(device),
-                                fix="pass device='cpu' or install a CUDA build of torch")
-        return dev
-    if preset.device == "cuda" or (preset.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise PsaUsageError(f"preset {preset.name!r} needs a CUDA GPU, and none is available",
-                                fix="use preset='smoke' on CPU, or pass device='cpu' to run it slowly")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast is slower."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
-    except OSError:
-        pass
-    return False
-
-
-def resolve_autocast(dev: torch.device, preset: Preset, optimizer: str = "sgd") -> torch.dtype | None:
-    """The autocast dtype: None (fp32), bfloat16 or float16 (CUDA only; not combined with SAM)."""
-    mode = preset.autocast
-    if mode == "auto":
-        if dev.type == "cuda":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            mode = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() else "off"
-    if mode == "fp16" and (dev.type != "cuda" or optimizer != "sgd"):
-        mode = "off"  # fp16 needs loss scaling, which we only do for plain SGD on CUDA
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
-
-
-def device_kind(dev: torch.device) -> str:
-    """'cpu' or 'cuda:<GPU name>': the part of the device that changes results (cache key)."""
-    if dev.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(dev)}"
-    return dev.type
-
-
-def _amp_name(amp: torch.dtype | None) -> str:
-    return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
-
-
 def _optimizer(net: nn.Module, p: Preset, name: str) -> torch.optim.Optimizer:
     kw = dict(lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0, weight_decay=p.weight_decay)
     if name == "sgd":
@@ -403,18 +367,7 @@ def _describe_data(d: ImageData) -> dict[str, Any]:
             "image_size": list(d.image_size), "num_classes": d.num_classes}
 
 
-def _check_data(data: Any, test_data: Any) -> None:
-    if not isinstance(data, ImageData):
-        raise PsaUsageError("data must be an ImageData", observed=type(data).__name__,
-                            fix="load it with pytest_psa.load_data(...) or wrap arrays with "
-                                "pytest_psa.data.image_data.from_arrays(images, labels)")
-    if test_data is not None:
-        if not isinstance(test_data, ImageData):
-            raise PsaUsageError("test_data must be an ImageData", observed=type(test_data).__name__)
-        if test_data.images.shape[1:] != data.images.shape[1:] or test_data.num_classes != data.num_classes:
-            raise PsaUsageError(
-                "test_data does not match the training data",
-                observed=f"train {tuple(data.images.shape[1:])} x {data.num_classes} classes, "
-                         f"test {tuple(test_data.images.shape[1:])} x {test_data.num_classes} classes",
-                fix="pass the test split of the same data set",
-            )
+__all__ = [
+    "OPTIMIZERS", "OptimizerName", "channel_stats", "cpu_has_native_bf16", "device_kind", "evaluate",
+    "frozen_bn_stats", "resolve_autocast", "resolve_device", "train", "train_plan",
+]

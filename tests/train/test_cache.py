@@ -18,15 +18,15 @@ from pytest_psa.train.model_cache import model_identity
 
 @pytest.fixture
 def count_training(monkeypatch):
-    """Count real trainings (the cache calls trainer.train through the module)."""
+    """Count real trainings (the cache calls trainer.train_plan through the module)."""
     calls = []
-    real = trainer_module.train
+    real = trainer_module.train_plan
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("seed"))
-        return real(*args, **kwargs)
+    def counting(plan, *args, **kwargs):
+        calls.append(plan.seed)
+        return real(plan, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "train", counting)
+    monkeypatch.setattr(trainer_module, "train_plan", counting)
     return calls
 
 
@@ -199,10 +199,10 @@ def test_key_covers_what_determines_the_weights(cache, tiny_train):
 
 
 def test_key_follows_versions(cache, tiny_train, monkeypatch):
-    import pytest_psa.train.model_cache as cache_module
+    import pytest_psa.train.plan as plan_module  # the key is the training plan's fingerprint
 
     base = cache.key("small_cnn", tiny_train)
-    monkeypatch.setattr(cache_module, "versions", lambda: {"torch": "9.9"})
+    monkeypatch.setattr(plan_module, "versions", lambda: {"torch": "9.9"})
     assert cache.key("small_cnn", tiny_train) != base
 
 
