@@ -54,6 +54,19 @@ class PsaSession:
         base = custom or shlex.join(["pytest", nodeid, f"--psa-seed={self.settings.seed}", *data])
         return f"{base} {shlex.join(list(extra))}" if extra else base
 
+    # -- hooks: the session is registered as a plugin ------------------------------------------
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        from pytest_psa._devices import header_note
+
+        return f"{self.settings.header()}, {header_note(self.settings.device)}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if not self.records or is_worker(config):
+            return
+        reports = config.pluginmanager.get_plugin("psa-reports")
+        if reports is not None:  # one section per augmentation, then the files written
+            reports.write_summary(terminalreporter)
+
 
 SESSION_KEY = pytest.StashKey[PsaSession]()
 

@@ -78,11 +78,6 @@ def pytest_configure(config: pytest.Config) -> None:
         EvaluationStore(settings.cache_dir).clear()  # evaluations of cleared models are stale too
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    settings = config.stash[SESSION_KEY].settings
-    return f"{settings.header()}, {_devices.header_note(settings.device)}"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # validate every psa marker at collection time, so a typo fails before anything runs
     problems = []
@@ -188,13 +183,7 @@ def psa_gpu(request: pytest.FixtureRequest) -> Any:
     _devices.require_gpu(f"{request.node.nodeid} (psa_gpu fixture)", wanted, require_gpu=settings.require_gpu)
     import torch
 
-    return torch.device(_devices.measurement_device(wanted))
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    session = session_of(config)
-    if session is None or not session.records or is_worker(config):
-        return
-    reports = config.pluginmanager.get_plugin("psa-reports")
-    if reports is not None:  # one section per augmentation, then the files written
-        reports.write_summary(terminalreporter)
+    device = _devices.measurement_device(wanted)
+    if device is None:  # only "auto" without CUDA gives None; `wanted` is "cuda" or "cuda:N", which raise instead
+        raise RuntimeError(f"psa_gpu: no device for {wanted!r} (a pytest-psa bug: please report it)")
+    return torch.device(device)
