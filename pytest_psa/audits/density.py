@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pytest_psa._seeding import draw_seeds as draw_seeds  # the (seed, image, draw) seed table, re-exported
 from pytest_psa._time_budget import check_budget
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import as_augmentation
@@ -32,7 +33,6 @@ from pytest_psa.errors import PsaUsageError
 
 DEFAULT_N_IMAGES = 500  # cpu_feasibility §8: 500 images x 8 draws, 0.6-3.5 s for TA..AugMix
 DEFAULT_DRAWS = 8
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def density(
@@ -116,22 +116,6 @@ def density(
         repro=(f"pytest_psa.density(<the augmentation {aug.name}>, data={images.name!r}, split={images.split!r}, "
                f"n_images={n}, draws={k}, distance={asked}, seed={seed})"),
     )
-
-
-def draw_seeds(seed: int, positions: np.ndarray, draws: int) -> np.ndarray:
-    """A (len(positions), draws) table of 63-bit seeds, a splitmix64 hash of (seed, position, draw)."""
-    with np.errstate(over="ignore"):
-        base = _mix(np.full(1, seed, dtype=np.uint64))
-        per_image = _mix(base ^ (positions.astype(np.uint64) * _GOLDEN))
-        table = _mix(per_image[:, None] ^ (np.arange(1, draws + 1, dtype=np.uint64)[None, :] * _GOLDEN))
-    return (table >> np.uint64(1)).astype(np.int64)
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    z = (z + _GOLDEN).astype(np.uint64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 def environment() -> dict[str, Any]:

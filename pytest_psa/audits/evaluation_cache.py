@@ -10,7 +10,8 @@ seed, the source of the code that produces them, library versions and the device
 Writes go to a temporary file in the same folder, then `os.replace` (atomic), so a reader sees a
 complete entry or none. A `filelock.FileLock` per key makes concurrent pytest-xdist workers compute
 an entry once; the others wait, then load it. Locks are always taken in key order, so workers that
-need several entries cannot deadlock. An unreadable entry raises `CacheError` naming the file.
+need several entries cannot deadlock (both from `pytest_psa._storage`). An unreadable entry raises
+`CacheError` naming the file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pytest_psa._paths import default_cache_dir
+from pytest_psa._storage import atomic_write_bytes, locked_all, sha256_hex
 from pytest_psa.errors import CacheError
 
 FORMAT = 1
@@ -73,8 +75,7 @@ class EvaluationStore:
 
     @staticmethod
     def key(material: dict[str, Any]) -> str:
-        return hashlib.sha256(json.dumps({"format": FORMAT, **material}, sort_keys=True,
-                                         default=str).encode()).hexdigest()
+        return sha256_hex(json.dumps({"format": FORMAT, **material}, sort_keys=True, default=str).encode())
 
     def path(self, key: str) -> Path:
         return self.dir / f"{key}.npz"
@@ -109,11 +110,8 @@ class EvaluationStore:
         if not missing:
             return out, status  # type: ignore[return-value]
         self.dir.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock
-
-        with contextlib.ExitStack() as stack:
-            for key in sorted({entries[i][0] for i in missing}):  # fixed order: no deadlock between workers
-                stack.enter_context(FileLock(str(self.dir / f"{key}.lock")))
+        # taken in sorted (= key) order: no deadlock between workers
+        with locked_all(self.dir / f"{entries[i][0]}.lock" for i in missing):
             for i in missing:  # another worker may have stored some meanwhile
                 out[i] = self.load(entries[i][0])
                 status[i] = "hit" if out[i] is not None else "miss"
@@ -142,10 +140,8 @@ class EvaluationStore:
         meta = json.dumps({"key": key, "format": FORMAT, "material": material}, sort_keys=True, default=str)
         np.savez(buf, meta=np.array(meta), **arrays)
         path = self.path(key)
-        from pytest_psa.train.model_cache import _atomic_write  # the model cache's temp file + os.replace
-
         try:
-            _atomic_write(path, buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
             raise CacheError(f"cannot write the robustness cache entry {path}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc

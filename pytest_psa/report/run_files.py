@@ -9,31 +9,31 @@ Layout (like pytest-benchmark's ``.benchmarks/<machine>/NNNN_NAME.json``)::
         0002_1a2b3c4d.json                  --psa-autosave (commit; -dirty with local changes)
 
 Writes are atomic (a temp file in the same folder, then ``os.replace``) and serialized by a file
-lock, so a reader never sees half a file and two sessions never take the same number. Stdlib and
-filelock only: no torch at import.
+lock, so a reader never sees half a file and two sessions never take the same number (both from
+`pytest_psa._storage`). Stdlib and filelock only: no torch at import.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_psa._storage import atomic_write_json as atomic_write_json  # re-exported: report code imports them here
+from pytest_psa._storage import json_safe as json_safe
+from pytest_psa._storage import locked
 from pytest_psa.errors import CacheError, PsaUsageError
-from pytest_psa.report.environment import (  # noqa: F401  (re-exported: the storage's public names)
-    autosave_name,
-    commit_info,
-    comparability_key,
-    key_id,
-    machine_info,
+from pytest_psa.report.environment import (  # re-exported: the storage's public names
+    autosave_name as autosave_name,
+    commit_info as commit_info,
+    comparability_key as comparability_key,
+    key_id as key_id,
+    machine_info as machine_info,
 )
 
 SCHEMA_VERSION = 1
@@ -51,41 +51,6 @@ def check_name(name: str) -> str:
         raise PsaUsageError(f"run name {name!r} cannot be used in a file name",
                             fix="use letters, digits and . _ + - only, e.g. --psa-save=main")
     return name
-
-
-# -- JSON ------------------------------------------------------------------------------------
-def json_safe(obj: Any) -> Any:
-    """Plain JSON: non-finite floats become None, tuples lists, numpy scalars Python numbers."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:  # numpy scalar
-        return json_safe(obj.item())
-    if hasattr(obj, "tolist"):
-        return json_safe(obj.tolist())
-    return str(obj)
-
-
-def atomic_write_json(path: Path, doc: Any) -> None:
-    """Write `doc` to `path` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run files are meant to be shared and committed
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_run(path: Path | str) -> dict[str, Any]:
@@ -214,13 +179,11 @@ class Storage:
         return self.folder(kid) / f"{self.next_number(kid):04d}_{check_name(name)}.json"
 
     def _lock(self) -> Any:
-        from filelock import FileLock
-
         self.root.mkdir(parents=True, exist_ok=True)
         ignore = self.root / ".gitignore"
         if not ignore.exists():  # baselines may be committed; the lock and temp files must not be
             ignore.write_text("# written by pytest-psa: run files are meant to be kept\n.lock\n*/.tmp-*\n")
-        return FileLock(str(self.root / ".lock"), timeout=60)
+        return locked(self.root / ".lock", timeout=60)
 
     def write_new(self, kid: str, name: str, doc: dict[str, Any], *, planned: Path | None = None) -> Path:
         """Write `doc` as a new run file in folder `kid`; `planned` is used unless taken meanwhile."""

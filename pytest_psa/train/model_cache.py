@@ -30,18 +30,18 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from torch import nn
 
 from pytest_psa.data.image_data import ImageData
 from pytest_psa._paths import default_cache_dir
+from pytest_psa._storage import acquire, atomic_write_bytes, sha256_hex
 from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
 from pytest_psa.train import models as _models
 from pytest_psa.train import trainer as _trainer
@@ -215,13 +215,13 @@ class ModelCache:
         state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
         blob = save_safetensors(state, metadata={"pytest_psa_key": key})
         meta = {"format": FORMAT, "key": key,
-                "weights": {"file": f"{key}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(),
+                "weights": {"file": f"{key}.safetensors", "sha256": sha256_hex(blob),
                             "bytes": len(blob)},
                 "record": record.to_dict(), "key_material": material}
         wpath, rpath = self._paths(key)
         try:
-            _atomic_write(wpath, blob)
-            _atomic_write(rpath, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+            atomic_write_bytes(wpath, blob)
+            atomic_write_bytes(rpath, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
         except OSError as exc:
             raise CacheError(f"cannot write the model cache entry {key[:16]}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
@@ -254,26 +254,8 @@ def _acquire(lock: FileLock, key: str) -> None:
     """Take the entry's lock; while another process trains it, keep honouring a psa time budget."""
     from pytest_psa._time_budget import check_budget
 
-    while True:
-        try:
-            lock.acquire(timeout=1.0)
-            return
-        except Timeout:
-            check_budget(f"waiting for another process to finish training model cache entry {key[:16]}")
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    acquire(lock, on_wait=lambda: check_budget(
+        f"waiting for another process to finish training model cache entry {key[:16]}"))
 
 
 __all__ = ["CacheEntry", "ModelCache", "default_cache_dir", "model_identity"]

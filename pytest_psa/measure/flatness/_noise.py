@@ -5,14 +5,14 @@ Noise is drawn on the CPU and then moved, so a seed gives the same perturbations
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from pytest_psa._seeding import sequence_seed
 
 
 def derive_seed(seed: int, *key: int) -> int:
     """An independent 63-bit seed for one metric, so selecting metrics never shifts another's draws."""
-    state = np.random.SeedSequence([seed, *key]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
+    return sequence_seed(seed, *key)
 
 
 def generator(seed: int) -> torch.Generator:

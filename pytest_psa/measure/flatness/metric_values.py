@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
+from pytest_psa._storage import json_safe
 
-def plain(obj: Any) -> Any:
-    """JSON-ready copy: tuples become lists, non-finite floats become None."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+plain = json_safe  # JSON-ready copy: tuples become lists, non-finite floats None (the package's one sanitiser)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,37 +13,33 @@ fit in cache, so the ~12 elementwise passes of the finalizer stay compute-bound.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 
 import torch
 
+from pytest_psa import _seeding
+from pytest_psa._seeding import to_int64 as _signed
+
 __all__ = ["CounterRNG", "mix64"]
 
-_MASK64 = (1 << 64) - 1
-
-
-def _signed(value: int) -> int:
-    """A 64-bit unsigned constant as the int64 torch stores."""
-    value &= _MASK64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-_GOLDEN = _signed(0x9E3779B97F4A7C15)
-_M1 = _signed(0xBF58476D1CE4E5B9)
-_M2 = _signed(0x94D049BB133111EB)
+# the package's SplitMix64 constants (pytest_psa._seeding), as the int64 values torch stores
+_GOLDEN = _signed(_seeding.GOLDEN)
+_M1 = _signed(_seeding.M1)
+_M2 = _signed(_seeding.M2)
+_S1, _S2, _S3 = _seeding.SHIFTS
 _CPU_CHUNK = 1 << 15  # words per chunk: 256 KiB of int64 state, stays in L2
 _CUDA_CHUNK = 1 << 26
 
 
 def _mix_inplace(z: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
-    """SplitMix64 finalizer, in place on an int64 tensor (``tmp``: scratch of the same shape)."""
-    torch.bitwise_right_shift(z, 30, out=tmp).bitwise_and_((1 << 34) - 1)
+    """SplitMix64 finalizer (`pytest_psa._seeding.finalize64`), in place on an int64 tensor
+    (``tmp``: scratch of the same shape); each shift is masked to be logical."""
+    torch.bitwise_right_shift(z, _S1, out=tmp).bitwise_and_((1 << (64 - _S1)) - 1)
     z.bitwise_xor_(tmp).mul_(_M1)
-    torch.bitwise_right_shift(z, 27, out=tmp).bitwise_and_((1 << 37) - 1)
+    torch.bitwise_right_shift(z, _S2, out=tmp).bitwise_and_((1 << (64 - _S2)) - 1)
     z.bitwise_xor_(tmp).mul_(_M2)
-    torch.bitwise_right_shift(z, 31, out=tmp).bitwise_and_((1 << 33) - 1)
+    torch.bitwise_right_shift(z, _S3, out=tmp).bitwise_and_((1 << (64 - _S3)) - 1)
     return z.bitwise_xor_(tmp)
 
 
@@ -55,16 +51,12 @@ def mix64(z: torch.Tensor) -> torch.Tensor:
 
 def mix64_int(value: int) -> int:
     """The same finalizer on one Python int, as a signed int64 value (keys, known-answer tests)."""
-    z = value & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return _signed(z ^ (z >> 31))
+    return _signed(_seeding.finalize64(value))
 
 
 def _name_key(seed: int, corruption: str, severity: int) -> int:
     """A stable 64-bit key of (seed, corruption, severity); Python's hash() is salted per process."""
-    text = f"pytest-psa/corruption|{int(seed)}|{corruption}|{int(severity)}".encode()
-    return _signed(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
+    return _seeding.text_key(f"pytest-psa/corruption|{int(seed)}|{corruption}|{int(severity)}")
 
 
 Writer = Callable[[torch.Tensor, slice, int, int], None]
