@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TypeGuard
+
 import pytest
 
 WORKER_ENV = "PYTEST_XDIST_WORKER"  # "gw0", "gw1", ... set by pytest-xdist in each worker
@@ -114,7 +116,7 @@ def marker_device(item: pytest.Item) -> str | None:
     return None
 
 
-def needs_gpu(device: str | None) -> bool:
+def needs_gpu(device: str | None) -> TypeGuard[str]:
     return device is not None and (device == "cuda" or device.startswith("cuda:"))
 
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import Any, Callable, Protocol
 
 # Variables CI services set (GitHub Actions, GitLab, Azure, Jenkins, TeamCity, CircleCI, Travis, Buildkite).
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "TF_BUILD", "JENKINS_URL", "TEAMCITY_VERSION",
@@ -37,19 +37,27 @@ def in_ci(environ: Mapping[str, str] | None = None) -> bool:
     return any(env.get(name, "").strip().lower() not in ("", "0", "false", "no") for name in CI_VARIABLES)
 
 
+class TextStream(Protocol):
+    """Where a bar writes: a text file such as ``sys.stderr``, or a `PastCaptureStream`."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Policy:
     """Where bars go and whether they are drawn. ``enabled=None`` decides from the stream (TTY, CI)."""
 
     enabled: bool | None = None
-    stream: IO[str] | None = None  # None: sys.stderr at the time the bar is made
+    stream: TextStream | None = None  # None: sys.stderr at the time the bar is made
     delay: float = 0.5  # seconds before a bar appears: short steps never flash one
 
 
 _policy = Policy()
 
 
-def configure(enabled: bool | None = None, stream: IO[str] | None = None, delay: float = 0.5) -> Policy:
+def configure(enabled: bool | None = None, stream: TextStream | None = None, delay: float = 0.5) -> Policy:
     """Set the process-wide policy; returns the previous one (to restore it later)."""
     global _policy
     previous, _policy = _policy, Policy(enabled, stream, delay)

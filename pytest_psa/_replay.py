@@ -8,6 +8,7 @@ and never as a verdict on the augmentation (hypothesis's `Flaky`, not pytest-rer
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -24,12 +25,12 @@ def replay(item: pytest.Item, first: PSAViolation, records: list[Any]) -> None:
         del records[n_records:]  # the replay's measurements duplicate the first ones
         del item.user_properties[n_props:]
         item.user_properties.append(("psa_replay", "reproduced"))
-        first.add_note("psa: re-measured once with the same seed; the failure reproduced.")
+        _add_note(first, "psa: re-measured once with the same seed; the failure reproduced.")
         if str(again) != str(first):
-            first.add_note(f"psa: the replay's numbers differed:\n{again}")
+            _add_note(first, f"psa: the replay's numbers differed:\n{again}")
         raise first from None
     except Exception as other:  # the replay broke differently: show both, do not hide either
-        other.add_note(f"psa: raised while replaying this failed psa check:\n{first}")
+        _add_note(other, f"psa: raised while replaying this failed psa check:\n{first}")
         raise
     item.user_properties.append(("psa_replay", "flaky"))
     raise FlakyMeasurement(
@@ -40,3 +41,16 @@ def replay(item: pytest.Item, first: PSAViolation, records: list[Any]) -> None:
         f"  The first failure was:\n{first}",
         first=first,
     ) from first
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """`BaseException.add_note` (Python 3.11+); on 3.10 the same ``__notes__`` list, which pytest
+    shows there too (through the exceptiongroup backport it depends on)."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        notes = getattr(exc, "__notes__", None)
+        if notes is None:
+            notes = []
+            setattr(exc, "__notes__", notes)  # 3.10's BaseException declares no __notes__ to assign
+        notes.append(note)

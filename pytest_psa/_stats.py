@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def _upper(x: np.ndarray, alpha: float) -> float:
         # capital of betting that x falls below m; bets capped at 3/4 of the size that could ruin it
         bet = np.minimum(lam[None, :], 0.75 / np.maximum(1.0 - m[:, None], 1e-12))
         log_cap = np.cumsum(np.log1p(-bet * (x[None, :] - m[:, None])), axis=1)
-        return log_cap.max(axis=1) >= threshold
+        return cast(np.ndarray, log_cap.max(axis=1) >= threshold)  # numpy types ndarray.max(axis=...) as Any
 
     grid = np.linspace(0.0, 1.0, _GRID)
     rej = rejected(grid)

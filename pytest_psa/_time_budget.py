@@ -125,7 +125,7 @@ class BudgetHooks:
         budget_s = _marker_budget(item)
         if budget_s is None and self.session is None:
             return (yield)
-        deadlines = () if self.session is None else (self.session,)
+        deadlines: tuple[Deadline, ...] = () if self.session is None else (self.session,)
         if budget_s is not None:
             deadlines += (Deadline(
                 budget_s, time.perf_counter(),

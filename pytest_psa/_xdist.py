@@ -55,7 +55,8 @@ def settings_from_controller(config: pytest.Config, settings: Settings) -> Setti
     if not sent:
         return settings
     names = {f.name for f in dataclasses.fields(settings)}
-    values = {k: (tuple(v) if isinstance(getattr(settings, k), tuple) else v) for k, v in sent.items() if k in names}
+    values: dict[str, Any] = {k: (tuple(v) if isinstance(getattr(settings, k), tuple) else v)
+                              for k, v in sent.items() if k in names}
     return dataclasses.replace(settings, **values)
 
 

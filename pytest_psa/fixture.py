@@ -66,7 +66,7 @@ class Psa:
             split=_first(split, m.get("split"), "test"),
             data_root=s.data_root, cache_dir=s.cache_dir, allow_download=s.allow_download,
         )
-        defaults = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
+        defaults: dict[str, Any] = {k: m[k] for k in ("gamma", "min_density", "strict") if k in m}
         defaults["alpha"] = m.get("alpha", s.alpha)
         # summary["metrics"] then holds F at the check's γ, with intervals at its declared α
         result = result.with_defaults(**defaults).with_repro(self._repro(seed))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 
-def pytest_psa_distances() -> dict[str, Any]:
+def pytest_psa_distances() -> dict[str, Any] | None:  # None (pluggy drops it): nothing to add
     """Return extra distances as ``{name: fn}``; ``fn(x, y)`` maps two (N, C, H, W) float batches
     in [0, 1] to N non-negative values. Every implementation's result is registered.
 
@@ -21,7 +21,7 @@ def pytest_psa_distances() -> dict[str, Any]:
     """
 
 
-def pytest_psa_data_sources() -> dict[str, Any]:
+def pytest_psa_data_sources() -> dict[str, Any] | None:  # None (pluggy drops it): nothing to add
     """Return named data sources as ``{name: factory}``; ``factory(split)`` returns
     ``pytest_psa.ImageData`` (see ``pytest_psa.data.image_data.from_arrays``).
 

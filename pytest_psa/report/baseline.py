@@ -11,6 +11,7 @@ Files are written once, by the controller, when the session ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,9 @@ from pytest_psa._session import is_worker
 from pytest_psa.errors import PsaError
 from pytest_psa.report.compare import RecordComparison, compare_entries, parse_fail_specs
 from pytest_psa.report.entries import key_for, make_entry
+from pytest_psa.report.environment import autosave_name, commit_info, key_id, machine_info
 from pytest_psa.report.gate_messages import count_words, missing_message, regression_message, rel, summary_lines
-from pytest_psa.report.run_files import (
-    DEFAULT_STORAGE,
-    Storage,
-    StoredRun,
-    autosave_name,
-    commit_info,
-    key_id,
-    machine_info,
-    run_document,
-)
+from pytest_psa.report.run_files import DEFAULT_STORAGE, Storage, StoredRun, run_document
 
 _START = pytest.StashKey[int]()
 DEFAULT_NAME = "baseline"  # the file new baselines go to when no --psa-save name is given
@@ -134,7 +127,7 @@ class BaselineGate:
             self._properties(item, report, record.baseline, rc)
             if status == "regressed":
                 problems.append(regression_message(rc, record.summary, key, self.specs,
-                                                   lambda extra, n=record.nodeid: self._repro(n, extra)))
+                                                   functools.partial(self._repro, record.nodeid)))
             elif status == "missing":
                 problems.append(missing_message(rc, record.summary, rel(self.storage.folder(kid)), write_to))
         if problems:
@@ -214,7 +207,8 @@ class BaselineGate:
         if not groups:
             return
         commit = commit_info(self.config.rootpath)
-        settings = dataclasses.asdict(self.settings) if dataclasses.is_dataclass(self.settings) else {}
+        settings = (dataclasses.asdict(self.settings)
+                    if dataclasses.is_dataclass(self.settings) and not isinstance(self.settings, type) else {})
         for kid, items in groups.items():
             key = items[0][1].baseline["key"]
             device_name = _device_name(key)
@@ -261,10 +255,10 @@ def storage_root(config: pytest.Config, settings: Any, cli: Mapping[str, Any]) -
     """--psa-storage is relative to where pytest was started; the ini value to the ini file's folder;
     the default is ``<rootdir>/.psa``."""
     if cli.get("storage"):
-        return (config.invocation_params.dir / cli["storage"]).resolve()
+        return (config.invocation_params.dir / Path(cli["storage"])).resolve()
     if settings.storage:
         base = config.inipath.parent if config.inipath else config.rootpath
-        return (base / settings.storage).resolve()
+        return (base / Path(settings.storage)).resolve()
     return config.rootpath / DEFAULT_STORAGE
 
 

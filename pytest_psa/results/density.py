@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class DensityResult(Checked):
         """
         if np.ndim(gamma):
             return np.array([self.F(g, exclude_identity=exclude_identity) for g in np.asarray(gamma)])
-        hits, trials = self._counts(float(gamma), exclude_identity)
+        hits, trials = self._counts(float(cast(float, gamma)), exclude_identity)  # ndim 0: one number
         keep = trials > 0  # images are the unit: the mean of per-image fractions
         return float((hits[keep] / trials[keep]).mean()) if keep.any() else float("nan")
 

@@ -188,5 +188,5 @@ def compare_metric(metric: str, erm: tuple[float, ...], augmented: tuple[float, 
 
 
 def _mean_of(records: list[dict[str, Any]], key: str) -> str:
-    values = [r.get(key) for r in records if r.get(key) is not None]
+    values = [v for v in (r.get(key) for r in records) if v is not None]
     return f"{np.mean(values):.4f}" if values else "n/a"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def frame_records(r: Any) -> list[dict[str, Any]]:
     return out
 
 
-def write_csv(r: Any, path: Any) -> Path:
+def write_csv(r: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     cols = [(c, s) for c in r.corruptions for s in r.severities]
     by = {(x["model"], x["corruption"], x["severity"]): x["accuracy"] for x in frame_records(r)}

@@ -8,7 +8,7 @@ train/eval flag, which :mod:`pytest_psa.measure.flatness._state` restores.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from pytest_psa._time_budget import check_budget
 from pytest_psa.errors import PsaUsageError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-AccuracyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+AccuracyFn = Callable[[torch.Tensor, torch.Tensor], Union[torch.Tensor, None]]  # correct count, or None: no accuracy
 ParamSpec = Union[str, Sequence[str], Callable[[str, nn.Parameter], bool]]
 
 PARAM_POLICIES = ("trainable", "weights")
@@ -174,9 +174,10 @@ class Problem:
         return [t.view(s) for t, s in zip(flat.split(self.numels), self.shapes)]
 
     def _call(self, params: dict[str, torch.Tensor] | None, x: torch.Tensor) -> torch.Tensor:
+        # both calls are typed Any (nn.Module.__call__, functional_call): the model maps a batch to one tensor
         if params is None:
-            return self.model(x)
-        return functional_call(self.model, params, (x,), strict=False)
+            return cast(torch.Tensor, self.model(x))
+        return cast(torch.Tensor, functional_call(self.model, params, (x,), strict=False))
 
     # -- evaluations ------------------------------------------------------------------
     @torch.no_grad()
@@ -186,20 +187,20 @@ class Problem:
         params = None if flat is None else self.unflat(flat)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
-        has_acc = self.accuracy_fn is not None
+        accuracy_fn = self.accuracy_fn
         for (x, y), share in zip(self.chunks, self.weights):
             out = self._call(params, x)
             total += self.loss_fn(out, y).double() * share
-            if has_acc:
-                c = self.accuracy_fn(out, y)  # type: ignore[misc]
+            if accuracy_fn is not None:
+                c = accuracy_fn(out, y)
                 if c is None:
-                    has_acc = False  # not a classifier: no accuracy for this problem
+                    accuracy_fn = None  # not a classifier: no accuracy for this problem
                     self.accuracy_fn = None
                 else:
                     correct += c.double()
         self.forward_passes += 1
         loss = float(total)
-        return loss, (float(correct) / self.n_images if has_acc else None)
+        return loss, (float(correct) / self.n_images if accuracy_fn is not None else None)
 
     def loss_and_grad(self, flat: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean loss and its gradient with respect to the flat weights."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pytest_psa.measure.flatness.metric_values import MetricResult, plain
 
@@ -38,7 +38,7 @@ class FlatnessReport:
         return tuple(self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        return plain({
+        return cast("dict[str, Any]", plain({  # plain() is typed Any; it maps a dict to a dict
             "results": {k: r.to_dict() for k, r in self.results.items()},
             "invariant": {k: r.to_dict() for k, r in self.invariant.items()},
             "loss0": self.loss0, "accuracy": self.accuracy, "n_images": self.n_images,
@@ -47,7 +47,7 @@ class FlatnessReport:
             "config": {k: (v if isinstance(v, (int, float, str, bool, type(None), tuple, list)) else repr(v))
                        for k, v in self.config.items()},
             "versions": dict(self.versions),
-        })
+        }))
 
     def table(self) -> str:
         """A small text table: metric, value +- se, unit, seconds."""

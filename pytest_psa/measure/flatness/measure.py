@@ -170,27 +170,28 @@ def measure_flatness(
                 if norm == "filter" and not (cfg["scale_invariant"] and metric in _SCALED):
                     continue
                 mseed = _noise.derive_seed(seed, METRICS.index(metric), NORMALIZATIONS.index(norm))
-                common = {"seed": mseed, "scale": scales[norm], "setup": setups[norm]}
+                scale, setup = scales[norm], setups[norm]
                 if metric in ("pac_bayes", "pac_bayes_mag"):
                     mag = metric == "pac_bayes_mag"
                     if mag:
-                        common["scale"] = None  # magnitude-aware noise is its own invariant geometry
+                        scale = None  # magnitude-aware noise is its own invariant geometry
                     r: MetricResult = pac_bayes(
                         problem, target=cfg["target"], target_type=cfg["target_type"], magnitude=mag,
                         mag_eps=cfg["mag_eps"], n_samples=n_samples, sigma0=cfg["sigma0"],
-                        rtol=cfg["sigma_rtol"], **common)
+                        rtol=cfg["sigma_rtol"], seed=mseed, scale=scale, setup=setup)
                 elif metric == "lpf":
-                    r = lpf(problem, sigma=cfg["lpf_sigma"], n_samples=n_samples, **common)
+                    r = lpf(problem, sigma=cfg["lpf_sigma"], n_samples=n_samples, seed=mseed, scale=scale, setup=setup)
                 elif metric == "eps_sharpness":
                     r = eps_sharpness(problem, eps=cfg["eps"], steps=cfg["ascent_steps"],
-                                      restarts=cfg["restarts"], **common)
+                                      restarts=cfg["restarts"], seed=mseed, scale=scale, setup=setup)
                 else:
                     if op is None:  # one operator: its cached graphs serve both Hessian metrics
                         op = HessianOperator(problem, cache=cfg["hvp_cache"], cache_bytes=cfg["hvp_cache_bytes"])
                     if metric == "hessian_top":
-                        r = hessian_top(op, max_iter=cfg["power_iters"], tol=cfg["power_tol"], **common)
+                        r = hessian_top(op, max_iter=cfg["power_iters"], tol=cfg["power_tol"],
+                                        seed=mseed, scale=scale, setup=setup)
                     else:
-                        r = hessian_trace(op, n_samples=cfg["trace_samples"], **common)
+                        r = hessian_trace(op, n_samples=cfg["trace_samples"], seed=mseed, scale=scale, setup=setup)
                 (results if norm == "none" else invariant)[metric] = r
         op = None  # free the cached graphs before the state check
         norms = weight_norms(problem)
