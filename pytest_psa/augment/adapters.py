@@ -241,8 +241,9 @@ def _preserved_global_rng(*, numpy: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_rng_state(torch_state)
-        if numpy:
+        if np_state is not None:  # saved iff numpy
             np.random.set_state(np_state)
+        if py_state is not None:
             random.setstate(py_state)
 
 

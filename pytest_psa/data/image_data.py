@@ -112,7 +112,7 @@ class ImageData:
             # round-robin over classes in a seeded order, so each class gets n / C images
             labels = self.labels.numpy()
             per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-            order = []
+            order: list[np.intp] = []
             depth = 0
             while len(order) < n:
                 row = [p[depth] for p in per_class if depth < len(p)]

@@ -81,7 +81,7 @@ def _block(seed: int, salt: int, block: int, size: int) -> tuple[np.ndarray, np.
 def _shape(k: int, u: np.ndarray, v: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Coverage in [0, 1] of shape `k` at normalized coordinates (u, v); edges anti-aliased over ~1 px."""
     def fill(sd: np.ndarray) -> np.ndarray:  # signed distance in radius units -> coverage
-        return np.clip(0.5 - sd * r, 0.0, 1.0)
+        return np.asarray(np.clip(0.5 - sd * r, 0.0, 1.0))  # numpy types ndarray arithmetic as Any
 
     rad = np.hypot(u, v)
     box = np.maximum(np.abs(u), np.abs(v)) - 0.8

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
 
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.sco._checks import nonneg_float, positive_float, positive_int
@@ -80,7 +81,7 @@ class Trajectory:
         """w_t, 1-based as in the paper."""
         if not 1 <= t <= self.T + 1:
             raise PsaUsageError("iterate index out of range", observed=t, fix=f"pass 1 <= t <= {self.T + 1}")
-        return self.iterates.getrow(t - 1).toarray().ravel()
+        return cast(Array, self.iterates.getrow(t - 1).toarray().ravel())  # scipy.sparse is untyped
 
     @property
     def last(self) -> Array:
@@ -91,7 +92,7 @@ class Trajectory:
         if not 1 <= tau <= self.T + 1:
             raise PsaUsageError("suffix start out of range", observed=tau, fix=f"pass 1 <= tau <= {self.T + 1}")
         rows = self.iterates[tau - 1 :]
-        return np.asarray(rows.sum(axis=0)).ravel() / rows.shape[0]
+        return cast(Array, np.asarray(rows.sum(axis=0)).ravel() / rows.shape[0])  # scipy.sparse is untyped
 
     @property
     def average(self) -> Array:
@@ -115,7 +116,7 @@ class _Recorder:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self.indices: list[Array] = []
+        self.indices: list[NDArray[np.intp]] = []
         self.values: list[Array] = []
 
     def add(self, w: Array) -> None:

@@ -80,7 +80,7 @@ class ChainTriggerLoss(BlockLayout):
 
     def _chain(self, W: Array) -> Array:
         """R(i, j) = [w^(i)(j) − δ_j(w^(i)(j−1) + λ·1[j=2])]_+ for j = 2..T (shape (B, T−1))."""
-        prev = W[:, :-1].copy()
+        prev: Array = W[:, :-1].copy()  # (numpy types ndarray.copy() as Any)
         prev[:, 0] += self.lam
         return np.maximum(W[:, 1:] - self.deltas * prev, 0.0)
 

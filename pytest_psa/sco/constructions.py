@@ -9,7 +9,7 @@ measures the event's frequency next to its exact probability.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,9 +32,9 @@ def bad_event_probability(theorem: Theorem, n: int) -> float:
     """
     q, B = 2.0**-n, 2**n
     if theorem == "thm7":
-        return B * q * (1 - q) ** (B - 1)
+        return float(B * q * (1 - q) ** (B - 1))
     if theorem in ("thm1", "thm3"):
-        return 1 - (1 - q) ** B
+        return float(1 - (1 - q) ** B)
     raise PsaUsageError("unknown theorem", observed=theorem, fix="pass 'thm1', 'thm3' or 'thm7'")
 
 
@@ -195,7 +195,7 @@ def random_oracle(inst: Thm3Instance, r: float, *, seed: int) -> Oracle:
 
     def oracle(w: Array, t: int) -> Array:
         W, _ = loss.blocks(w)
-        options: list[tuple[Array, int, Array]] = []  # (representative v, weight, free coordinates)
+        options: list[tuple[Array, int, NDArray[np.intp]]] = []  # (representative v, weight, free coordinates)
         for i in inst.all_plus:
             free = np.flatnonzero(W[i] == 0)
             if free.size:
@@ -274,7 +274,7 @@ class Thm7Instance:
         return w
 
     def block_I(self, w: Array) -> Array:
-        return self.loss.blocks(w)[0][self.I].copy()
+        return cast(Array, self.loss.blocks(w)[0][self.I].copy())  # numpy types ndarray.copy() as Any
 
 
 def thm7_instance(n: int, T: int, *, eta: float, r: float, deltas: float | Array = 0.03, seed: int, max_tries: int = 1000) -> Thm7Instance:

@@ -8,13 +8,14 @@ the blocks that matter) unless a row says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from pytest_psa.sco import constructions as C
-from pytest_psa.sco.algorithms import Trajectory, certify, gd, sa_gd, sam
+from pytest_psa.sco.algorithms import Oracle, Trajectory, certify, gd, sa_gd, sam
+from pytest_psa.sco.losses import Array, PopulationRisk
 from pytest_psa.sco.results import NOTE, ExperimentResult
 from pytest_psa.sco.testbeds import FlatRegression2D
 
@@ -31,7 +32,7 @@ def suffix_taus(T: int, points: int = 33) -> list[int]:
     return sorted({1, 2, T + 1, *np.linspace(1, T + 1, points).round().astype(int).tolist()})
 
 
-def min_suffix_risk(population: Any, traj: Trajectory, taus: Sequence[int]) -> float:
+def min_suffix_risk(population: Callable[[Array], PopulationRisk], traj: Trajectory, taus: Sequence[int]) -> float:
     return min(population(traj.suffix_average(tau)).value for tau in taus)
 
 
@@ -70,7 +71,7 @@ def e1_sa_erm(ns: Sequence[int] = (6, 8, 10), rhos: Sequence[float] = (0.0, 0.1,
 
 
 # ---- E2: Theorems 2 and 3 -------------------------------------------------------------------------
-def _sagd_row(inst: C.Thm3Instance, eta: float, r: float, oracle: C.Oracle, *, mc: int, seed: int, taus: bool = True) -> dict[str, Any]:
+def _sagd_row(inst: C.Thm3Instance, eta: float, r: float, oracle: Oracle, *, mc: int, seed: int, taus: bool = True) -> dict[str, Any]:
     L, T = inst.loss, inst.T
     traj = sa_gd(L, eta=eta, r=r, T=T, oracle=oracle)
     pred = C.thm3_prediction(eta, r, L.rho, T)

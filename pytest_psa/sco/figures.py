@@ -30,9 +30,17 @@ def _plt() -> Any:
     return plt
 
 
+def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    """``plt.subplots`` on the Agg backend: (the figure, its axes)."""
+    _plt()  # a clear error without matplotlib; selects Agg
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    return fig, axes
+
+
 def figure_e1(res: ExperimentResult) -> Figure:
-    plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 4))
     bad = res.part("bad_event")
     ns = [r["n"] for r in bad]
     a.errorbar(ns, [r["observed"] for r in bad], yerr=[2 * r["stderr"] for r in bad], fmt="o", label="observed (±2 s.e.)")
@@ -56,8 +64,7 @@ def figure_e1(res: ExperimentResult) -> Figure:
 
 
 def figure_e2(res: ExperimentResult) -> Figure:
-    plt = _plt()
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (a, b, c) = _subplots(1, 3, figsize=(15, 4.2))
     main = res.part("main")
     T = np.array([r["T"] for r in main])
     a.loglog(T, [r["sar_last"] for r in main], "o", color=COLORS["SA-GD"], label="SA-GD: F_S^r(w_T)")
@@ -92,8 +99,7 @@ def figure_e2(res: ExperimentResult) -> Figure:
 
 
 def figure_e3(res: ExperimentResult) -> Figure:
-    plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 4))
     for name in ("SAM", "GD", "SA-GD"):
         rows = res.part("1d", algorithm=name)
         big = name == "SAM"  # SAM and GD coincide here (neither moves from w = 0)
@@ -102,8 +108,8 @@ def figure_e3(res: ExperimentResult) -> Figure:
     a.plot(rs, rs**2 / 2, "k--", lw=0.8, label="½r² (Thm 6)")
     a.set(yscale="log", xlabel="r", ylabel="F^r(w_T)", title="Thm 6, f = ½[w]₊²: SAM stays at the sharp w = 0")
     a.legend(fontsize=8)
-    r_show = sorted({r["r"] for r in res.part("curve")})
-    r_show = 0.1 if 0.1 in r_show else r_show[0]
+    r_values = sorted({r["r"] for r in res.part("curve")})
+    r_show = 0.1 if 0.1 in r_values else r_values[0]
     for name in ("SA-GD", "SAM", "GD"):
         rows = res.part("curve", algorithm=name, r=r_show)
         b.loglog([r["t"] for r in rows], [max(r["sar"], 1e-12) for r in rows], "o-", ms=3, color=COLORS[name], label=name)
@@ -117,8 +123,7 @@ def figure_e3(res: ExperimentResult) -> Figure:
 
 
 def figure_e4(res: ExperimentResult) -> Figure:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = _subplots(figsize=(6, 4.2))
     main = res.part("main")
     x = np.array([r["x"] for r in main])
     ax.plot(x, [r["pop_last"] for r in main], "o-", color=COLORS["SAM"], label="SAM last")
@@ -137,8 +142,7 @@ def figure_e4(res: ExperimentResult) -> Figure:
 
 
 def figure_e5(res: ExperimentResult) -> Figure:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = _subplots(figsize=(6.5, 4.2))
     for source, color in (("E2", COLORS["SA-GD"]), ("E4", COLORS["SAM"])):
         rows = [r for r in res.part("bound") if r["source"] == source]
         T = [r["T"] for r in rows]

@@ -10,13 +10,25 @@ arguments of `pytest_psa.measure.flatness.measure_flatness`, which then measures
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from pytest_psa.errors import PsaUsageError
+
+
+class TorchLoss(Protocol):
+    """What the module needs of an SCO loss: its sizes and its per-sample losses in torch."""
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def per_sample_torch(self, w: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 def _mean(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -40,7 +52,7 @@ class EmpiricalRiskModule(nn.Module):
         w = torch.as_tensor(np.asarray(w, dtype=np.float64), dtype=dtype).reshape(-1).clone()
         if w.numel() != problem.dim:
             raise PsaUsageError("w does not match the problem's dimension", observed=w.numel(), fix=f"pass {problem.dim} values")
-        self.problem = problem
+        self.problem: TorchLoss = problem  # it has per_sample_torch (checked above)
         self.w = nn.Parameter(w)
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 from pytest_psa.errors import PsaUsageError
 
 # Numbers printed in the note (§5) for comparison; the exact closed forms are computed per run instead.
-NOTE = {
+NOTE: dict[str, dict[str, Any]] = {
     "e2": {"pop_last": 0.2025, "pop_average": 0.057, "pop_average_sim": (0.058, 0.063), "sar": "8/T", "train": 0.0, "gd": 0.0},
     "e3": {"sagd_sar_max": 1e-5, "sam_sar": {0.1: 1e-3, 0.2: 4e-3}},
     "e4": {
@@ -47,7 +47,7 @@ class ExperimentResult:
         """The rows of one table, optionally filtered by exact column values."""
         out = [r for r in self.rows if r.get("part") == name and all(r.get(k) == v for k, v in where.items())]
         if not out:
-            parts = sorted({r.get("part") for r in self.rows})
+            parts = sorted({str(r.get("part")) for r in self.rows})  # str: a row without a part must not break sorting
             raise PsaUsageError(f"no rows in part {name!r} matching {where}", observed=parts, fix="pick one of the listed parts")
         return out
 

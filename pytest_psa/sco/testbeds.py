@@ -7,7 +7,7 @@ ball peaks on its boundary): exactly in 1-D, on a fine angle grid in 2-D.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -16,6 +16,8 @@ from pytest_psa.sco.losses import Array, PopulationRisk, h
 
 if TYPE_CHECKING:
     import torch
+
+    from pytest_psa.sco.algorithms import Oracle
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Hinge1D:
     def population(self, w: Array, **_: object) -> PopulationRisk:
         return PopulationRisk(self.empirical(w), 0.0, "exact")
 
-    def oracle(self, r: float):  # noqa: ANN201 - returns an Oracle
+    def oracle(self, r: float) -> Oracle:
         """The exact SA-GD maximizer v = +r."""
         return lambda w, t: np.array([r])
 
@@ -78,7 +80,7 @@ class FlatRegression2D:
         return self.a @ (np.asarray(w, dtype=np.float64) - self.w_star)
 
     def per_sample(self, w: Array) -> Array:
-        return h(np.abs(self.residuals(w)), self.rho)
+        return cast(Array, h(np.abs(self.residuals(w)), self.rho))  # h maps an array to an array
 
     def empirical(self, w: Array) -> float:
         return float(self.per_sample(w).mean())
@@ -108,9 +110,9 @@ class FlatRegression2D:
         x -= self.rho
         np.maximum(x, 0.0, out=x)
         x *= x
-        return x.sum(axis=0) / (2 * self.n)
+        return cast(Array, x.sum(axis=0) / (2 * self.n))  # numpy types ndarray.sum(axis=...) as Any
 
-    def oracle(self, r: float, *, grid: int = 3600):  # noqa: ANN201 - returns an Oracle
+    def oracle(self, r: float, *, grid: int = 3600) -> Oracle:
         """SA-GD's inner maximizer on a `grid`-angle ring; ties go to the smallest angle (argmax)."""
         ring = self._ring(r, grid)
         shifts = self.a @ ring.T

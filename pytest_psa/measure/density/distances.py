@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,7 +44,7 @@ def linf(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def l2_raw(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Raw L2 norm ‖x − y‖₂ over all pixels (grows with image size; 55.4 × l2 for 32×32 RGB)."""
-    return (x - y).flatten(1).norm(dim=1)
+    return cast(torch.Tensor, (x - y).flatten(1).norm(dim=1))  # Tensor.norm has no return annotation in torch
 
 
 _REGISTRY: dict[str, Distance] = {}

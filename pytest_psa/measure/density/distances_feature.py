@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -89,7 +89,8 @@ def feature_distance(
             return base  # nothing depends on the audited data
 
     def bind(dist: Distance, ctx: DistanceContext) -> Distance:
-        encode, extra = dist.encode, {}
+        encode = dist.encode
+        extra: dict[str, Any] = {}
         if encode is None:
             net, extra = default_encoder(ctx, model=model, preset=preset, seed=seed, device=device)
             call, info = _resolve_layer(net, layer)
@@ -157,8 +158,10 @@ def _resolve_layer(encoder: Any, layer: str) -> tuple[Callable[[torch.Tensor], t
     if layer == "features" and not callable(feats):
         raise PsaUsageError("feature distance: layer='features' but the encoder has no features() method",
                             observed=type(encoder).__name__, fix="use layer='call' (or 'auto')")
-    use_features = callable(feats) and layer in ("auto", "features")
-    call = feats if use_features else encoder
+    call: Callable[[torch.Tensor], torch.Tensor] = encoder
+    use_features = False
+    if callable(feats) and layer in ("auto", "features"):
+        call, use_features = feats, True
     owner = encoder if isinstance(encoder, nn.Module) else getattr(encoder, "__self__", None)
     label = type(owner).__qualname__ if isinstance(owner, nn.Module) else getattr(encoder, "__qualname__",
                                                                                   type(encoder).__qualname__)
@@ -210,6 +213,7 @@ def _compare(normalize: str, scale: float | None) -> Callable[[torch.Tensor, tor
         if scale is None:
             raise PsaUsageError("feature distance: normalize='l2_median' needs the median clean norm",
                                 fix="audit through pytest_psa.density, or pass scale=")
-        return (fx.double() - fy.double()).norm(dim=1) / scale
+        # Tensor.norm has no return annotation in torch
+        return cast(torch.Tensor, (fx.double() - fy.double()).norm(dim=1)) / scale
 
     return cosine if normalize == "cosine" else l2_scaled

@@ -214,7 +214,7 @@ def flip_rates(predictions: np.ndarray, reference: Literal["first", "previous"])
         raise PsaUsageError("flip rates need predictions [N, frames] with at least 2 frames",
                             observed=f"shape {p.shape}")
     ref = p[:, :1] if reference == "first" else p[:, :-1]
-    return (p[:, 1:] != ref).mean(1)
+    return np.asarray((p[:, 1:] != ref).mean(1))  # numpy types the comparison as Any
 
 
 def reference_rule(perturbation: str) -> Literal["first", "previous"]:

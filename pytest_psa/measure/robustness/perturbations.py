@@ -31,8 +31,9 @@ per step stay comparable; fewer frames cost proportionally less.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -102,8 +103,9 @@ def _zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
 
     if factor == 1.0:
         return x
-    return F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=factor, shear=[0.0, 0.0],
-                    interpolation=F.InterpolationMode.BILINEAR, fill=0.0)
+    # torchvision ships no type information: its functional ops are Any to mypy
+    return cast(torch.Tensor, F.affine(x, angle=0.0, translate=[0.0, 0.0], scale=factor, shear=[0.0, 0.0],
+                                       interpolation=F.InterpolationMode.BILINEAR, fill=0.0))
 
 
 def _zoom_blur(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor:
@@ -129,7 +131,8 @@ def _translate(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.T
 def _rotate(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as F
 
-    return F.rotate(x, float(t - 15), interpolation=F.InterpolationMode.BILINEAR, fill=0.0)
+    # torchvision ships no type information: its functional ops are Any to mypy
+    return cast(torch.Tensor, F.rotate(x, float(t - 15), interpolation=F.InterpolationMode.BILINEAR, fill=0.0))
 
 
 def _scale(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor:
@@ -145,8 +148,10 @@ def tilt_homography(h: int, w: int, degrees: float) -> np.ndarray:
     a = math.radians(degrees)
     f = math.hypot(w, h)
     to_3d = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1], [0, 0, 1]], dtype=np.float64)
-    rx = np.array([[1, 0, 0, 0], [0, math.cos(a), -math.sin(a), 0], [0, math.sin(a), math.cos(a), 0], [0, 0, 0, 1]])
-    ry = np.array([[math.cos(a), 0, -math.sin(a), 0], [0, 1, 0, 0], [math.sin(a), 0, math.cos(a), 0], [0, 0, 0, 1]])
+    rx = np.array([[1, 0, 0, 0], [0, math.cos(a), -math.sin(a), 0], [0, math.sin(a), math.cos(a), 0], [0, 0, 0, 1]],
+                  dtype=np.float64)
+    ry = np.array([[math.cos(a), 0, -math.sin(a), 0], [0, 1, 0, 0], [math.sin(a), 0, math.cos(a), 0], [0, 0, 0, 1]],
+                  dtype=np.float64)
     push = np.eye(4)
     push[2, 3] = f
     project = np.array([[f, 0, w / 2, 0], [0, f, h / 2, 0], [0, 0, 1, 0]], dtype=np.float64)
@@ -160,8 +165,9 @@ def _tilt(x: torch.Tensor, ids: torch.Tensor, t: int, seed: int) -> torch.Tensor
         return x
     inverse = np.linalg.inv(tilt_homography(x.shape[-2], x.shape[-1], 0.75 * (t - 15)))
     inverse /= inverse[2, 2]  # output pixel -> input pixel, as warpPerspective samples
-    return F.perspective(x, None, None, coefficients=[float(v) for v in inverse.ravel()[:8]],
-                         interpolation=F.InterpolationMode.BILINEAR, fill=0.0)
+    # torchvision ships no type information: its functional ops are Any to mypy
+    return cast(torch.Tensor, F.perspective(x, None, None, coefficients=[float(v) for v in inverse.ravel()[:8]],
+                                            interpolation=F.InterpolationMode.BILINEAR, fill=0.0))
 
 
 PERTURBATIONS: dict[str, Perturbation] = {p.name: p for p in (
@@ -182,7 +188,16 @@ def resolve_perturbations(spec: object) -> tuple[str, ...]:
     """``None`` -> (), ``"cifar10-p"`` -> the 10 test perturbations, or a list of names (checked)."""
     if spec is None:
         return ()
-    names = CIFAR10_P if spec in (*PERTURBATION_SETS, *PERTURBATION_SET_ALIASES) else ((spec,) if isinstance(spec, str) else tuple(spec))
+    names: tuple[object, ...]
+    if spec in (*PERTURBATION_SETS, *PERTURBATION_SET_ALIASES):
+        names = CIFAR10_P
+    elif isinstance(spec, str):
+        names = (spec,)
+    elif isinstance(spec, Iterable):
+        names = tuple(spec)
+    else:
+        raise PsaUsageError("perturbations must be None, \"cifar10-p\" or a list of names",
+                            observed=type(spec).__name__, fix='e.g. perturbations=["translate", "rotate"]')
     for n in names:
         if n not in PERTURBATIONS:
             import difflib
@@ -192,7 +207,7 @@ def resolve_perturbations(spec: object) -> tuple[str, ...]:
                                 fix=f'use "cifar10-p" or names from {", ".join(PERTURBATIONS)}')
     if not names:
         raise PsaUsageError("perturbations is empty", fix='use None to skip them, or "cifar10-p"')
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(str(n) for n in names))  # each one a key of PERTURBATIONS, so a str
 
 
 def frame_indices(name: str, frames: int | None) -> list[int]:

@@ -62,19 +62,21 @@ def validate_images(images: Any) -> torch.Tensor:
 
 
 def validate_labels(labels: Any, n: int) -> torch.Tensor:
-    if not isinstance(labels, torch.Tensor):
+    if isinstance(labels, torch.Tensor):
+        checked = labels
+    else:
         try:
-            labels = torch.as_tensor(labels)
+            checked = torch.as_tensor(labels)
         except Exception as exc:  # noqa: BLE001 - any unconvertible object gets the same message
             raise PsaUsageError("labels must be a 1-D integer tensor", observed=type(labels).__name__,
                                 fix="pass torch.tensor(labels, dtype=torch.int64)") from exc
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise PsaUsageError("labels must be integer class indices", observed=f"dtype {labels.dtype}",
+    if checked.is_floating_point() or checked.is_complex() or checked.dtype == torch.bool:
+        raise PsaUsageError("labels must be integer class indices", observed=f"dtype {checked.dtype}",
                             fix="pass class indices as int64 (not one-hot vectors or probabilities)")
-    if labels.dim() != 1 or len(labels) != n:
-        raise PsaUsageError("labels must be 1-D with one label per image", observed=f"shape {tuple(labels.shape)} "
+    if checked.dim() != 1 or len(checked) != n:
+        raise PsaUsageError("labels must be 1-D with one label per image", observed=f"shape {tuple(checked.shape)} "
                             f"for {n} images", fix="pass labels of shape (N,) matching images")
-    return labels.long()
+    return checked.long()
 
 
 def validate_logits(out: Any, n: int, labels: torch.Tensor) -> int:

@@ -47,7 +47,10 @@ def attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm: st
     result = run_attack(model, images, labels, norm=norm, eps=eps, steps=steps, step_size=step_size,
                         method=method, restarts=restarts, seed=seed, batch_size=batch_size, device=device,
                         check=check, keep_images=True)
-    return result.adversarial
+    adversarial = result.adversarial
+    if not isinstance(adversarial, torch.Tensor):  # keep_images=True always keeps them
+        raise RuntimeError(f"run_attack(keep_images=True) kept no adversarial images: {type(adversarial).__name__}")
+    return adversarial
 
 
 def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf",
@@ -107,7 +110,7 @@ def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm
         dtype=str(dtype).replace("torch.", ""), forwards=oracle.forwards, backwards=oracle.backwards,
         model_calls=oracle.calls, seconds=time.perf_counter() - start_time, max_perturbation=stats["max_norm"],
         tolerance=tol, checks=tuple(outcomes), zero_gradient_samples=oracle.zero_grad_samples,
-        reverify_mismatches=stats["mismatches"], alpha=alpha, label=label, adversarial=adversarial)
+        reverify_mismatches=int(stats["mismatches"]), alpha=alpha, label=label, adversarial=adversarial)
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -195,7 +198,12 @@ def _reverify(oracle: Oracle, x_adv: torch.Tensor, y: torch.Tensor, fooled: torc
     where = fooled.nonzero().squeeze(1)
     if len(where) == 0:
         return fooled
-    confirmed = oracle.raw(x_adv[where]).argmax(1) != y[where]  # type: ignore[union-attr]
+    out = oracle.raw(x_adv[where])
+    if not isinstance(out, torch.Tensor):  # it returned a logits tensor on the clean images
+        raise AttackSelfCheckError("the model returned no tensor when re-checking the fooling images",
+                                   observed=type(out).__name__,
+                                   fix="make forward always return the logits tensor (N, classes)")
+    confirmed = out.argmax(1) != y[where]
     stats["mismatches"] += int((~confirmed).sum())
     stats["fooled"] += len(where)
     out = fooled.clone()

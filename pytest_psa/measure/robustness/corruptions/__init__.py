@@ -41,9 +41,9 @@ _LEVEL_TOLERANCE = 1e-4  # in 1/255 units: float rounding of an exact level must
 
 
 def _registry() -> dict[str, Corruption]:
-    from pytest_psa.measure.robustness.corruptions.registry import CORRUPTIONS
+    from pytest_psa.measure.robustness.corruptions.registry import registered
 
-    return CORRUPTIONS
+    return registered()
 
 
 def available_corruptions(include_validation: bool = False) -> tuple[str, ...]:
@@ -103,8 +103,8 @@ def corrupt(
         raise PsaUsageError("seed must be an int", observed=repr(seed), fix="pass seed=0 (or any int)")
     ids = _check_indices(indices, batch.shape[0], batch.device)
     if level == 0 or batch.shape[0] == 0:
-        out = batch.clone()
-        return out[0] if single else out
+        unchanged = batch.clone()
+        return unchanged[0] if single else unchanged
 
     params = record.params(level, table)
     kernel = record.compat_kernel if (compat and record.compat_kernel is not None) else record.kernel
@@ -112,7 +112,7 @@ def corrupt(
     block = max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // max(per_image, 1))
     if getattr(kernel, "whole_batch", False):  # it sizes its own chunks (chunking.whole_batch)
         block = batch.shape[0]
-    out = None
+    out: torch.Tensor | None = None
     with torch.no_grad():
         for start in range(0, batch.shape[0], block):
             chunk = batch[start : start + block]
@@ -126,6 +126,8 @@ def corrupt(
             if out is None:
                 out = torch.empty_like(batch, memory_format=torch.contiguous_format)
             out[start : start + block].copy_(result)  # while the chunk is still in cache
+    if out is None:  # the batch is not empty, so the loop ran at least once
+        raise RuntimeError(f"corrupt({record.name!r}): the kernel loop produced no output")
     if out.data_ptr() == batch.data_ptr():
         out = out.clone()
     return out[0] if single else out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -106,7 +107,7 @@ def defocus_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     return _defocus_kernel_cached(float(radius), float(alias_blur))
 
 
-def defocus_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def defocus_blur(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Correlate every channel with the anti-aliased disk, reflect-101 border. params = (radius, alias).
 
     A depthwise convolution in channels-last layout: oneDNN's depthwise kernel is ~6x faster than
@@ -170,10 +171,12 @@ def _zoom_operator_cpu(h: int, w: int, zooms: tuple[float, ...]) -> torch.Tensor
     return matrix.coalesce()
 
 
-_ZOOM_DEVICE: dict[tuple, torch.Tensor] = {}
+_ZOOM_DEVICE: dict[tuple[int, int, tuple[float, ...], torch.dtype, str], torch.Tensor] = {}
 
 
-def _zoom_operator(h: int, w: int, zooms: tuple[float, ...], dtype: torch.dtype, device: torch.device):
+def _zoom_operator(
+    h: int, w: int, zooms: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     key = (h, w, zooms, dtype, str(device))
     if key not in _ZOOM_DEVICE:
         if len(_ZOOM_DEVICE) > 32:
@@ -182,24 +185,27 @@ def _zoom_operator(h: int, w: int, zooms: tuple[float, ...], dtype: torch.dtype,
     return _ZOOM_DEVICE[key]
 
 
-def zoom_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def zoom_blur(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Average of the image and its clipped zooms by each factor in ``params`` (a tuple of zooms)."""
     n, c, h, w = x.shape
     operator = _zoom_operator(h, w, tuple(float(z) for z in params), x.dtype, x.device)
     flat = x.reshape(n * c, h * w).T.contiguous()
-    return torch.sparse.mm(operator, flat).T.reshape(n, c, h, w).clamp_(0.0, 1.0)
+    product = cast(torch.Tensor, torch.sparse.mm(operator, flat))  # torch.sparse.mm is untyped (_add_docstr)
+    return product.T.reshape(n, c, h, w).clamp_(0.0, 1.0)
 
 
 # -- gaussian blur -----------------------------------------------------------------------------------
 
 
-def gaussian_blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device, truncate: float = 4.0):
+def gaussian_blur_matrix(
+    n: int, sigma: float, dtype: torch.dtype, device: torch.device, truncate: float = 4.0
+) -> torch.Tensor:
     """scipy.ndimage.gaussian_filter1d(mode='nearest', truncate) along an axis of length n, as an
     [n, n] matrix (``out = M @ signal``)."""
     return gaussian_operator(int(n), float(sigma), float(truncate), "nearest").to(dtype=dtype, device=device)
 
 
-def gaussian_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """skimage.filters.gaussian(sigma, channel axis kept): separable, truncate 4, 'nearest' border."""
     (sigma,) = params
     n, c, h, w = x.shape

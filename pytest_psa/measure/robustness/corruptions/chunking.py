@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
@@ -26,7 +26,7 @@ CHUNK_PIXELS = 256 * 32 * 32
 #: For kernels that motion-blur: 1024 CIFAR images, enough for sizeable same-direction groups.
 GROUPED_CHUNK_PIXELS = 1024 * 32 * 32
 
-Kernel = Callable[[torch.Tensor, tuple, "CounterRNG"], torch.Tensor]
+Kernel = Callable[[torch.Tensor, tuple[Any, ...], "CounterRNG"], torch.Tensor]
 
 
 def rng_slice(rng: CounterRNG, start: int, stop: int) -> CounterRNG:
@@ -36,7 +36,15 @@ def rng_slice(rng: CounterRNG, start: int, stop: int) -> CounterRNG:
     return CounterRNG(rng.seed, rng.indices[start:stop], rng.corruption, rng.severity, device=rng.device)
 
 
-def chunked(kernel: Kernel | None = None, *, pixels: int = CHUNK_PIXELS):
+@overload
+def chunked(kernel: Kernel, *, pixels: int = ...) -> Kernel: ...
+
+
+@overload
+def chunked(kernel: None = None, *, pixels: int = ...) -> Callable[[Kernel], Kernel]: ...
+
+
+def chunked(kernel: Kernel | None = None, *, pixels: int = CHUNK_PIXELS) -> Kernel | Callable[[Kernel], Kernel]:
     """Wrap a per-sample kernel so a batch runs in chunks of about ``pixels`` pixels per channel.
 
     Use as ``@chunked`` or ``@chunked(pixels=...)``: kernels that motion-blur want larger chunks
@@ -45,7 +53,7 @@ def chunked(kernel: Kernel | None = None, *, pixels: int = CHUNK_PIXELS):
 
     def wrap(inner: Kernel) -> Kernel:
         @functools.wraps(inner)
-        def run(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+        def run(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
             n = x.shape[0]
             per_chunk = max(1, pixels // max(1, x.shape[-1] * x.shape[-2]))
             if n <= per_chunk:

@@ -14,6 +14,8 @@ Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -36,7 +38,7 @@ def _rows(*values: float) -> tuple[tuple[float], ...]:
     return tuple((v,) for v in values)
 
 
-def brightness(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def brightness(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """HSV value V = max(r, g, b) raised by c and clipped at 1, hue and saturation kept.
 
     With V' = min(V + c, 1) every channel scales by V'/V; a black pixel (V = 0, S = 0 by skimage's
@@ -49,14 +51,14 @@ def brightness(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     return torch.where(value > 0, scaled, new_value.expand_as(x)).clamp_(0.0, 1.0)
 
 
-def contrast(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def contrast(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """(x - m) * c + m with m the per-image, per-channel mean, clipped. params = (c,)."""
     (factor,) = params
     mean = x.mean(dim=(2, 3), keepdim=True)
-    return ((x - mean) * factor + mean).clamp_(0.0, 1.0)
+    return ((x - mean) * float(factor) + mean).clamp_(0.0, 1.0)
 
 
-def saturate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def saturate(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """HSV saturation S' = clip(S * a + b, 0, 1), hue and value kept.
 
     Channel k is V * (1 - S * w_k) with w_k fixed by the hue, so channel' = V - (V - channel) * S'/S.
@@ -75,7 +77,9 @@ def saturate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     return torch.where(spread > 0, coloured, grey).clamp_(0.0, 1.0)
 
 
-def _hsv_round_trip_uint8(x: torch.Tensor, channel: int, change) -> torch.Tensor:
+def _hsv_round_trip_uint8(
+    x: torch.Tensor, channel: int, change: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """compat='hendrycks' brightness/saturate: skimage's rgb2hsv -> change -> hsv2rgb, operation for
     operation in float64 on the 8-bit input, then clip and ``np.uint8`` truncation. Returns the uint8
     levels / 255, so the reference's float64 noise (44.99999999999999 -> 44) is reproduced too."""
@@ -105,13 +109,13 @@ def _hsv_round_trip_uint8(x: torch.Tensor, channel: int, change) -> torch.Tensor
     return (levels / 255.0).to(x.dtype)
 
 
-def brightness_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def brightness_uint8(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """compat='hendrycks' brightness: the HSV round trip as skimage computes it, truncated."""
     (shift,) = params
     return _hsv_round_trip_uint8(x, 2, lambda value: value + shift)
 
 
-def saturate_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def saturate_uint8(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """compat='hendrycks' saturate: the HSV round trip as skimage computes it, truncated."""
     scale, offset = params
     return _hsv_round_trip_uint8(x, 1, lambda saturation: saturation * scale + offset)
@@ -161,7 +165,7 @@ def _pixelate(x: torch.Tensor, fraction: float, rounding: bool) -> torch.Tensor:
     return apply_separable(small, ups[0], ups[1], rounding=True)
 
 
-def pixelate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def pixelate(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """PIL BOX resize down to int(size * c) then BOX back up, on floats (no 8-bit intermediates).
 
     params = (c,); the reduced size uses the image's own height and width.
@@ -170,7 +174,7 @@ def pixelate(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     return _pixelate(x, fraction, rounding=False).clamp_(0.0, 1.0)
 
 
-def pixelate_uint8(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def pixelate_uint8(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """compat='hendrycks' pixelate: 8-bit input and uint8 rounding after each of PIL's four passes."""
     (fraction,) = params
     levels = torch.round(x * 255.0)
@@ -216,7 +220,7 @@ def _jpeg_pil(levels: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
-def jpeg_compression(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def jpeg_compression(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Encode at JPEG ``quality`` and decode as libjpeg does with PIL's settings (4:2:0, baseline
     tables, islow DCT, fancy upsampling): the same pixels as the reference's ``PIL.Image.save``.
 

@@ -21,7 +21,7 @@ ImageNet, times 244 (the reference's own "244 should have been 224" comment).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["CORRUPTIONS_ELASTIC", "ELASTIC_TABLES", "affine_inverse", "elastic_transform"]
 
 #: (alpha, sigma, affine) in pixels per severity, computed exactly as the reference writes them.
-ELASTIC_TABLES: dict[int, tuple[tuple, ...]] = {
+ELASTIC_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: (
         (32 * 0, 32 * 0, 32 * 0.08),
         (32 * 0.05, 32 * 0.2, 32 * 0.07),
@@ -99,7 +99,7 @@ def _pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
 
 
 @chunked
-def elastic_transform(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def elastic_transform(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Elastic transform with ``params = (alpha, sigma, affine)`` in pixels (see the module docstring)."""
     alpha, sigma, affine = float(params[0]), float(params[1]), float(params[2])
     n, _, h, w = x.shape

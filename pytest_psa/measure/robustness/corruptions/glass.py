@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -53,7 +53,7 @@ __all__ = [
 
 #: (sigma, max_delta, iterations) per severity. 32 px: make_cifar_c.py; 64 px: make_tinyimagenet_c.py;
 #: 224 px: make_imagenet_c.py (hendrycks/robustness, ImageNet-C/create_c/).
-GLASS_TABLES: dict[int, tuple[tuple, ...]] = {
+GLASS_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
     64: ((0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)),
     224: ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
@@ -199,7 +199,9 @@ def glass_shuffle(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, max_delta
     return out.reshape(n, channels, height, width)
 
 
-def _displacements(rng: CounterRNG, passes: int, rows: int, cols: int, max_delta: int, stream: int):
+def _displacements(
+    rng: CounterRNG, passes: int, rows: int, cols: int, max_delta: int, stream: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dy, dx) uniform on {-d..d-1}^2 per visited position from one 24-bit uniform each, as floats:
     ``u * 2d = dy' + f`` and ``dx' = floor(f * 2d)``, exact for 2d a power of two."""
     side = 2 * max_delta
@@ -210,7 +212,7 @@ def _displacements(rng: CounterRNG, passes: int, rows: int, cols: int, max_delta
 
 
 @chunked
-def glass_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def glass_blur(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Glass blur: Gaussian blur, uint8 truncation, ``iters`` sequential local copy passes, blur again.
 
     ``params = (sigma, max_delta, iterations)``; see the module docstring for the exact semantics.

@@ -20,6 +20,7 @@ sizes need libjpeg's edge padding rules and go through the library instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 
@@ -64,7 +65,7 @@ def quant_tables(quality: int) -> tuple[list[int], list[int]]:
 # -- the islow butterflies, on any "number" type (Python ints for deriving matrices) ---------------------
 
 
-def _fdct_1d(d: list) -> list:
+def _fdct_1d(d: list[int]) -> list[int]:
     """jfdctint's pass before descaling: outputs 0 and 4 are exact, the rest get rounded later."""
     tmp0, tmp7 = d[0] + d[7], d[0] - d[7]
     tmp1, tmp6 = d[1] + d[6], d[1] - d[6]
@@ -72,7 +73,7 @@ def _fdct_1d(d: list) -> list:
     tmp3, tmp4 = d[3] + d[4], d[3] - d[4]
     tmp10, tmp13 = tmp0 + tmp3, tmp0 - tmp3
     tmp11, tmp12 = tmp1 + tmp2, tmp1 - tmp2
-    out = [None] * 8
+    out = [0] * 8  # every entry is set below
     out[0], out[4] = tmp10 + tmp11, tmp10 - tmp11
     z1 = (tmp12 + tmp13) * _C["0_541196100"]
     out[2] = z1 + tmp13 * _C["0_765366865"]
@@ -88,7 +89,7 @@ def _fdct_1d(d: list) -> list:
     return out
 
 
-def _idct_1d(d: list) -> list:
+def _idct_1d(d: list[int]) -> list[int]:
     """jidctint's pass before descaling (all eight outputs are rounded by the same shift)."""
     z1 = (d[2] + d[6]) * _C["0_541196100"]
     tmp2 = z1 + d[6] * (-_C["1_847759065"])
@@ -108,7 +109,7 @@ def _idct_1d(d: list) -> list:
     return [tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0, tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3]
 
 
-def _matrix(butterfly) -> list[list[int]]:
+def _matrix(butterfly: Callable[[list[int]], list[int]]) -> list[list[int]]:
     """M[k][j]: output k of the (linear) butterfly for the unit input e_j."""
     columns = [butterfly([1 if i == j else 0 for i in range(8)]) for j in range(8)]
     return [[columns[j][k] for j in range(8)] for k in range(8)]
@@ -156,7 +157,7 @@ def _transpose(blocks: torch.Tensor) -> torch.Tensor:
     return blocks.transpose(-1, -2).contiguous()
 
 
-def _fdct(blocks: torch.Tensor, ops: dict) -> torch.Tensor:
+def _fdct(blocks: torch.Tensor, ops: dict[str, torch.Tensor]) -> torch.Tensor:
     """jpeg_fdct_islow on centred samples: rows first, then columns (output scaled by 8).
 
     Returns the coefficients transposed ([.., horizontal freq, vertical freq]); _idct takes them so."""
@@ -164,7 +165,7 @@ def _fdct(blocks: torch.Tensor, ops: dict) -> torch.Tensor:
     return _descale(_along_rows(_transpose(rows), ops["f2"]), ops["shift_f2"])
 
 
-def _idct(coefs_t: torch.Tensor, ops: dict) -> torch.Tensor:
+def _idct(coefs_t: torch.Tensor, ops: dict[str, torch.Tensor]) -> torch.Tensor:
     """jpeg_idct_islow on transposed coefficients: columns first, then rows; centred samples out."""
     cols = _descale(_along_rows(coefs_t, ops["i"]), _CONST_BITS - _PASS1_BITS)
     return _descale(_along_rows(_transpose(cols), ops["i"]), _CONST_BITS + _PASS1_BITS + 3)
@@ -179,7 +180,7 @@ def _quantize(coefs: torch.Tensor, qtable: torch.Tensor) -> torch.Tensor:
     return magnitude.copysign_(coefs).mul_(qtable)
 
 
-def _code_plane(plane: torch.Tensor, qtable: torch.Tensor, ops: dict) -> torch.Tensor:
+def _code_plane(plane: torch.Tensor, qtable: torch.Tensor, ops: dict[str, torch.Tensor]) -> torch.Tensor:
     """Encode and decode one component plane [B, H, W] of samples 0..255 (H, W multiples of 8)."""
     blocks = _blocks(plane - 128.0).contiguous()
     coefs_t = _quantize(_fdct(blocks, ops), qtable.T)

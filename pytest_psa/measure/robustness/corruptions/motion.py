@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -52,7 +52,7 @@ __all__ = [
 
 #: (radius, sigma) of MagickMotionBlurImage per severity. 32 px: make_cifar_c.py; 64 px:
 #: make_tinyimagenet_c.py; 224 px: make_imagenet_c.py (hendrycks/robustness, ImageNet-C/create_c/).
-MOTION_TABLES: dict[int, tuple[tuple, ...]] = {
+MOTION_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
     64: ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
     224: ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
@@ -175,7 +175,7 @@ def apply_motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_degree
 
 
 @chunked(pixels=GROUPED_CHUNK_PIXELS)
-def motion_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def motion_blur(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Motion blur with ``params = (radius, sigma)`` at a per-sample angle ~ U(-45, 45) degrees."""
     radius, sigma = float(params[0]), float(params[1])
     angle = rng.uniform((1,), stream=0)[:, 0].to(torch.float64) * 90.0 - 45.0
@@ -183,7 +183,7 @@ def motion_blur(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor
 
 
 @whole_batch
-def motion_blur_hendrycks(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def motion_blur_hendrycks(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """``compat="hendrycks"``: :func:`motion_blur` rounded to 8-bit levels, as the reference's PNG round
     trip through Wand rounds (``corrupt`` then truncates, which keeps exact levels)."""
     return motion_blur(x, params, rng).mul_(255.0).round_().div_(255.0)

@@ -10,6 +10,8 @@ Severity tables (rows are severities 1..5), from hendrycks/robustness ``ImageNet
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
@@ -22,14 +24,14 @@ def _rows(*values: float) -> tuple[tuple[float], ...]:
     return tuple((v,) for v in values)
 
 
-def gaussian_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def gaussian_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """x + N(0, sigma^2) per element, clipped. params = (sigma,)."""
     (sigma,) = params
     noise = rng.normal(tuple(x.shape[1:]), stream=0).to(x.dtype)
     return noise.mul_(sigma).add_(x).clamp_(0.0, 1.0)
 
 
-def shot_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def shot_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Poisson(x * c) / c per element, clipped (photon counting with c photons at full scale).
 
     Exact Poisson draws. Images on the 1/255 grid (anything that came from uint8) take the table path
@@ -45,7 +47,7 @@ def shot_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
     return counts.div_(photons).clamp_(0.0, 1.0).to(x.dtype)
 
 
-def impulse_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def impulse_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Salt and pepper as ``skimage.util.random_noise(mode='s&p', amount=a)`` on an HWC array.
 
     Every channel element flips independently with probability ``a``; a flipped element is salt (1)
@@ -59,7 +61,7 @@ def impulse_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tens
     return torch.where(u < amount, salt_or_pepper, x)
 
 
-def speckle_noise(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def speckle_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """x + x * N(0, sigma^2) per element, clipped (multiplicative noise). params = (sigma,)."""
     (sigma,) = params
     noise = rng.normal(tuple(x.shape[1:]), stream=0).to(x.dtype)

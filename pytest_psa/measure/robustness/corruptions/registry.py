@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
     from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
-__all__ = ["BENCHMARK", "CORRUPTIONS", "FAMILIES", "RESOLUTIONS", "VALIDATION", "Corruption"]
+__all__ = ["BENCHMARK", "CORRUPTIONS", "FAMILIES", "RESOLUTIONS", "VALIDATION", "Corruption", "registered"]
 
-Kernel = Callable[["torch.Tensor", tuple, "CounterRNG"], "torch.Tensor"]
+Kernel = Callable[["torch.Tensor", tuple[Any, ...], "CounterRNG"], "torch.Tensor"]
 
 #: Image sizes with a severity table: CIFAR (32), Tiny ImageNet (64), ImageNet (224).
 RESOLUTIONS: tuple[int, ...] = (32, 64, 224)
@@ -45,7 +45,7 @@ class Corruption:
     name: str
     family: str
     kernel: Kernel
-    tables: dict[int, tuple[tuple, ...]]
+    tables: dict[int, tuple[tuple[Any, ...], ...]]
     stochastic: bool
     validation: bool = False
     deviation: str = ""  # one line on how it differs from the reference scripts; '' if it does not
@@ -60,7 +60,7 @@ class Corruption:
             if len(rows) != 5 or not all(isinstance(row, tuple) for row in rows):
                 raise ValueError(f"{self.name}: the {size} px table needs 5 tuple rows, got {rows!r}")
 
-    def params(self, severity: int, resolution: int) -> tuple:
+    def params(self, severity: int, resolution: int) -> tuple[Any, ...]:
         """The parameter row for ``severity`` (1..5) in the ``resolution`` table."""
         return self.tables[resolution][severity - 1]
 
@@ -93,10 +93,15 @@ def _collect() -> dict[str, Corruption]:
     return {name: found[name] for name in ranked}
 
 
-def __getattr__(name: str) -> Any:
+def registered() -> dict[str, Corruption]:
+    """``CORRUPTIONS``, typed: every record by name, collected on the first call."""
     global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _collect()
+    return _REGISTRY
+
+
+def __getattr__(name: str) -> Any:
     if name == "CORRUPTIONS":
-        if _REGISTRY is None:
-            _REGISTRY = _collect()
-        return _REGISTRY
+        return registered()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -245,7 +246,7 @@ def _poisson_cdf(k: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
 
 def _normal_guess(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """A starting k near the u-quantile (Cornish-Fisher), clamped to >= 0; only speed depends on it."""
-    z = torch.special.ndtri(u.clamp(1e-300, 1 - 2**-53))
+    z = cast(torch.Tensor, torch.special.ndtri(u.clamp(1e-300, 1 - 2**-53)))  # torch.special is untyped
     guess = rate + rate.sqrt() * z + (z * z - 1.0) / 6.0
     return guess.floor_().clamp_(min=0.0)
 
@@ -272,7 +273,7 @@ def _poisson_direct(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return k.reshape(shape)
 
 
-_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor, int, int]] = {}
+_TABLES: dict[tuple[str, int, bytes], tuple[torch.Tensor, torch.Tensor, int, int]] = {}
 
 
 def _cdf_table(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:

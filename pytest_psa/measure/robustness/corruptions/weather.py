@@ -16,7 +16,7 @@ All four are batched, keyed by the :class:`CounterRNG` and free of external asse
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: (loc, scale, zoom, threshold, blur radius, blur sigma, blend) per severity.
-SNOW_TABLES: dict[int, tuple[tuple, ...]] = {
+SNOW_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: (
         (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
         (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
@@ -82,21 +82,21 @@ SNOW_TABLES: dict[int, tuple[tuple, ...]] = {
 #: (image coefficient, frost coefficient, asset scale) per severity. The first two are the reference's;
 #: the third is the factor the reference resizes its frost photos by before cropping (0.2 in
 #: make_cifar_c.py, 0.3 in make_tinyimagenet_c.py, none in make_imagenet_c.py) and sets the crystal size.
-FROST_TABLES: dict[int, tuple[tuple, ...]] = {
+FROST_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: ((1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)),
     64: ((1, 0.3, 0.3), (0.9, 0.4, 0.3), (0.8, 0.45, 0.3), (0.75, 0.5, 0.3), (0.7, 0.55, 0.3)),
     224: ((1, 0.4, 1.0), (0.8, 0.6, 1.0), (0.7, 0.7, 1.0), (0.65, 0.7, 1.0), (0.6, 0.75, 1.0)),
 }
 
 #: (fog strength, wibble decay) per severity.
-FOG_TABLES: dict[int, tuple[tuple, ...]] = {
+FOG_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
     64: ((0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)),
     224: ((1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)),
 }
 
 #: (loc, scale, sigma, threshold, intensity, mode) per severity; mode 0 = liquid, 1 = mud.
-SPATTER_TABLES: dict[int, tuple[tuple, ...]] = {
+SPATTER_TABLES: dict[int, tuple[tuple[Any, ...], ...]] = {
     32: (
         (0.62, 0.1, 0.7, 0.7, 0.5, 0),
         (0.65, 0.1, 0.8, 0.7, 0.5, 0),
@@ -123,7 +123,7 @@ SPATTER_TABLES: dict[int, tuple[tuple, ...]] = {
 _GRAY = (0.299, 0.587, 0.114)  # cv2.COLOR_RGB2GRAY
 _WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)  # pale turquoise, in the reference's channel order
 _MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)
-_EMBOSS = [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]
+_EMBOSS: list[list[float]] = [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]
 
 
 def _rgb(values: tuple[float, float, float], like: torch.Tensor) -> torch.Tensor:
@@ -145,7 +145,7 @@ def _snow_blend(x: torch.Tensor, layer: torch.Tensor, blend: float) -> torch.Ten
 
 
 @whole_batch
-def snow(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def snow(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Snow: thresholded zoomed normal noise, motion-blurred at U(-135, -45) degrees, added twice
     (as is and rotated 180 degrees) onto the image blended towards ``max(x, 1.5 gray + 0.5)``.
 
@@ -165,7 +165,7 @@ def snow(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
 
 
 @chunked(pixels=GROUPED_CHUNK_PIXELS)
-def frost(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def frost(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Frost: ``image_coef * x + frost_coef * texture`` with a procedural ice texture per sample
     (chunks of ~1024 CIFAR images for the pattern, whose arms are motion blurs; smaller ones to blend)."""
     image_coef, frost_coef = float(params[0]), float(params[1])
@@ -185,7 +185,7 @@ def frost(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
 
 
 @chunked
-def fog(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def fog(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Fog: ``(x + c * plasma) * max(x) / (max(x) + c)``, plasma from diamond-square per sample."""
     strength, decay = float(params[0]), float(params[1])
     _, _, h, w = x.shape
@@ -206,7 +206,7 @@ def _liquid_texture(liquid_u8: torch.Tensor) -> torch.Tensor:
 
 
 @chunked
-def spatter(x: torch.Tensor, params: tuple, rng: CounterRNG) -> torch.Tensor:
+def spatter(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Spatter (validation): blurred thresholded normal noise as liquid (mode 0: turquoise water with
     an embossed distance texture) or mud (mode 1: brown blots that replace the image)."""
     loc, scale, sigma, threshold, intensity = (float(p) for p in params[:5])
