@@ -20,9 +20,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pytest_psa._fail_spec import FailSpec, parse_fail_spec, parse_fail_specs, specs_for
+from pytest_psa._records import BaselineComparison, MetricDeltaRecord, RunEntry
 
 __all__ = [
     "Comparison",
@@ -96,7 +97,7 @@ class MetricDelta:
             return f"{head}; within the allowance {self.threshold:.4g}"
         return f"{head}; not gated (no --psa-compare-fail spec matches)"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MetricDeltaRecord:
         return {"name": self.name, "better": self.better, "unit": self.unit, "current": self.current,
                 "baseline": self.baseline, "delta": self.delta, "worse_by": self.worse_by,
                 "specs": [str(s) for s in self.specs], "threshold": self.threshold,
@@ -163,7 +164,7 @@ class RecordComparison:
     def regressions(self) -> tuple[MetricDelta, ...]:
         return tuple(d for d in self.deltas if d.regressed)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BaselineComparison:
         return {"status": self.status, "reason": self.reason, "nodeid": self.nodeid, "index": self.index,
                 "kind": self.kind, "baseline_file": self.baseline_file, "baseline_run": self.baseline_run,
                 "augmentation": {"baseline": self.augmentation[0], "current": self.augmentation[1]},
@@ -180,7 +181,7 @@ def key_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> li
             if stored.get(k) != current.get(k)]
 
 
-def compare_entries(baseline: Mapping[str, Any] | None, current: Mapping[str, Any],
+def compare_entries(baseline: RunEntry | Mapping[str, Any] | None, current: RunEntry | Mapping[str, Any],
                     specs: Sequence[FailSpec] = (), *, baseline_key: Mapping[str, Any] | None = None,
                     current_key: Mapping[str, Any] | None = None, baseline_file: str | None = None,
                     baseline_run: Mapping[str, Any] | None = None, ignore_key: bool = False) -> RecordComparison:
@@ -190,36 +191,37 @@ def compare_entries(baseline: Mapping[str, Any] | None, current: Mapping[str, An
     marker) replaces them for the metrics it matches. A different comparability key or per-test
     identity gives status "skipped" with the reason; no baseline entry gives "missing".
     """
-    nodeid, index = entry_key(current)
-    kind = str(current.get("kind", "?"))
-    run = dict(baseline_run or {})
-    aug = (None if baseline is None else baseline.get("augmentation"), current.get("augmentation"))
-    common = dict(nodeid=nodeid, index=index, kind=kind, baseline_file=baseline_file, baseline_run=run,
-                  augmentation=aug)
-    if baseline is None:
-        return RecordComparison(status="missing", reason="no baseline entry for this test", **common)
+    cur = cast(RunEntry, current)  # entries read from files are JSON: read them as the stored form
+    base = cast("RunEntry | None", baseline)
+    nodeid, index = entry_key(cur)
+    aug = (None if base is None else base.get("augmentation"), cur.get("augmentation"))
+
+    def result(status: str, reason: str = "", deltas: tuple[MetricDelta, ...] = ()) -> RecordComparison:
+        return RecordComparison(nodeid=nodeid, index=index, kind=str(cur.get("kind", "?")), status=status,
+                                reason=reason, deltas=deltas, baseline_file=baseline_file,
+                                baseline_run=dict(baseline_run or {}), augmentation=aug)
+
+    if base is None:
+        return result("missing", "no baseline entry for this test")
     if not ignore_key and baseline_key is not None and current_key is not None:
         diff = key_differences(baseline_key, current_key)
         if diff:
-            return RecordComparison(status="skipped", reason="comparability key differs: " + ", ".join(diff),
-                                    **common)
-    diff = key_differences(baseline.get("identity", {}), current.get("identity", {}))
+            return result("skipped", "comparability key differs: " + ", ".join(diff))
+    diff = key_differences(base.get("identity", {}), cur.get("identity", {}))
     if diff:
-        return RecordComparison(status="skipped", reason="the test measured something else: " + ", ".join(diff),
-                                **common)
-    own = parse_fail_specs(current.get("compare_fail") or ())
-    cur_metrics, base_metrics = current.get("metrics") or {}, baseline.get("metrics") or {}
+        return result("skipped", "the test measured something else: " + ", ".join(diff))
+    own = parse_fail_specs(cur.get("compare_fail") or ())
+    cur_metrics, base_metrics = cur.get("metrics") or {}, base.get("metrics") or {}
     deltas = []
-    for name, cur in cur_metrics.items():
+    for name, metric in cur_metrics.items():
         if name not in base_metrics:
-            deltas.append(MetricDelta(name, str(cur.get("better", "")), str(cur.get("unit", "")),
-                                      {k: _num(cur.get(k)) for k in ("estimate", "low", "high")},
+            deltas.append(MetricDelta(name, str(metric.get("better", "")), str(metric.get("unit", "")),
+                                      {k: _num(metric.get(k)) for k in ("estimate", "low", "high")},
                                       {"estimate": None, "low": None, "high": None},
                                       note="new metric: not in the baseline"))
             continue
-        deltas.append(judge_metric(name, cur, base_metrics[name], specs_for(name, specs, own)))
-    status = "regressed" if any(d.regressed for d in deltas) else "pass"
-    return RecordComparison(status=status, deltas=tuple(deltas), **common)
+        deltas.append(judge_metric(name, metric, base_metrics[name], specs_for(name, specs, own)))
+    return result("regressed" if any(d.regressed for d in deltas) else "pass", deltas=tuple(deltas))
 
 
 # -- two runs (the `psa compare` command) ------------------------------------------------------

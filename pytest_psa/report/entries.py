@@ -7,6 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_psa._records import AuditRecord, RunEntry
 from pytest_psa.report.run_files import comparability_key, json_safe
 
 # fields of a summary that say *what* was measured (beside data and settings): a baseline
@@ -24,7 +25,7 @@ def identity_of(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     augmentation is *not* part of it: a changed augmentation is what the gate is for.
     """
     if isinstance(summary.get("identity"), Mapping):
-        return json_safe({"kind": kind, **summary["identity"]})
+        return _safe({"kind": kind, **summary["identity"]})
     ident: dict[str, Any] = {"kind": kind}
     for k in _IDENTITY_FIELDS:
         if k in summary:
@@ -36,12 +37,7 @@ def identity_of(kind: str, summary: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in (summary.get("settings") or {}).items():
         if k != "alpha":
             ident[f"settings.{k}"] = v
-    return json_safe(ident)
-
-
-def seeds_of(summary: Mapping[str, Any]) -> list[int]:
-    seeds = summary.get("seeds", summary.get("seed"))
-    return [] if seeds is None else [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+    return _safe(ident)
 
 
 def _device_kind(name: Any) -> str | None:
@@ -73,13 +69,19 @@ def key_for(summary: Mapping[str, Any], device: str | None = "auto") -> dict[str
     return comparability_key(str(kind), bool(torch is not None and torch.are_deterministic_algorithms_enabled()))
 
 
-def make_entry(record: Any, index: int, compare_fail: list[str]) -> dict[str, Any]:
-    """The stored form of one AuditRecord (docs/baselines.md, "results")."""
-    s = record.summary
-    info = record.baseline or {}
-    return json_safe({
-        "nodeid": record.nodeid, "index": index, "kind": record.kind, "augmentation": s.get("augmentation"),
-        "identity": identity_of(record.kind, s), "seeds": seeds_of(s), "metrics": s.get("metrics") or {},
-        "verdicts": record.verdicts, "compare_fail": list(compare_fail), "gate": info.get("status"),
-        "summary": s,
-    })
+def make_entry(record: AuditRecord, index: int, compare_fail: list[str]) -> dict[str, Any]:
+    """The stored form of one AuditRecord: a `RunEntry` (docs/baselines.md, "results")."""
+    info = record.baseline_info or {}
+    entry: RunEntry = {
+        "nodeid": record.nodeid, "index": index, "kind": record.kind,
+        "augmentation": record.summary.get("augmentation"),  # as stored: None in entries of older files
+        "identity": identity_of(record.kind, record.summary), "seeds": record.seeds(),
+        "metrics": record.metric_records(), "verdicts": record.verdicts, "compare_fail": list(compare_fail),
+        "gate": info.get("status"), "summary": record.summary,
+    }
+    return _safe(entry)
+
+
+def _safe(d: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json_safe(d)  # strict JSON: non-finite floats as null
+    return out

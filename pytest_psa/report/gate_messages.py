@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from pytest_psa._records import AuditRecord, BaselineComparison
 from pytest_psa.report.compare import FailSpec, RecordComparison
-from pytest_psa.report.entries import seeds_of
 
 
 def regression_message(rc: RecordComparison, summary: Mapping[str, Any], key: Mapping[str, Any],
                        specs: Sequence[FailSpec], repro: Callable[[list[str]], str]) -> str:
     """What regressed, by how much against which allowance, the baseline file and commit, the seed
     and device, and the commands that reproduce it and that accept the new values."""
+    record = AuditRecord(rc.nodeid, dict(summary), kind=rc.kind)  # the typed view of the audit's summary
     regs = rc.regressions
-    conf = (summary.get("metrics") or {}).get(regs[0].name, {}).get("confidence")
-    level = f" ({100 * conf:.4g}% intervals)" if isinstance(conf, (int, float)) else ""
+    first = record.metrics().get(regs[0].name)
+    conf = None if first is None else first.confidence
+    level = f" ({100 * conf:.4g}% intervals)" if conf is not None else ""
     lines = [f"psa baseline regression: {rc.nodeid} ({rc.kind} audit"
              f"{f' {rc.index + 1}' if rc.index else ''}: {rc.augmentation[1]})"]
     for d in regs:
@@ -34,7 +36,7 @@ def regression_message(rc: RecordComparison, summary: Mapping[str, Any], key: Ma
     commit_text = (f"commit {commit[:10]}" + (f" on {run['branch']}" if run.get("branch") else "")
                    + (" (dirty)" if run.get("dirty") else "")) if commit else "no commit recorded"
     lines.append(f"  baseline: {rc.baseline_file} (run {run.get('id')}, {commit_text}, {run.get('created')})")
-    lines.append(f"  measured with: seed={','.join(map(str, seeds_of(summary)))}, device={key['device']}, "
+    lines.append(f"  measured with: seed={','.join(map(str, record.seeds()))}, device={key['device']}, "
                  f"torch {key['torch']}, deterministic={key['deterministic']}")
     lines.append("  rule: a metric regressed when its whole current interval is worse than the baseline "
                  "estimate by more than the allowance (docs/baselines.md)")
@@ -47,8 +49,8 @@ def regression_message(rc: RecordComparison, summary: Mapping[str, Any], key: Ma
 
 
 def missing_message(rc: RecordComparison, summary: Mapping[str, Any], where: str, write_to: Path | None) -> str:
-    values = ", ".join(f"{name} = {m.get('estimate'):.4g}" for name, m in (summary.get("metrics") or {}).items()
-                       if isinstance(m, Mapping) and isinstance(m.get("estimate"), (int, float)))
+    record = AuditRecord(rc.nodeid, dict(summary), kind=rc.kind)
+    values = ", ".join(f"{name} = {m.estimate:.4g}" for name, m in record.metrics().items() if m.estimate is not None)
     return "\n".join([
         f"psa: no baseline for {rc.nodeid} ({rc.kind} audit{f' {rc.index + 1}' if rc.index else ''}) in {where}",
         f"  baseline written to {rel(write_to)} (when this session ends): rerun to compare against it, "
@@ -59,12 +61,14 @@ def missing_message(rc: RecordComparison, summary: Mapping[str, Any], where: str
 
 def summary_lines(infos: Sequence[tuple[str, Mapping[str, Any]]], *, compared_with: str | None,
                   specs: Sequence[FailSpec], written: Iterable[tuple[Path, str]]) -> list[tuple[str, dict[str, bool]]]:
-    """The "psa: baselines" section as (line, terminal markup) pairs; `infos` = (nodeid, record.baseline)."""
+    """The "psa: baselines" section as (line, terminal markup) pairs; `infos` = (nodeid, record.baseline),
+    each a `BaselineComparison`."""
+    comparisons = [(nodeid, cast(BaselineComparison, info)) for nodeid, info in infos]
     out: list[tuple[str, dict[str, bool]]] = []
     if compared_with is not None:
-        out.append((f"compared with {compared_with}: {count_words(i['status'] for _, i in infos) or 'no psa audits'}",
-                    {}))
-    for nodeid, info in infos:
+        out.append((f"compared with {compared_with}: "
+                    f"{count_words(i['status'] for _, i in comparisons) or 'no psa audits'}", {}))
+    for nodeid, info in comparisons:
         label = nodeid + (f" [audit {info['index'] + 1}]" if info.get("index") else "")
         status = info["status"]
         if status == "regressed":
@@ -77,7 +81,7 @@ def summary_lines(infos: Sequence[tuple[str, Mapping[str, Any]]], *, compared_wi
                         f"to record a baseline that matches)", {"yellow": True}))
         elif status == "missing":
             out.append((f"  NO BASELINE {label}: written to {info.get('written_to')}", {"red": True}))
-    names = {n for _, i in infos for n in (i.get("metrics") or {})}
+    names = {n for _, i in comparisons for n in (i.get("metrics") or {})}
     for spec in specs:
         if names and not any(spec.matches(n) for n in names):
             out.append((f"  warning: --psa-compare-fail={spec} matched no metric (measured: "

@@ -12,8 +12,10 @@ import html as _html
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_psa._records import AuditRecord
 
-def extras_for(records: Sequence[Any]) -> list[dict[str, Any]]:
+
+def extras_for(records: Sequence[AuditRecord]) -> list[dict[str, Any]]:
     """pytest-html extras for one test: a table of its audits and one PNG per figure."""
     try:
         from pytest_html import extras
@@ -36,7 +38,7 @@ def extras_for(records: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def attach(report: Any, records: Sequence[Any]) -> None:
+def attach(report: Any, records: Sequence[AuditRecord]) -> None:
     """Append the extras for `records` to a test report (pytest-html reads ``report.extras``)."""
     if records:
         report.extras = [*getattr(report, "extras", []), *extras_for(records)]

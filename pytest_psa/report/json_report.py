@@ -16,34 +16,35 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_psa._records import AuditRecord
 from pytest_psa.report.run_files import atomic_write_json, json_safe
 
 
-def entries(records: Iterable[Any]) -> list[dict[str, Any]]:
+def entries(records: Iterable[AuditRecord]) -> list[dict[str, Any]]:
     """One stored entry per record; ``index`` counts the audits of the same test (0, 1, ...)."""
     from pytest_psa.report.entries import make_entry
 
     seen: dict[str, int] = {}
     out = []
     for rec in records:
-        info = getattr(rec, "baseline", None) or {}
+        info = rec.baseline_info or {}
         index = info.get("index", seen.get(rec.nodeid, 0))
         seen[rec.nodeid] = seen.get(rec.nodeid, 0) + 1
         out.append(make_entry(rec, int(index), list(info.get("compare_fail", []))))
     return out
 
 
-def record_key(record: Any, device: str = "auto") -> dict[str, Any]:
+def record_key(record: AuditRecord, device: str = "auto") -> dict[str, Any]:
     """The comparability key of a record: the one the baseline gate computed, else from the summary."""
     from pytest_psa.report.entries import key_for
 
-    info = getattr(record, "baseline", None) or {}
-    if isinstance(info.get("key"), Mapping):
-        return dict(info["key"])
+    key = (record.baseline_info or {}).get("key")
+    if isinstance(key, Mapping):
+        return dict(key)
     return key_for(record.summary, device)
 
 
-def run_document(records: Iterable[Any], *, settings: Any = None, source: str = "pytest",
+def run_document(records: Iterable[AuditRecord], *, settings: Any = None, source: str = "pytest",
                  root: str | os.PathLike[str] = ".", extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The run file content for `records` (see the module docstring)."""
     import dataclasses
@@ -80,14 +81,8 @@ def write_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Pat
     return out
 
 
-def load_records(path: str | os.PathLike[str]) -> list[Any]:
+def load_records(path: str | os.PathLike[str]) -> list[AuditRecord]:
     """The audit records of a run file (for tables and figures of a saved run)."""
-    from pytest_psa._records import AuditRecord
     from pytest_psa.report.run_files import load_run
 
-    doc = load_run(Path(path))
-    out = []
-    for e in doc["results"]:
-        summary = e.get("summary") or {"augmentation": e.get("augmentation"), "metrics": e.get("metrics", {})}
-        out.append(AuditRecord(e["nodeid"], summary, list(e.get("verdicts") or []), kind=e.get("kind", "?")))
-    return out
+    return [AuditRecord.from_record(e) for e in load_run(Path(path))["results"]]

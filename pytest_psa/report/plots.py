@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_psa.report.terminal import baseline_value, flatness_comparisons, short_name
+from pytest_psa._records import AuditRecord, ComparisonRecord, MetricEstimate, MetricRecord
+from pytest_psa.report.terminal import short_name
 
 PROXIMAL_GAMMA = 0.25  # right panel of the eCDF figure: where the PSA thresholds live
 
@@ -50,8 +51,8 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _labels(records: Sequence[Any]) -> list[str]:
-    names = [str(r.summary.get("augmentation", "?")) for r in records]
+def _labels(records: Sequence[AuditRecord]) -> list[str]:
+    names = [r.subject for r in records]
     short = [short_name(n) for n in names]
     out = []
     for n, s in zip(names, short):
@@ -60,16 +61,16 @@ def _labels(records: Sequence[Any]) -> list[str]:
 
 
 # -- eCDF -----------------------------------------------------------------------------------------
-def ecdf_figure(records: Sequence[Any]) -> Any:
-    """F_N(γ) of the density records (one distance) on one axis; needs ``summary["ecdf_curve"]``."""
+def ecdf_figure(records: Sequence[AuditRecord]) -> Any:
+    """F_N(γ) of the density records (one distance) on one axis; needs their ``ecdf_curve``."""
     fig = _figure(10.0, 4.2)
     full, near = fig.subplots(1, 2)
-    distance = records[0].summary.get("distance", "?") if records else "?"
+    distance = records[0].density().get("distance", "?") if records else "?"
     colors = _colors(len(records))
     for rec, label, color in zip(records, _labels(records), colors):
-        s = rec.summary
-        curve = s.get("ecdf_curve") or {}
-        gammas, F = list(curve.get("gamma", [])), list(curve.get("F", []))
+        s = rec.density()
+        curve = s.get("ecdf_curve")
+        gammas, F = (list(curve["gamma"]), list(curve["F"])) if curve else ([], [])
         if gammas:
             xs, ys = [0.0, *gammas], [0.0, *F]  # the eCDF is 0 below the smallest distance
             for ax in (full, near):
@@ -82,7 +83,7 @@ def ecdf_figure(records: Sequence[Any]) -> Any:
             err = [[max(0.0, e["estimate"] - (e["low"] if e["low"] is not None else e["estimate"])) for e in points],
                    [max(0.0, (e["high"] if e["high"] is not None else e["estimate"]) - e["estimate"]) for e in points]]
             near.errorbar(g, est, yerr=err, fmt="o", ms=3.5, color=color, capsize=3, lw=1)
-        for v in rec.verdicts:
+        for v in rec.density_verdicts():
             near.plot([v["gamma"]], [v["min_density"]], marker="_", ms=14, mew=2, color="black")
     full.set(xlabel=f"distance γ ({distance})", ylabel="F_N(γ) = share of draws with d(x, A(x)) ≤ γ",
              title="eCDF of augmentation distances", ylim=(-0.02, 1.02), xlim=(0, None))
@@ -100,7 +101,7 @@ def ecdf_figure(records: Sequence[Any]) -> Any:
 
 
 # -- flatness -------------------------------------------------------------------------------------
-def flatness_figure(records: Sequence[Any]) -> Any:
+def flatness_figure(records: Sequence[AuditRecord]) -> Any:
     """ERM vs augmented flatness per metric (lower is flatter): bars are means over seeds, whiskers
     the range over seeds, dots the seeds; under each augmentation the relative improvement
     1 − aug/ERM with its (1 − 2α) t-interval over seeds (the statistic that is judged). When the
@@ -108,12 +109,12 @@ def flatness_figure(records: Sequence[Any]) -> Any:
     each augmentation has its own ERM bar, and lines join the two models of each seed."""
     metrics: list[str] = []
     for rec in records:
-        metrics += [m for m in flatness_comparisons(rec.summary) if m not in metrics]
+        metrics += [m for m in rec.flatness_comparisons() if m not in metrics]
     labels = _labels(records)
-    panels = []
+    panels: list[tuple[str, list[tuple[str, ComparisonRecord]], bool]] = []
     for metric in metrics:
-        comps = [(label, flatness_comparisons(rec.summary).get(metric)) for rec, label in zip(records, labels)]
-        comps = [(label, c) for label, c in comps if c is not None]
+        found = [(label, rec.flatness_comparisons().get(metric)) for rec, label in zip(records, labels)]
+        comps = [(label, c) for label, c in found if c is not None]
         shared = len({tuple(c["erm"]) for _, c in comps}) == 1
         panels.append((metric, comps, shared))
     width = max(1.2 + (1.5 if shared else 2.6) * len(comps) for _, comps, shared in panels) if panels else 4.0
@@ -156,23 +157,25 @@ def flatness_figure(records: Sequence[Any]) -> Any:
     return fig
 
 
-def _improvement_text(c: Mapping[str, Any]) -> str:
-    imp, low, high, alpha = c.get("mean"), c.get("low"), c.get("high"), c.get("alpha")
+def _improvement_text(c: ComparisonRecord) -> str:
+    imp: float | None = c.get("mean")  # older files may lack a key: read with .get
+    low, high, alpha = c.get("low"), c.get("high"), c.get("alpha")
     if not isinstance(imp, (int, float)):
         return ""
     text = f"{100 * imp:+.1f}%"
-    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, alpha)):
+    if low is not None and high is not None and alpha is not None and all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high, alpha)):
         text += f"\n[{100 * low:+.0f}, {100 * high:+.0f}]%"
     return text
 
 
 # -- corruptions ----------------------------------------------------------------------------------
-def corruption_figure(records: Sequence[Any]) -> Any:
+def corruption_figure(records: Sequence[AuditRecord]) -> Any:
     """Error per corruption (mean over severities) for ERM and each augmentation, with intervals."""
-    series: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    series: list[tuple[str, dict[str, MetricEstimate]]] = []
     erm_done = False
     for rec, label in zip(records, _labels(records)):
-        per = corruption_errors(rec.summary)
+        per = corruption_errors(rec)
         if per.get("erm") and not erm_done:
             series.append(("ERM", per["erm"]))
             erm_done = True
@@ -189,12 +192,12 @@ def corruption_figure(records: Sequence[Any]) -> Any:
         xs, ys, lo, hi = [], [], [], []
         for i, name in enumerate(names):
             e = table.get(name)
-            if not e or e.get("estimate") is None:
+            if e is None or e.estimate is None:
                 continue
             xs.append(i + (k - (len(series) - 1) / 2) * width)
-            ys.append(100 * e["estimate"])
-            lo.append(100 * max(0.0, e["estimate"] - (e.get("low") if e.get("low") is not None else e["estimate"])))
-            hi.append(100 * max(0.0, (e.get("high") if e.get("high") is not None else e["estimate"]) - e["estimate"]))
+            ys.append(100 * e.estimate)
+            lo.append(100 * max(0.0, e.estimate - (e.low if e.low is not None else e.estimate)))
+            hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
         ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=8)
     ax.set(ylabel="error (%)", title="error: clean, per corruption (mean over severities), mCE; 95% CI")
@@ -204,52 +207,60 @@ def corruption_figure(records: Sequence[Any]) -> Any:
     return fig
 
 
-def corruption_errors(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{"model": {name: estimate dict}, "erm": {...}} from a robustness summary: "clean", each
-    corruption's CE (mean over severities) and "mCE"; the baseline's from ``erm_corruption_errors``,
-    else (older files) the mean of its per-severity errors, without an interval."""
-    table = summary.get("corruption_errors")
+def corruption_errors(rec: AuditRecord) -> dict[str, dict[str, MetricEstimate]]:
+    """{"model": {name: estimate}, "erm": {...}} from a robustness record: "clean", each corruption's
+    CE (mean over severities) and "mCE"; the baseline's from ``erm_corruption_errors``, else (older
+    files) the mean of its per-severity errors, without an interval."""
+    s = rec.robustness()
+    table = s.get("corruption_errors")
     if not isinstance(table, Mapping) or not table:
         return {}
-    metrics = summary.get("metrics") or {}
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    erm = summary.get("erm_corruption_errors")
-    if not isinstance(erm, Mapping) and isinstance(summary.get("baseline_errors"), Mapping):
-        erm = {c: {"estimate": sum(e["estimate"] for e in sev.values()) / len(sev), "low": None, "high": None}
-               for c, sev in summary["baseline_errors"].items() if sev}
+    metrics = rec.metrics()
+    out: dict[str, dict[str, MetricEstimate]] = {}
+    erm: Mapping[str, MetricRecord] | None = s.get("erm_corruption_errors")
+    older = s.get("baseline_errors")
+    if not isinstance(erm, Mapping) and isinstance(older, Mapping):
+        erm = {c: _mean_error(sev) for c, sev in older.items() if sev}
     for target, per, prefix in (("model", table, ""), ("erm", erm, "baseline")):
         if not isinstance(per, Mapping) or not per:
             continue
-        rows: dict[str, dict[str, Any]] = {}
-        value = (lambda n: metrics.get(n)) if not prefix else (lambda n: baseline_value(summary, n))
-        if isinstance(value("clean_error"), Mapping):
-            rows["clean"] = dict(value("clean_error"))
-        rows.update({str(k): dict(v) for k, v in per.items() if isinstance(v, Mapping)})
-        if isinstance(value("mce"), Mapping):
-            rows["mCE"] = dict(value("mce"))
+        rows: dict[str, MetricEstimate] = {}
+        value = metrics.get if not prefix else rec.baseline_metric
+        clean, mce = value("clean_error"), value("mce")
+        if clean is not None:
+            rows["clean"] = clean
+        rows.update({str(k): MetricEstimate.from_record(v) for k, v in per.items() if isinstance(v, Mapping)})
+        if mce is not None:
+            rows["mCE"] = mce
         out[target] = rows
     return out
 
 
+def _mean_error(per_severity: Mapping[str, MetricRecord]) -> MetricRecord:
+    values = [e["estimate"] for e in per_severity.values()]
+    mean = math.nan if None in values else sum(v for v in values if v is not None) / len(values)  # nan: not drawn
+    return {"estimate": mean, "low": None, "high": None, "better": "lower", "unit": "error", "confidence": None,
+            "n": None}
+
+
 # -- writing ----------------------------------------------------------------------------------------
-def figures(records: Iterable[Any]) -> dict[str, Any]:
+def figures(records: Iterable[AuditRecord]) -> dict[str, Any]:
     """{stable file name: Figure} for the records: one eCDF per distance, flatness, corruptions."""
     recs = list(records)
     out: dict[str, Any] = {}
-    density = [r for r in recs if r.kind == "density" and (r.summary.get("ecdf_curve") or {}).get("gamma")]
-    for distance in dict.fromkeys(str(r.summary.get("distance", "unknown")) for r in density):
-        out[f"ecdf_{_slug(distance)}.png"] = ecdf_figure(
-            [r for r in density if str(r.summary.get("distance", "unknown")) == distance])
-    flat = [r for r in recs if r.kind == "flatness" and flatness_comparisons(r.summary)]
+    density = [r for r in recs if r.kind == "density" and _has_curve(r)]
+    for distance in dict.fromkeys(_distance(r) for r in density):
+        out[f"ecdf_{_slug(distance)}.png"] = ecdf_figure([r for r in density if _distance(r) == distance])
+    flat = [r for r in recs if r.kind == "flatness" and r.flatness_comparisons()]
     if flat:
         out["flatness.png"] = flatness_figure(flat)
-    robust = [r for r in recs if r.kind == "robustness" and corruption_errors(r.summary)]
+    robust = [r for r in recs if r.kind == "robustness" and corruption_errors(r)]
     if robust:
         out["corruptions.png"] = corruption_figure(robust)
     return out
 
 
-def write_plots(records: Iterable[Any], directory: str | Path) -> list[Path]:
+def write_plots(records: Iterable[AuditRecord], directory: str | Path) -> list[Path]:
     """Write the run's figures as PNG files into `directory` (created); returns their paths."""
     require_matplotlib()
     folder = Path(directory)
@@ -267,6 +278,15 @@ def png_base64(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _has_curve(rec: AuditRecord) -> bool:
+    curve = rec.density().get("ecdf_curve")
+    return bool(curve and curve.get("gamma"))
+
+
+def _distance(rec: AuditRecord) -> str:
+    return str(rec.density().get("distance", "unknown"))
 
 
 def _slug(text: str) -> str:

@@ -24,9 +24,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_psa._records import AlignmentSummary, AuditRecord, BaselineComparison, FlatnessSettings, MetricEstimate
+
 _WIDTH = 110
 _DENSITY_GAMMAS = (0.02, 0.05, 0.1)  # shown when no assertion picked γ values
 _ROBUSTNESS_SKIP = ("baseline_", "delta_", "delta(", "rel_")  # shown as columns of their base metric
+Rows = list[tuple[str, ...]]
 
 
 def short_name(augmentation: str) -> str:
@@ -35,16 +38,11 @@ def short_name(augmentation: str) -> str:
     return head or augmentation
 
 
-def subject_of(summary: Mapping[str, Any]) -> str:
-    """What a record audited: the augmentation (density, flatness) or the subject (robustness)."""
-    return str(summary.get("augmentation") or summary.get("subject") or "?")
-
-
-def summary_sections(records: Iterable[Any]) -> list[tuple[str, list[str]]]:
+def summary_sections(records: Iterable[AuditRecord]) -> list[tuple[str, list[str]]]:
     """(title, lines) per audited augmentation, in the order they were first audited."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, list[AuditRecord]] = {}
     for rec in records:
-        groups.setdefault(subject_of(rec.summary), []).append(rec)
+        groups.setdefault(rec.subject, []).append(rec)
     titles = _unique_titles(list(groups))
     sections = []
     for name, recs in groups.items():
@@ -57,7 +55,7 @@ def summary_sections(records: Iterable[Any]) -> list[tuple[str, list[str]]]:
     return sections
 
 
-def summary_notes(records: Iterable[Any]) -> list[str]:
+def summary_notes(records: Iterable[AuditRecord]) -> list[str]:
     """Lines that belong under the summary once, whatever the grouping."""
     notes = []
     if any(r.kind == "flatness" for r in records):
@@ -66,20 +64,21 @@ def summary_notes(records: Iterable[Any]) -> list[str]:
 
 
 # -- per check: (header, rows) ------------------------------------------------------------------
-def density_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+def density_audit(rec: AuditRecord) -> tuple[str, Rows]:
     """One row per γ: F_N(γ) with its bounds and the verdict (bounds are the assertion's one-sided
     ones at α/m when asserted, else 95 % two-sided)."""
-    s = rec.summary
-    align = s.get("alignment") or {}  # l2_aligned: how often the best alignment was a flip / a shift
+    s = rec.density()
+    align: AlignmentSummary = s.get("alignment") or {}  # l2_aligned: how often the best alignment was a flip / a shift
     distance = str(s.get("distance", "?")) + (f" (flip {_pct(align['flip'], 0)}, shift {_pct(align['shift'], 0)})"
                                               if align.get("draws") else "")
     header = (f"{distance}, N×K={s.get('n_images', '?')}×{s.get('draws', '?')}, identity "
-              f"{_pct(s.get('identity_fraction'), 1)} | {_data(s)}")
+              f"{_pct(s.get('identity_fraction'), 1)} | {rec.data_description()}")
     base = _comparison(rec)
-    rows = [("γ", "F_N(γ)", "bounds", *(("vs baseline",) if base else ()), "verdict")]
+    rows: Rows = [("γ", "F_N(γ)", "bounds", *(("vs baseline",) if base else ()), "verdict")]
+    points: list[tuple[float, float, float, float, str]]
     if rec.verdicts:
         points = [(v["gamma"], v["F_estimate"], v["F_low"], v["F_high"],
-                   f"{v['outcome']} (≥{v['min_density']:g})") for v in rec.verdicts]
+                   f"{v['outcome']} (≥{v['min_density']:g})") for v in rec.density_verdicts()]
     else:
         ecdf = s.get("ecdf", [])
         shown = [e for e in ecdf if e["gamma"] in _DENSITY_GAMMAS] or ecdf[:3]
@@ -90,38 +89,39 @@ def density_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
     return header, rows
 
 
-def flatness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+def flatness_audit(rec: AuditRecord) -> tuple[str, Rows]:
     """One row per metric: ERM and augmented means over seeds, the mean relative improvement
     1 − aug/ERM and its one-sided lower bound, the verdict."""
-    s = rec.summary
-    settings = s.get("settings") or {}
-    seeds = ", ".join(str(x) for x in s.get("seeds", []))
-    header = f"seeds {seeds} | preset {settings.get('preset', '?')} | {_data(s)}"
+    s = rec.flatness()
+    settings: FlatnessSettings = s.get("settings") or {}
+    seeds = ", ".join(str(x) for x in rec.seeds())
+    header = f"seeds {seeds} | preset {settings.get('preset', '?')} | {rec.data_description()}"
     base = _comparison(rec)
-    verdicts = {v.get("metric"): v for v in rec.verdicts}
-    rows = [("metric", "ERM", "augmented", "improvement", "lower bound", *(("vs baseline",) if base else ()),
-             "verdict")]
-    for metric, c in flatness_comparisons(s).items():
+    verdicts = {v.get("metric"): v for v in rec.flatness_verdicts()}
+    rows: Rows = [("metric", "ERM", "augmented", "improvement", "lower bound", *(("vs baseline",) if base else ()),
+                   "verdict")]
+    for metric, c in rec.flatness_comparisons().items():
         v = verdicts.get(metric)
         verdict = f"{v['outcome']} (>{_signed_pct(v['min_rel_improvement'])})" if v else "measured"
         cell = (_baseline_cell(base, f"improvement({metric})"),) if base else ()
-        rows.append((metric, _sig(_mean(c.get("erm"))), _sig(_mean(c.get("augmented"))), _signed_pct(c.get("mean")),
+        rows.append((metric, _sig(_mean(c["erm"])), _sig(_mean(c["augmented"])), _signed_pct(c.get("mean")),
                      _signed_pct(c.get("low")), *cell, verdict))
     return header, rows
 
 
-def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
+def robustness_audit(rec: AuditRecord) -> tuple[str, Rows]:
     """One row per headline metric: the baseline's (ERM) value, the audited value with its interval,
     the paired difference with its interval, and the budgets checked on it."""
-    s = rec.summary
-    metrics = headline_metrics(s)
-    seeds = ", ".join(str(x) for x in s.get("seeds", [])) or "-"
-    header = (f"vs {s.get('baseline') or 'nothing'} | {s.get('n_images', '?')} images | seeds {seeds} | "
-              f"preset {s.get('preset') or '-'} | {_data(s)}")
+    s = rec.robustness()
+    metrics = rec.metrics()
+    seeds = ", ".join(str(x) for x in rec.seeds()) or "-"
+    baseline = s.get("baseline")
+    header = (f"vs {baseline or 'nothing'} | {s.get('n_images', '?')} images | seeds {seeds} | "
+              f"preset {s.get('preset') or '-'} | {rec.data_description()}")
     conf = _confidence(metrics)
     base = _comparison(rec)
     by_metric: dict[str, list[str]] = {}
-    for v in rec.verdicts:
+    for v in rec.budget_verdicts():
         if isinstance(v, Mapping) and v.get("metric"):
             target = str(v["metric"])
             for prefix in ("delta_", "rel_"):
@@ -130,16 +130,16 @@ def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
                 target = target[6:-1]
             by_metric.setdefault(target, []).append(
                 f"{v.get('outcome', '?')} ({v.get('check', v['metric'])} ≤{v.get('budget', float('nan')):g})")
-    erm_label = str(s.get("baseline") or "baseline").upper() if s.get("baseline") == "erm" else "baseline"
-    rows = [("metric", erm_label, f"value [{conf}]", f"Δ [{conf}]", *(("vs baseline",) if base else ()), "verdict")]
+    erm_label = str(baseline or "baseline").upper() if baseline == "erm" else "baseline"
+    rows: Rows = [("metric", erm_label, f"value [{conf}]", f"Δ [{conf}]", *(("vs baseline",) if base else ()),
+                   "verdict")]
     for name, m in metrics.items():
         if name.startswith(_ROBUSTNESS_SKIP):
             continue
-        unit = str(m.get("unit", ""))
-        ref, delta = baseline_value(s, name), paired_delta(s, name)
+        ref, delta = rec.baseline_metric(name), rec.paired_delta(name)
         cell = (_baseline_cell(base, name),) if base else ()
-        rows.append((name, _value(ref.get("estimate"), unit) if ref else "",
-                     _with_interval(m, unit), _with_interval(delta, unit, signed=True) if delta else "",
+        rows.append((name, _value(ref.estimate, m.unit) if ref else "",
+                     _with_interval(m, m.unit), _with_interval(delta, m.unit, signed=True) if delta else "",
                      *cell, "; ".join(by_metric.get(name, [])) or "measured"))
     for name, m in metrics.items():  # ratios to the baseline (relative mCE, mFP) as their own rows
         if name.startswith("rel_"):
@@ -149,46 +149,14 @@ def robustness_audit(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
     return header, rows
 
 
-def _other(rec: Any) -> tuple[str, list[tuple[str, ...]]]:
-    rows = [("metric", "value", "interval")]
-    for name, m in headline_metrics(rec.summary).items():
-        unit = str(m.get("unit", ""))
-        rows.append((name, _value(m.get("estimate"), unit), _interval(m, unit)))
-    return _data(rec.summary), rows
+def _other(rec: AuditRecord) -> tuple[str, Rows]:
+    rows: Rows = [("metric", "value", "interval")]
+    for name, m in rec.metrics().items():
+        rows.append((name, _value(m.estimate, m.unit), _interval(m, m.unit)))
+    return rec.data_description(), rows
 
 
 RENDERERS = {"density": density_audit, "flatness": flatness_audit, "robustness": robustness_audit}
-
-
-# -- reading summaries (shared with plots and the CLI) ------------------------------------------
-def headline_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``summary["metrics"]`` entries that follow the headline contract ({"estimate", "low", ...})."""
-    metrics = summary.get("metrics") or {}
-    return {k: v for k, v in metrics.items() if isinstance(v, Mapping) and "estimate" in v}
-
-
-def baseline_value(summary: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    """The baseline model's (ERM's) value of a robustness metric: ``baseline_<name>`` in the
-    headline metrics, or ``erm_metrics[name]``."""
-    found = headline_metrics(summary).get(f"baseline_{name}")
-    return found if found is not None else headline_metrics({"metrics": summary.get("erm_metrics")}).get(name)
-
-
-def paired_delta(summary: Mapping[str, Any], name: str) -> dict[str, Any] | None:
-    """The paired difference audited − baseline of a robustness metric (``delta_<name>``)."""
-    metrics = headline_metrics(summary)
-    return metrics.get(f"delta_{name}") or metrics.get(f"delta({name})")
-
-
-def flatness_comparisons(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The per-metric ERM-vs-augmented comparisons of a flatness summary (the entries with per-seed
-    ``erm`` and ``augmented`` values, under "comparisons" or "metrics")."""
-    for key in ("comparisons", "metrics"):
-        found = {k: v for k, v in (summary.get(key) or {}).items()
-                 if isinstance(v, Mapping) and "erm" in v and "augmented" in v}
-        if found:
-            return found
-    return {}
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -204,12 +172,8 @@ def _unique_titles(names: list[str]) -> dict[str, str]:
     return {n: (_clip(n, 64) if values.count(short[n]) > 1 else short[n]) for n in names}
 
 
-def _test(rec: Any) -> str:
+def _test(rec: AuditRecord) -> str:
     return _clip(rec.nodeid.split("::", 1)[-1], 48)
-
-
-def _data(summary: Mapping[str, Any]) -> str:
-    return str((summary.get("data") or {}).get("describe", "?"))
 
 
 def _clip(text: str, width: int) -> str:
@@ -259,35 +223,35 @@ def _value(x: Any, unit: str, signed: bool = False) -> str:
     return f"{x:+.4g}" if signed else f"{x:.4g}"
 
 
-def _interval(m: Mapping[str, Any], unit: str) -> str:
-    low, high = m.get("low"), m.get("high")
-    if not (_finite(low) and _finite(high)):
+def _interval(m: MetricEstimate, unit: str) -> str:
+    low, high = m.low, m.high
+    if low is None or high is None:  # MetricEstimate keeps finite bounds only
         return "n/a"
     if _percent_unit(unit):
         return f"[{100 * low:.1f}, {100 * high:.1f}]"
     return f"[{low:.3g}, {high:.3g}]"
 
 
-def _with_interval(m: Mapping[str, Any], unit: str, signed: bool = False) -> str:
-    text = _value(m.get("estimate"), unit, signed)
+def _with_interval(m: MetricEstimate, unit: str, signed: bool = False) -> str:
+    text = _value(m.estimate, unit, signed)
     iv = _interval(m, unit)
-    if signed and iv != "n/a" and _percent_unit(unit):
-        iv = f"[{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]"
+    if signed and iv != "n/a" and _percent_unit(unit) and m.low is not None and m.high is not None:
+        iv = f"[{100 * m.low:+.1f}, {100 * m.high:+.1f}]"
     return text if iv == "n/a" else f"{text} {iv}"
 
 
-def _confidence(metrics: Mapping[str, Mapping[str, Any]]) -> str:
-    levels = {m.get("confidence") for m in metrics.values() if _finite(m.get("confidence"))}
+def _confidence(metrics: Mapping[str, MetricEstimate]) -> str:
+    levels = {m.confidence for m in metrics.values() if m.confidence is not None}
     return f"{100 * levels.pop():g}%" if len(levels) == 1 else "CI"
 
 
-def _comparison(rec: Any) -> dict[str, Any] | None:
+def _comparison(rec: AuditRecord) -> BaselineComparison | None:
     """The record's comparison with a stored baseline (None when there is none)."""
-    comp = getattr(rec, "baseline", None)
-    return comp if isinstance(comp, Mapping) and comp.get("status") else None
+    comp = rec.baseline_info
+    return comp if comp is not None and comp.get("status") else None
 
 
-def _baseline_cell(comp: Mapping[str, Any], metric: str) -> str:
+def _baseline_cell(comp: BaselineComparison, metric: str) -> str:
     status = comp.get("status")
     if status in ("missing", "skipped", "updated", "not compared"):
         return str(status)
