@@ -23,6 +23,7 @@ def test_noise(psa):
 """
 
 
+@pytest.mark.slow
 def test_session_is_the_registered_plugin_and_verdicts_reach_records_and_junit(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
 from pytest_psa._session import SESSION_NAME, PsaSession, session_of
@@ -45,6 +46,7 @@ def pytest_sessionfinish(session):
     assert float(props["psa_F(0.05)"]) > 0.5
 
 
+@pytest.mark.slow
 def test_repro_hook_is_asked_with_the_measurement_seed(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
 def pytest_psa_repro_command(nodeid, seed, config):
