@@ -22,7 +22,7 @@ import torch
 
 from pytest_psa.measure.robustness.attacks.geometry import apgd_start, ascent_direction, per_sample, project
 from pytest_psa.measure.robustness.attacks.oracle import Oracle
-from pytest_psa.measure.robustness.attacks.settings import AttackSettings
+from pytest_psa._specs.attacks import AttackSettings
 from pytest_psa.measure.robustness.attacks.tracker import Tracker, compact
 
 RHO = 0.75

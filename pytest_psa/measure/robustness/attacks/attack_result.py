@@ -11,7 +11,7 @@ import numpy as np
 from pytest_psa._stats import ProportionInterval, proportion_interval
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
 from pytest_psa.measure.robustness.attacks.checks import CheckOutcome
-from pytest_psa.measure.robustness.attacks.settings import AttackSettings
+from pytest_psa._specs.attacks import AttackSettings
 from pytest_psa.measure.robustness.error_stats import _check_alpha
 
 DEFAULT_ALPHA = 0.05

@@ -25,7 +25,7 @@ from pytest_psa.measure.robustness.attacks.geometry import perturbation_norms
 from pytest_psa.measure.robustness.attacks.oracle import Oracle
 from pytest_psa.measure.robustness.attacks.pgd import pgd_run
 from pytest_psa.measure.robustness.attacks.attack_result import DEFAULT_ALPHA, AttackResult
-from pytest_psa.measure.robustness.attacks.settings import AttackSettings, resolve_settings
+from pytest_psa._specs.attacks import AttackSettings, resolve_settings
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 PROBE = 32  # samples of the first batch used for the determinism and ε = 0 probes

@@ -12,7 +12,7 @@ import torch
 
 from pytest_psa.measure.robustness.attacks.geometry import ascent_direction, pgd_start, project
 from pytest_psa.measure.robustness.attacks.oracle import Oracle
-from pytest_psa.measure.robustness.attacks.settings import AttackSettings
+from pytest_psa._specs.attacks import AttackSettings
 from pytest_psa.measure.robustness.attacks.tracker import Tracker, compact
 
 
