@@ -1,6 +1,6 @@
 """Forward passes of pytest_psa's PAC-Bayes sigma search against the bisection reference.
 
-Reference (cpu_feasibility.md §6, after nitarshan's `_pacbayes_sigma`): bisection on log sigma in
+Reference (after nitarshan's `_pacbayes_sigma`): bisection on log sigma in
 [1e-6, 1], 15 steps, each step a fresh 10-draw Monte Carlo mean of L(w + sigma z) - L(w) compared
 with the target 0.1, so 150 forward passes (+1 for L(w)). Ours: common random numbers (antithetic
 pairs reused for every sigma), a log-log secant bracket and Brent's method, with the same 10 draws.

@@ -7,7 +7,7 @@
 The CIFAR-10 archive (``train/<class>/*.jpg``, ``test/<class>/*.jpg``) is read straight from
 the .tar.gz and decoded with PIL; the decoded arrays are kept in an uncompressed .npz under
 the temp folder for the next run (nothing is unpacked into the work tree). Each training runs
-in a fresh process (cpu_feasibility §9: a long-lived process can slow down), and the numbers
+in a fresh process (measured on 2 CPU cores: a long-lived process can slow down), and the numbers
 go to stdout as a table and, with --json, to a file.
 """
 

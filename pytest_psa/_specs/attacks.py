@@ -12,7 +12,7 @@ Defaults (docs/attacks.md):
 
 Default attacks of a robustness audit: the seed paper's PGD-20 L∞ ε = 8/255 (step 2/255), plus two
 small budgets, PGD-10 L∞ ε = 2/255 and PGD-7 L2 ε = 0.25. On models that were not adversarially
-trained, 8/255 drives robust accuracy to 0-0.2 % (cpu_feasibility.md §5: no signal, every
+trained, 8/255 drives robust accuracy to 0-0.2 % (measured on 2 CPU cores: no signal, every
 augmentation looks the same); the small budgets still separate them (TA 26.7 % vs ERM 17.1 % at
 L∞ 2/255).
 

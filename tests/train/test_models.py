@@ -17,7 +17,7 @@ def _n_params(m):
 
 
 @pytest.mark.parametrize("name, params, feat", [
-    ("small_cnn", 98_970, 128),       # cpu_feasibility §3: cnn_w16-32-64-128-ep
+    ("small_cnn", 98_970, 128),       # cnn_w16-32-64-128-ep
     ("resnet9", 6_573_120, 512),
     ("resnet18", 11_173_962, 512),    # the CIFAR ResNet-18
     ("wrn40_2", 2_243_546, 128),      # WRN-40-2 as in the AugMix code

@@ -1,10 +1,10 @@
 """Hessian-vector products of the mean loss by double backward, over chunks of the data.
 
-Chunks of ~250 images are about 2x faster on CPU than one pass over 1,000 (cpu_feasibility §6).
+Chunks of ~250 images are about 2x faster on CPU than one pass over 1,000 (measured on 2 CPU cores).
 The first-order graph of each chunk can be kept between products, so that a power iteration or a
 Hutchinson estimate pays for the forward and the first backward once; whether it fits is decided
 from the bytes autograd saves for the first chunk. Finite differences are not an option: ReLU and
-max-pool kinks make them wrong by factors (cpu_feasibility §6).
+max-pool kinks make them wrong by factors (measured against exact Hessian-vector products).
 """
 
 from __future__ import annotations

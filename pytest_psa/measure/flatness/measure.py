@@ -29,7 +29,7 @@ from pytest_psa.measure.flatness.sharpness import eps_sharpness
 
 METRICS: tuple[str, ...] = FLATNESS_METRICS  # declared (torch-free) in pytest_psa/_specs/names.py
 
-# Sized for 2 CPU cores (cpu_feasibility §6 and §8); every value is recorded in the report.
+# Sized for 2 CPU cores (timed there); every value is recorded in the report.
 DEFAULTS: dict[str, Any] = {
     "max_images": 1000,  # first n rows of the data; 1k and 2k agreed within 1 % (§6)
     "chunk_size": 250,  # 2x faster than 1,000 per pass on CPU (§6)
