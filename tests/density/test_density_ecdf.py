@@ -183,6 +183,7 @@ def test_to_dict_and_table():
     assert "F(0.05)" in r.table()
 
 
+@pytest.mark.slow
 def test_public_density_name():
     """`pytest_psa.density(...)` stays the function after the measurement submodules were imported."""
     code = ("import pytest_psa.measure.density.distances\n"

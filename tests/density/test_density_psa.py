@@ -16,6 +16,8 @@ from torchvision.transforms import v2
 from pytest_psa import PSAViolation
 from pytest_psa.audits.density import density
 
+pytestmark = pytest.mark.slow  # default-size audits (500 images x 8 draws) of four augmentations
+
 GAMMA, MIN_DENSITY = 0.05, 0.05
 
 AUGMENTATIONS = {

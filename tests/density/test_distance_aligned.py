@@ -211,6 +211,7 @@ def test_parameters_by_name() -> None:
 
 
 # -- real CIFAR-10 ----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.cifar
 def test_crop_flip_is_proximal_under_l2_aligned_and_far_stays_far_on_cifar10(cifar10) -> None:
     """500 test images x 8 draws, seed 0. Under pixel l2 both are far (F(0.05) about 0.006 and 0.0003);

@@ -137,6 +137,7 @@ def test_cosine_feature_distance_is_non_negative_symmetric_and_bounded(pair) -> 
 
 
 # -- the default encoder: the ERM baseline from the model cache --------------------------------
+# the default feature distance trains (or reads from the cache) the flatness ERM baseline: `slow`
 @pytest.fixture(scope="module")
 def noise_ladder(psa_cache_dir):
     """Gaussian noise of growing σ, 200 images x 4 draws each, under the default feature distance."""
@@ -144,6 +145,7 @@ def noise_ladder(psa_cache_dir):
             for s in (0.02, 0.05, 0.1, 0.2)}
 
 
+@pytest.mark.slow
 def test_default_encoder_is_the_flatness_erm_baseline_from_the_cache(noise_ladder, psa_cache_dir) -> None:
     params = noise_ladder[0.02].distance_info["params"]
     train = pytest_psa.synthetic("train")
@@ -157,6 +159,7 @@ def test_default_encoder_is_the_flatness_erm_baseline_from_the_cache(noise_ladde
     assert float(identity.distances.max()) == 0.0
 
 
+@pytest.mark.slow
 def test_feature_distance_grows_with_noise_strength(noise_ladder) -> None:
     """For each step σ -> σ' of the ladder, an image's mean distance over its draws grows.
 

@@ -80,6 +80,7 @@ def test_default_distance(psa):
     assert summary["distance_info"]["params"]["radius_px"] == [4, 4]
 
 
+@pytest.mark.slow
 def test_feature_by_name_in_the_fixture_uses_the_cached_erm(pytester: pytest.Pytester, psa_cache_dir) -> None:
     """`--psa-distance=feature` with the session's cache: the synthetic ERM baseline is trained once
     (or found, when the feature tests ran first) and the fixture's audit names it."""

@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 import pytest_psa
 
 
+@pytest.mark.slow
 @pytest.mark.cifar
 def test_trivialaugment_is_flatter_than_erm_on_cifar10(cifar10, psa_cache_dir) -> None:
     result = pytest_psa.flatness(

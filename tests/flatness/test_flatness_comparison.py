@@ -15,6 +15,8 @@ from torchvision.transforms import v2
 import pytest_psa
 from pytest_psa import PsaUsageError, PSAViolation
 
+pytestmark = pytest.mark.slow  # every test reads the comparison trained once per module (4 models)
+
 CROP_FLIP = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
 SMALL = {"epochs": 3, "n_train": 2000, "batch_size": 64, "n_measure": 250}
 METRICS = ["eps_sharpness", "lpf"]

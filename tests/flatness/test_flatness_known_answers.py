@@ -77,6 +77,7 @@ def test_pac_bayes_sigma_closed_form() -> None:
     assert r.forward_passes == r.evaluations * 64
 
 
+@pytest.mark.slow
 def test_pac_bayes_standard_error_is_calibrated() -> None:
     # 40 seeds, 95 % intervals: a calibrated se covers the truth about 38 times; <= 33 has p = 0.0034
     H = rotated_hessian(EIGS, seed=3)
@@ -205,6 +206,7 @@ def test_rho_flat_eps_beyond_rho() -> None:
     assert r.value == pytest.approx(100 * 0.5 * (eps - rho) ** 2, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_rho_flat_lpf_and_pac_bayes() -> None:
     rho, sigma = 0.5, 0.4
     rep = measure(RhoFlat(0.0, rho), ["lpf", "pac_bayes"], lpf_sigma=sigma, n_samples=4000, target=0.01)

@@ -83,6 +83,7 @@ def test_waiting_for_another_workers_training_honours_the_budget(tmp_path: Path)
     assert cache.trainings() == []
 
 
+@pytest.mark.slow
 def test_per_test_budgets_fail_overruns_and_pass_the_rest(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(g2_budget_helpers=TINY_TRAINING)
     pytester.makepyfile(test_budgets="""

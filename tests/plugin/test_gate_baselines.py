@@ -71,6 +71,7 @@ def _run_file(pytester: pytest.Pytester, name: str) -> Path:
     return pytester.path / ".psa" / KEY_DIR / name
 
 
+@pytest.mark.slow
 def test_ci_scenario_save_inject_regression_fail_on_item_then_update(pytester: pytest.Pytester) -> None:
     _suite(pytester, 0.02)
     saved = _run(pytester, "--psa-save=main")

@@ -26,6 +26,7 @@ def test_plugin_import_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_suite_without_psa_tests_never_imports_torch(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         import sys
@@ -110,6 +111,7 @@ def test_marker_arguments_are_validated_at_collection(pytester: pytest.Pytester)
     assert "must not run" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_check_passes_and_fails_on_the_item_with_table_and_repro(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FAR + """
 import pytest

@@ -91,6 +91,7 @@ def pytest_sessionfinish(session):
 """
 
 
+@pytest.mark.slow
 def test_two_workers_train_a_shared_model_once_and_report_every_audit(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = pytester.path / "cache"

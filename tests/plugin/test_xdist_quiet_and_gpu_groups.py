@@ -17,6 +17,7 @@ pytest.importorskip("xdist")
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 
+@pytest.mark.slow
 def test_xdist_without_psa_tests_adds_nothing(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         import os, sys
@@ -36,6 +37,7 @@ def test_xdist_without_psa_tests_adds_nothing(pytester: pytest.Pytester) -> None
         "torch_controller.txt": "False", "torch_gw0.txt": "False", "torch_gw1.txt": "False"}
 
 
+@pytest.mark.slow
 def test_gpu_tests_share_one_worker_under_loadgroup_and_each_worker_has_its_gpu(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         import os

@@ -18,6 +18,7 @@ from pytest_psa.report.run_files import load_run
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_audit_prints_tables_1_to_3_and_writes_the_run_and_figures(tmp_path: Path, report_cache, tiny_flatness,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     t = tiny_flatness  # the models of test_report_session: cache hits whichever test runs first
@@ -112,6 +113,7 @@ def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pyte
     assert load_run(tmp_path / "run.json")["skipped"][0]["check"] == "robustness"
 
 
+@pytest.mark.slow
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("psa")
     if not script.exists():

@@ -56,6 +56,7 @@ def test_policy(drawn: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not bars_enabled()
 
 
+@pytest.mark.slow
 def test_density_and_trainer_draw_through_the_policy(drawn: io.StringIO) -> None:
     pytest_psa.density(None, n_images=20, draws=2)
     assert "psa density none" in drawn.getvalue()
@@ -102,6 +103,7 @@ def _run_in_terminal(path: str, *args: str, ci: bool = False) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_bars_on_a_terminal_only(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_slow=SLOW_TEST)
     where = str(pytester.path)

@@ -35,6 +35,7 @@ def test_cropflip_three_audits(psa):
 """
 
 
+@pytest.mark.slow
 def test_json_plots_and_grouped_summary(pytester: pytest.Pytester, report_cache, tiny_flatness) -> None:
     pytester.makepyfile(f"FLAT = {tiny_flatness!r}\n" + TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider", f"--psa-cache-dir={report_cache}",

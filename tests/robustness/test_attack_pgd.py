@@ -28,6 +28,7 @@ from pytest_psa.measure.robustness.attacks.harness import PROBE
 ALPHA = 1e-3  # error rate of each statistical assertion below
 
 
+# trains a small CNN for 3 epochs: every test that attacks it is `slow`
 @pytest.fixture(scope="module")
 def trained():
     from pytest_psa.data.synthetic import synthetic
@@ -40,6 +41,7 @@ def trained():
 
 
 @pytest.mark.parametrize(("norm", "eps", "steps"), [("linf", 8 / 255, 10), ("l2", 0.5, 7)])
+@pytest.mark.slow
 def test_attack_reduces_accuracy_within_the_ball(trained, norm, eps, steps):
     model, x, y = trained
     res = run_attack(model, x, y, norm=norm, eps=eps, steps=steps, keep_images=True)
@@ -70,6 +72,7 @@ def _lower_bound(correct: np.ndarray, alpha: float) -> float:
     return proportion_interval(correct.astype(float), np.ones(len(correct)), alpha, "lower").low
 
 
+@pytest.mark.slow
 def test_best_iterate_fools_every_sample_the_last_iterate_fools(trained):
     """Plain PGD returning its last iterate (as torchattacks/ART do) vs ours keeping the first fooling
     iterate, on the same trajectory (same start, no early stop): ours fools a superset."""
@@ -93,6 +96,7 @@ def test_best_iterate_fools_every_sample_the_last_iterate_fools(trained):
     assert ours_fooled.sum() >= last_fooled.sum()
 
 
+@pytest.mark.slow
 def test_early_stop_saves_passes_and_changes_nothing(trained):
     model, x, y = trained
     kw = dict(eps=8 / 255, steps=10)
@@ -109,6 +113,7 @@ def test_early_stop_saves_passes_and_changes_nothing(trained):
     assert full.forwards == len(x) + PROBE + 2 * probe + 11 * attacked + fooled
 
 
+@pytest.mark.slow
 def test_eps_zero_returns_the_clean_images(trained):
     model, x, y = trained
     adv = attack(model, x, y, eps=0.0, steps=3)
@@ -117,6 +122,7 @@ def test_eps_zero_returns_the_clean_images(trained):
     assert comparison.passed and comparison.only_stronger_failed == 0
 
 
+@pytest.mark.slow
 def test_model_mode_and_buffers_are_restored(trained):
     model, x, y = trained
     eval_result = run_attack(model, x, y, steps=5)
@@ -134,6 +140,7 @@ def test_model_mode_and_buffers_are_restored(trained):
     assert np.array_equal(train_result.robust_correct, eval_result.robust_correct)
 
 
+@pytest.mark.slow
 def test_apgd_is_at_least_as_strong_as_pgd_at_equal_budget(trained):
     model, x, y = trained
     for norm, eps in (("linf", 8 / 255), ("l2", 0.5)):
@@ -144,6 +151,7 @@ def test_apgd_is_at_least_as_strong_as_pgd_at_equal_budget(trained):
         assert comparison.passed, comparison.describe()
 
 
+@pytest.mark.slow
 def test_same_seed_same_images_any_batch_size(trained):
     model, x, y = trained
     a = run_attack(model, x, y, steps=5, seed=3, keep_images=True)
@@ -157,6 +165,7 @@ def test_same_seed_same_images_any_batch_size(trained):
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is never touched
 
 
+@pytest.mark.slow
 def test_restarts_only_add_fooled_samples(trained):
     model, x, y = trained
     one = run_attack(model, x, y, steps=5)
@@ -165,6 +174,7 @@ def test_restarts_only_add_fooled_samples(trained):
     assert not (three.robust_correct & ~one.robust_correct).any()
 
 
+@pytest.mark.slow
 def test_monotone_check_can_fail(trained):
     """compare_attacks with the roles swapped (a 1-step attack as the 'stronger') must flag it."""
     model, x, y = trained
@@ -177,6 +187,7 @@ def test_monotone_check_can_fail(trained):
         swapped.assert_monotone()
 
 
+@pytest.mark.slow
 def test_result_reports_and_asserts(trained):
     model, x, y = trained
     res = run_attack(model, x, y, eps=8 / 255, steps=5)
@@ -195,6 +206,7 @@ def test_public_name():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.slow
 def test_cuda_matches_cpu_within_noise(trained):
     import copy
 

@@ -362,6 +362,7 @@ def test_defocus_radius_above_eight_uses_the_wide_grid():
     assert abs(ref_disk(0.3, 0.4).sum() - small.sum()) < 1e-7
 
 
+@pytest.mark.slow
 @pytest.mark.cifar
 def test_real_cifar_images_match_the_references(cifar10):
     """Real photographs (textures, saturated colours, JPEG-like blocks) on top of the synthetic shapes:

@@ -31,11 +31,13 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("robustness-cache")
 
 
+# trains and attacks an ERM and an augmented model: every test that reads it is `slow`
 @pytest.fixture(scope="module")
 def result(cache_dir):
     return pytest_psa.robustness(NOISE, cache_dir=cache_dir, **SETTINGS, **TRAIN)
 
 
+@pytest.mark.slow
 def test_noise_augmentation_lowers_gaussian_noise_error(result) -> None:
     """Training with Gaussian noise (σ = 0.1) must lower the gaussian_noise corruption error against ERM:
     the 99.9 % interval of the paired per-image difference lies below 0 (measured: -3.0 points,
@@ -48,6 +50,7 @@ def test_noise_augmentation_lowers_gaussian_noise_error(result) -> None:
     assert rce.high < 1.0, rce.text()
 
 
+@pytest.mark.slow
 def test_result_reports_what_was_measured(result) -> None:
     assert result.subject.startswith("GaussianNoise") and result.baseline == "erm" and result.kind == "augmentation"
     assert result.seeds == (0,) and result.preset == "smoke" and result.n_images == 500
@@ -73,6 +76,7 @@ def test_result_reports_what_was_measured(result) -> None:
         assert token in text, token
 
 
+@pytest.mark.slow
 def test_to_dict_is_json_and_has_the_headline_contract(result) -> None:
     d = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert d["kind"] == "robustness" and d["augmentation"] == result.subject
@@ -88,6 +92,7 @@ def test_to_dict_is_json_and_has_the_headline_contract(result) -> None:
     assert runs["forwards"] > 0 and runs["backwards"] > 0 and runs["images_per_s"] > 0 and runs["checks"]
 
 
+@pytest.mark.slow
 def test_robustbench_layout(result, tmp_path) -> None:
     records = result.to_frame_records()
     assert len(records) == 2 * 3 * 5
@@ -100,6 +105,7 @@ def test_robustbench_layout(result, tmp_path) -> None:
     assert acc == pytest.approx(1 - result.errors()[2][4].estimate, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_second_call_is_a_cache_hit_with_the_same_numbers(result, cache_dir) -> None:
     again = pytest_psa.robustness(NOISE, cache_dir=cache_dir, **SETTINGS, **TRAIN)
     assert again.cache_hit and "cache: hit" in again.table()
@@ -107,6 +113,7 @@ def test_second_call_is_a_cache_hit_with_the_same_numbers(result, cache_dir) -> 
     assert {k: v.estimate for k, v in again.metrics().items()} == {k: v.estimate for k, v in result.metrics().items()}
 
 
+@pytest.mark.slow
 def test_assert_budget_passes_fails_and_warns(result) -> None:
     assert result.assert_budget(max_mce=0.9, max_clean_error=0.5, max_adv_error=0.9, max_mfp=0.5) is result
     with pytest.raises(PSAViolation) as info:
@@ -123,6 +130,7 @@ def test_assert_budget_passes_fails_and_warns(result) -> None:
         result.assert_budget(max_mce=budget, alpha=alpha)
 
 
+@pytest.mark.slow
 def test_vs_erm_budgets(result) -> None:
     # relative mCE measured 0.58 [0.47, 0.70]: a ceiling of 1.0 passes, 0.2 is shown exceeded
     result.assert_budget(vs_erm=1.0)
@@ -137,6 +145,7 @@ def test_vs_erm_budgets(result) -> None:
     assert seen[0]["limit"] == 0.5
 
 
+@pytest.mark.slow
 def test_budget_usage_errors(result) -> None:
     with pytest.raises(PsaUsageError, match="no budget"):
         result.assert_budget()
@@ -148,6 +157,7 @@ def test_budget_usage_errors(result) -> None:
         result.assert_budget(max_mce=float("nan"))
 
 
+@pytest.mark.slow
 def test_trained_models_give_the_same_numbers_as_the_augmentation_audit(result, cache_dir) -> None:
     """robustness(model, baseline=model) on the very models the augmentation audit trained: identical numbers,
     the models stay where they were and keep their training mode."""
@@ -172,6 +182,7 @@ def test_trained_models_give_the_same_numbers_as_the_augmentation_audit(result, 
         alone.assert_budget(vs_erm=1.0)
 
 
+@pytest.mark.slow
 def test_reference_normalized_ce(result, cache_dir, tmp_path) -> None:
     """Normalizing by a reference table: by hand from a dict, and 1.0 exactly against the model's own
     RobustBench CSV row (accuracies written to 6 significant digits)."""
@@ -188,6 +199,7 @@ def test_reference_normalized_ce(result, cache_dir, tmp_path) -> None:
         pytest_psa.robustness(NOISE, cache_dir=cache_dir, reference=path, **SETTINGS, **TRAIN)
 
 
+@pytest.mark.slow
 def test_a_damaged_evaluation_entry_is_a_clear_cache_error(result, cache_dir, tmp_path) -> None:
     import shutil
 
@@ -224,6 +236,7 @@ def test_a_model_with_training_overrides_is_a_usage_error() -> None:
         pytest_psa.robustness(net, baseline="erm", attacks=None, corruptions=None, n_images=10)
 
 
+@pytest.mark.slow
 def test_flip_rates_follow_the_reference_rules(result, cache_dir) -> None:
     """Noise sequences count flips against frame 0, the others against the previous frame: recompute the
     ERM model's per-sequence flip rates from scratch and compare."""
@@ -242,6 +255,7 @@ def test_flip_rates_follow_the_reference_rules(result, cache_dir) -> None:
         assert np.array_equal(M.flip_rates(preds, rule), result.baseline_samples.flips[p]), name
 
 
+@pytest.mark.slow
 def test_several_training_seeds_are_averaged_per_image(result, cache_dir) -> None:
     """ERM alone (no augmentation, so no baseline) over seeds 0 and 1: per-image errors are the mean over
     the seeds' models, the headline number is the mean of the per-seed numbers, and the interval becomes

@@ -17,6 +17,7 @@ import pytest_psa
 from pytest_psa.measure.robustness import error_stats as M
 
 
+@pytest.mark.slow
 @pytest.mark.cifar
 def test_trivialaugment_vs_erm_on_cifar10(cifar10, psa_cache_dir) -> None:
     result = pytest_psa.robustness(

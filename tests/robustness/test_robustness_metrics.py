@@ -110,6 +110,7 @@ def test_delta_interval_width_agrees_with_a_bootstrap() -> None:
     assert se_delta == pytest.approx(np.std(boots), rel=0.15)
 
 
+@pytest.mark.slow
 def test_betting_interval_covers_at_its_level() -> None:
     """200 seeded replications of mCE-like per-image means over 75 Bernoulli variants: the 90 %
     interval must cover the true mean in at least 80 % (it is conservative; a binomial(200, 0.9) falls

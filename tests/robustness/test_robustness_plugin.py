@@ -36,6 +36,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("plugin-cache")
 
 
+@pytest.mark.slow
 def test_marker_budgets_pass_fail_and_report(pytester: pytest.Pytester, shared_cache) -> None:
     pytester.makepyfile(test_audit=TEST_FILE)
     result = pytester.runpytest_subprocess(f"--psa-cache-dir={shared_cache}", "--psa-no-replay", "-p", "no:randomly",
@@ -51,6 +52,7 @@ def test_marker_budgets_pass_fail_and_report(pytester: pytest.Pytester, shared_c
     assert 'name="psa_budget(vs_erm[mce])" value="pass"' in xml
 
 
+@pytest.mark.slow
 def test_check_runs_the_budgets_the_marker_sets(pytester: pytest.Pytester, shared_cache) -> None:
     pytester.makepyfile(test_check="""
         import pytest

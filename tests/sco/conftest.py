@@ -1,4 +1,6 @@
-"""Shared, session-scoped experiment runs: each is computed once and read by several test files."""
+"""Shared, session-scoped experiment runs: each is computed once and read by several test files.
+
+Each takes seconds (E2 the longest), so the tests that read them carry ``@pytest.mark.slow``."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ def quick():
     return run_all(quick=True, only=["E1", "E3"])
 
 
+@pytest.mark.slow
 def test_every_experiment_has_a_figure(tmp_path, quick, e2, e4) -> None:
     pytest.importorskip("matplotlib")  # an optional extra ("plots"); only the figures need it
     from pytest_psa.sco.figures import save_figures
@@ -43,6 +44,7 @@ def test_table_command_prints_e4_next_to_the_note(capsys) -> None:
     assert "E4 (Thm 7" in text and "note_pop_last" in text and "0.0064" in text
 
 
+@pytest.mark.slow
 def test_table_formats_e2(e2) -> None:
     from pytest_psa.sco.__main__ import tables
 

@@ -13,6 +13,7 @@ from pytest_psa.sco import constructions as C
 from pytest_psa.sco.algorithms import sa_gd
 
 
+@pytest.mark.slow
 def test_flat_empirical_minimum_at_rate_one_over_T(e2) -> None:
     for row in e2.part("main"):
         assert row["train_max"] == 0.0  # F_S(w_t) = 0 at every iterate
@@ -21,6 +22,7 @@ def test_flat_empirical_minimum_at_rate_one_over_T(e2) -> None:
         assert row["sar_mean"] <= row["thm2_bound"]  # Thm 2's key lemma
 
 
+@pytest.mark.slow
 def test_population_risk_stays_at_the_predicted_constant(e2) -> None:
     for row in e2.part("main"):
         assert row["pop_last"] == pytest.approx(0.2025, rel=1e-12)  # ¼(1 − ρ)², the note's number
@@ -32,11 +34,13 @@ def test_population_risk_stays_at_the_predicted_constant(e2) -> None:
         assert row["pop_min_suffix"] >= 0.05
 
 
+@pytest.mark.slow
 def test_gd_and_sam_stay_at_zero_risk(e2) -> None:
     for row in e2.part("main"):
         assert row["gd_pop_last"] == 0.0 and row["sam_pop_last"] == 0.0  # ∇F_S(0) = 0: neither moves
 
 
+@pytest.mark.slow
 def test_population_risk_is_linear_in_eta2_gap2_T(e2) -> None:
     rows0 = [r for r in e2.part("sweep") if r["rho"] == 0.0]
     x = np.array([r["x"] for r in rows0])
@@ -50,6 +54,7 @@ def test_population_risk_is_linear_in_eta2_gap2_T(e2) -> None:
         assert row["pop_last"] == pytest.approx(0.25 * max(np.sqrt(row["x"]) - row["rho"], 0) ** 2, rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_controls_give_zero(e2) -> None:
     rows = {r["control"]: r for r in e2.part("control")}
     same = rows["r = rho"]
@@ -61,6 +66,7 @@ def test_controls_give_zero(e2) -> None:
     assert inside["pop_min_suffix"] >= 0.25 * (1 / np.sqrt(3) - 1 / 3) ** 2 * inside["x"]
 
 
+@pytest.mark.slow
 def test_tie_breaking_decides_the_outcome(e2) -> None:
     rows = {r["oracle"]: r for r in e2.part("ablation")}
     assert all(r["certified_gap"] == 0.0 for r in rows.values())  # all three are exact maximizers
@@ -69,6 +75,7 @@ def test_tie_breaking_decides_the_outcome(e2) -> None:
     assert 0.0 < rows["random"]["pop_average"] < rows["adversarial"]["pop_average"]
 
 
+@pytest.mark.slow
 def test_bad_event_frequency(e2) -> None:
     (row,) = e2.part("bad_event")
     assert abs(row["observed"] - row["exact"]) <= 4 * row["stderr"]  # error rate ≈ 6e-5

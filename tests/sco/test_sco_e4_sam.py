@@ -10,12 +10,14 @@ import pytest
 NOTE_LAST = {16: 0.0014, 64: 0.0064, 144: 0.0146, 256: 0.0260, 576: 0.0588}
 
 
+@pytest.mark.slow
 def test_grid_satisfies_the_theorems_hypotheses(e4) -> None:
     for row in e4.part("main"):
         assert row["n"] >= 6 and row["T"] >= 6
         assert row["eta"] * row["r"] <= 1 / (2 * np.sqrt(row["T"])) + 1e-15
 
 
+@pytest.mark.slow
 def test_last_iterate_matches_the_notes_simulation(e4) -> None:
     """The note prints 2-3 significant digits: agreement to one unit of its last digit (1e-4)."""
     rows = e4.part("main")
@@ -24,6 +26,7 @@ def test_last_iterate_matches_the_notes_simulation(e4) -> None:
         assert abs(row["pop_last"] - NOTE_LAST[row["T"]]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_population_risk_is_linear_in_eta2_r2_T(e4) -> None:
     for row in e4.part("main"):
         # note: "≈ 0.21–0.23·η²r²T"; its own F(last) values give 0.207–0.235, hence [0.20, 0.24]
@@ -32,6 +35,7 @@ def test_population_risk_is_linear_in_eta2_r2_T(e4) -> None:
         assert row["min_suffix_ratio"] >= 1 / 128  # every τ: the proof's certificate F ≥ η²r²T/128
 
 
+@pytest.mark.slow
 def test_sam_minimizes_the_empirical_risk_without_projection(e4) -> None:
     for row in e4.part("main"):
         assert row["train_last"] == 0.0 and row["train_average"] == 0.0
@@ -41,11 +45,13 @@ def test_sam_minimizes_the_empirical_risk_without_projection(e4) -> None:
         assert row["pop_w_star"] == 0.0
 
 
+@pytest.mark.slow
 def test_gd_on_the_same_instance_generalizes(e4) -> None:
     for row in e4.part("main"):
         assert row["gd_pop_last"] <= 1e-20 < 1e-3 <= row["pop_last"]  # note: GD ≈ 4e-32
 
 
+@pytest.mark.slow
 def test_bad_event_frequency(e4) -> None:
     (row,) = e4.part("bad_event")
     assert row["exact"] > 1 / 3

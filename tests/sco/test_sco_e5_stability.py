@@ -14,6 +14,7 @@ def test_bound_formula_by_hand() -> None:
     assert bound == pytest.approx(0.04 + 6 * by_hand, rel=1e-14)
 
 
+@pytest.mark.slow
 def test_measured_risks_stay_under_the_bound(e2, e4) -> None:
     e5 = e5_stability(e2, e4)
     rows = e5.part("bound")

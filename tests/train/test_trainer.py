@@ -24,6 +24,7 @@ def _same(a, b):
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_smoke_training_learns(tiny_train, tiny_test):
     # 1,000 images x 5 epochs (50 steps, ~1 s). Measured over seeds 0-5, fp32 and bf16:
     # test accuracy 0.950-0.996, final loss 0.075-0.231; chance is 0.10 and ln(10) = 2.30.
@@ -121,6 +122,7 @@ class TinyNet(torch.nn.Module):
         return self.head(torch.relu(self.bn(self.conv(x))).amax((2, 3)))
 
 
+@pytest.mark.slow
 def test_user_model_factory(tiny_train, tiny_test):
     trained = train(TinyNet, tiny_train, None, test_data=tiny_test, epochs=5, batch_size=100,
                     train_eval_n=0, progress=False)
@@ -134,6 +136,7 @@ def test_user_model_factory(tiny_train, tiny_test):
 
 
 @pytest.mark.parametrize("optimizer", ["sam", "asam"])
+@pytest.mark.slow
 def test_sam_training(tiny_train, tiny_test, optimizer):
     # SAM fits more slowly than SGD at tiny budgets (5 epochs: 0.58-0.80), so 8 epochs here;
     # measured over seeds 0-3, fp32 and bf16: SAM 0.976-0.998, ASAM 0.974-0.998 test accuracy
