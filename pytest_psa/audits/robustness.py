@@ -1,8 +1,11 @@
 """`robustness(...)`: corruption, perturbation and adversarial robustness of a model, or of an augmentation vs ERM.
 
-For an augmentation, the ERM and augmented models are trained (or loaded) through the same
-`ModelCache` calls as `pytest_psa.flatness`, so models trained for a flatness audit are cache hits
-here and vice versa. Both are evaluated on the same fixed, class-balanced test images under the
+Two entry points over one evaluator (`_evaluate`): `robustness_of_model` evaluates trained
+modules as they are, `robustness_of_augmentation` trains (or loads) the models first;
+`robustness` takes either and dispatches with `is_trained_model`. For an augmentation, the ERM
+and augmented models come from `trained_pair`, the same `ModelCache` entries as
+`pytest_psa.flatness` uses, so models trained for a flatness audit are cache hits here and vice
+versa. Both are evaluated on the same fixed, class-balanced test images under the
 same corruptions (same counter-based RNG seed) and attacks, so every comparison is paired image
 by image. Each model's evaluation is cached on disk (see `evaluation_cache.py`).
 """
@@ -12,27 +15,30 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from pytest_psa.errors import PsaUsageError
-from pytest_psa.measure.robustness import error_stats as M
+from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
 from pytest_psa.audits.robustness_evaluation import (
     ATTACK_BATCH, CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations,
     model_device,
 )
+from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, seed_list
+from pytest_psa.data.image_data import ImageData
+from pytest_psa.errors import PsaUsageError
+from pytest_psa.measure.robustness import error_stats as M
 from pytest_psa.measure.robustness.perturbations import resolve_perturbations
+from pytest_psa.measure.robustness.specs import AttackSpec, resolve_attacks, resolve_corruptions, resolve_severities
 from pytest_psa.results.robustness import DEFAULT_ALPHA, RobustnessResult, Samples
-from pytest_psa.measure.robustness.specs import resolve_attacks, resolve_corruptions, resolve_severities
-from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
 
 DEFAULT_N_IMAGES = 1000  # corruption sets: 75 x 1000 forward passes per model (~10 s for the smoke CNN on 2 cores)
 DEFAULT_N_ATTACK_IMAGES = 500
 DEFAULT_N_PERTURBATION_IMAGES = 200
-EVAL_BATCH = 256  # cpu_feasibility §5: batches of ~250 evaluate ~2x faster than 1000
+EVAL_BATCH = 256  # measured on 2 CPU cores: batches of ~250 evaluate ~2x faster than 1000
 
 
 def robustness(
@@ -48,11 +54,11 @@ def robustness(
     """Measure robustness of a trained `nn.Module`, or of an augmentation against ERM.
 
     - A module is evaluated as it is (on its device, or a copy on `device`); `baseline=` another
-      module gives the relative numbers.
+      module gives the relative numbers (`robustness_of_model`).
     - Anything else is an augmentation (as `pytest_psa.as_augmentation` accepts; None = ERM):
       ERM and augmented models are trained per seed through the model cache (`preset`, `model`,
       `optimizer`, ``**train_overrides`` as for `pytest_psa.flatness`), `baseline` is "erm"
-      (default) or another augmentation.
+      (default) or another augmentation (`robustness_of_augmentation`).
 
     `corruptions`: "cifar10-c" (the 15), "all" (+ the 4 validation ones), names, or None;
     `attacks`: "default" (see `specs.DEFAULT_ATTACKS`), specs like ``"linf:8/255:20"`` or dicts,
@@ -62,6 +68,95 @@ def robustness(
     the normalized CE. Intervals are two-sided at 1 - `alpha`.
     """
     t_start = time.perf_counter()
+    settings = _settings(corruptions, severities, attacks, perturbations, n_images, n_attack_images,
+                         n_perturbation_images, perturbation_frames, seed, alpha, reference, reference_model,
+                         resolution)
+    if is_trained_model(augmentation_or_model):
+        if model is not None or train_overrides:
+            raise PsaUsageError("model= and training overrides apply to augmentations, not to a trained model",
+                                observed=sorted(train_overrides) or "model=", fix="drop them, or pass an augmentation")
+        audited = _model_subjects(augmentation_or_model, baseline, data=data, data_root=data_root,
+                                  cache_dir=cache_dir, device=device)
+    else:
+        audited = _augmentation_subjects(
+            augmentation_or_model, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root,
+            cache_dir=cache_dir, preset=preset, model=model, optimizer=optimizer, device=device, progress=progress,
+            overrides=train_overrides)
+    return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
+
+
+def robustness_of_model(
+    model: nn.Module, *, baseline: nn.Module | None = None, data: Any = None, corruptions: Any = "cifar10-c",
+    severities: Sequence[int] = (1, 2, 3, 4, 5), attacks: Any = "default", perturbations: Any = None,
+    n_images: int = DEFAULT_N_IMAGES, n_attack_images: int = DEFAULT_N_ATTACK_IMAGES,
+    n_perturbation_images: int = DEFAULT_N_PERTURBATION_IMAGES, perturbation_frames: int | None = None,
+    seed: int | None = None, alpha: float = DEFAULT_ALPHA, reference: Any = None, reference_model: str = "AlexNet",
+    resolution: int | None = None, device: Any = None, cache_dir: Any = None, data_root: Any = None,
+) -> RobustnessResult:
+    """Robustness of a trained classifier as it is (on its device, or a copy on `device`), against
+    another trained `baseline` module if given; the evaluation arguments are `robustness`'s.
+    ``robustness(model, ...)`` calls this."""
+    t_start = time.perf_counter()
+    settings = _settings(corruptions, severities, attacks, perturbations, n_images, n_attack_images,
+                         n_perturbation_images, perturbation_frames, seed, alpha, reference, reference_model,
+                         resolution)
+    if not is_trained_model(model):
+        raise PsaUsageError("robustness_of_model() needs a trained nn.Module with parameters",
+                            observed=type(model).__name__, fix="pass augmentations to robustness_of_augmentation()")
+    audited = _model_subjects(model, baseline, data=data, data_root=data_root, cache_dir=cache_dir, device=device)
+    # "sgd": what robustness(model) has always recorded (the default of its optimizer= argument)
+    return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer="sgd", t_start=t_start)
+
+
+def robustness_of_augmentation(
+    augmentation: Any, *, baseline: Any = "erm", seeds: int | Sequence[int] = 1, data: Any = None,
+    preset: Any = None, model: Any = None, optimizer: str = "sgd", corruptions: Any = "cifar10-c",
+    severities: Sequence[int] = (1, 2, 3, 4, 5), attacks: Any = "default", perturbations: Any = None,
+    n_images: int = DEFAULT_N_IMAGES, n_attack_images: int = DEFAULT_N_ATTACK_IMAGES,
+    n_perturbation_images: int = DEFAULT_N_PERTURBATION_IMAGES, perturbation_frames: int | None = None,
+    seed: int | None = None, alpha: float = DEFAULT_ALPHA, reference: Any = None, reference_model: str = "AlexNet",
+    resolution: int | None = None, device: Any = None, cache_dir: Any = None, data_root: Any = None,
+    progress: bool = False, **train_overrides: Any,
+) -> RobustnessResult:
+    """Robustness of models trained with `augmentation` (None = ERM) against models trained with
+    `baseline` ("erm" or another augmentation), per training seed (`seeds`: a count from `seed`,
+    or a list), through the model cache (`trained_pair`); the other arguments are `robustness`'s.
+    ``robustness(augmentation, ...)`` calls this."""
+    t_start = time.perf_counter()
+    settings = _settings(corruptions, severities, attacks, perturbations, n_images, n_attack_images,
+                         n_perturbation_images, perturbation_frames, seed, alpha, reference, reference_model,
+                         resolution)
+    if is_trained_model(augmentation):
+        raise PsaUsageError("robustness_of_augmentation() got a trained model, not an augmentation",
+                            observed=type(augmentation).__name__, fix="evaluate it with robustness_of_model()")
+    audited = _augmentation_subjects(
+        augmentation, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root, cache_dir=cache_dir,
+        preset=preset, model=model, optimizer=optimizer, device=device, progress=progress, overrides=train_overrides)
+    return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What to evaluate, validated: the same for both entry points."""
+
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    attacks: tuple[AttackSpec, ...]
+    perturbations: tuple[str, ...]
+    n_images: int
+    n_attack_images: int
+    n_perturbation_images: int
+    perturbation_frames: int | None
+    seed: int
+    alpha: float
+    reference: Any
+    reference_model: str
+    resolution: int | None
+
+
+def _settings(corruptions: Any, severities: Sequence[int], attacks: Any, perturbations: Any, n_images: int,
+              n_attack_images: int, n_perturbation_images: int, perturbation_frames: int | None, seed: int | None,
+              alpha: float, reference: Any, reference_model: str, resolution: int | None) -> _Settings:
     seed = 0 if seed is None else seed
     _check_int("seed", seed, 0)
     for name, v in (("n_images", n_images), ("n_attack_images", n_attack_images),
@@ -70,38 +165,85 @@ def robustness(
     M._check_alpha(alpha)
     corr, sev = resolve_corruptions(corruptions), resolve_severities(severities)
     specs, perts = resolve_attacks(attacks), resolve_perturbations(perturbations)
-    store = EvaluationStore(cache_dir)
-    cache_status: dict[str, str] = {}
-    training: dict[str, list[dict[str, Any]]] = {}
+    return _Settings(corr, sev, specs, perts, n_images, n_attack_images,
+                     n_perturbation_images, perturbation_frames, seed, alpha, reference, reference_model, resolution)
 
-    if is_trained_model(augmentation_or_model):
-        if model is not None or train_overrides:
-            raise PsaUsageError("model= and training overrides apply to augmentations, not to a trained model",
-                                observed=sorted(train_overrides) or "model=", fix="drop them, or pass an augmentation")
-        from pytest_psa.data.sources import load_data
 
-        test = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
-        subject_name = getattr(augmentation_or_model, "psa_name", type(augmentation_or_model).__name__)
-        roles = {"subject": [_subject(subject_name, augmentation_or_model, device)]}
-        baseline_name = None
-        if baseline is not None:
-            if not is_trained_model(baseline):
-                raise PsaUsageError("for a trained model, baseline= must be another trained nn.Module",
-                                    observed=type(baseline).__name__, fix="pass the reference model, or no baseline")
-            baseline_name = getattr(baseline, "psa_name", f"{type(baseline).__name__} (baseline)")
-            roles["baseline"] = [_subject(baseline_name, baseline, device)]
-        kind, seed_list, preset_name = "model", (), None
-    else:
-        roles, subject_name, baseline_name, test, seed_list, preset_name = _train(
-            augmentation_or_model, baseline, data, data_root, cache_dir, preset, seed, seeds, model, optimizer,
-            device, progress, train_overrides, cache_status, training)
-        kind = "augmentation"
+@dataclass(frozen=True)
+class _Audited:
+    """Who is evaluated: the subjects per role ("subject", and "baseline" if any) and where they came from."""
+
+    kind: str  # "model" or "augmentation"
+    roles: dict[str, list[Subject]]
+    subject: str
+    baseline: str | None
+    test: ImageData
+    seeds: tuple[int, ...] = ()
+    preset: str | None = None
+    training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cache: dict[str, str] = field(default_factory=dict)  # model cache status per subject
+
+
+def _model_subjects(model: nn.Module, baseline: Any, *, data: Any, data_root: Any, cache_dir: Any,
+                    device: Any) -> _Audited:
+    from pytest_psa.data.sources import load_data
+
+    test = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
+    subject_name = getattr(model, "psa_name", type(model).__name__)
+    roles = {"subject": [_subject(subject_name, model, device)]}
+    baseline_name = None
+    if baseline is not None:
+        if not is_trained_model(baseline):
+            raise PsaUsageError("for a trained model, baseline= must be another trained nn.Module",
+                                observed=type(baseline).__name__, fix="pass the reference model, or no baseline")
+        baseline_name = getattr(baseline, "psa_name", f"{type(baseline).__name__} (baseline)")
+        roles["baseline"] = [_subject(baseline_name, baseline, device)]
+    return _Audited("model", roles, subject_name, baseline_name, test)
+
+
+def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds: int | Sequence[int], data: Any,
+                           data_root: Any, cache_dir: Any, preset: Any, model: Any, optimizer: str, device: Any,
+                           progress: bool, overrides: dict[str, Any]) -> _Audited:
+    """Train or load the audited and baseline models per seed (`trained_pair`: the same cache entries as `flatness`)."""
+    if is_trained_model(baseline):
+        raise PsaUsageError("for an augmentation, baseline= is 'erm' or another augmentation",
+                            observed=type(baseline).__name__,
+                            fix="compare trained models with robustness(model, baseline=other_model)")
+    seeds_ = seed_list(seeds, first=seed)
+    if not seeds_:
+        raise PsaUsageError("robustness() needs at least one training seed", fix="seeds=1 (or a list of seeds)")
+    spec = PairSpec.resolve(augmentation, baseline, seeds=seeds_, data=data, data_root=data_root,
+                            cache_dir=cache_dir, preset=preset, overrides=overrides)
+    erm_alone = spec.subject.kind == "identity" and spec.baseline is None  # ERM against itself: nothing to compare
+    # every seed of the audited augmentation, then every seed of the baseline: the order robustness has always trained in
+    pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
+                      roles=(SUBJECT,) if erm_alone else (SUBJECT, BASELINE), order="role")
+    names = {SUBJECT: "erm" if spec.subject.kind == "identity" else pair.subject_name, BASELINE: pair.baseline_name}
+    roles: dict[str, list[Subject]] = {}
+    cache: dict[str, str] = {}
+    for role in pair.roles:
+        roles[role] = []
+        for trained, s in zip(pair.models(role), pair.seeds):
+            label = f"{role}:{names[role]} seed {s}"
+            roles[role].append(Subject(label, trained.model, model_checksum(trained.model)))
+            cache[f"{label} model"] = trained.record.cache
+    return _Audited("augmentation", roles, names[SUBJECT], None if erm_alone else names[BASELINE], pair.test_data,
+                    seeds=pair.seeds, preset=pair.preset.name, training={r: pair.records(r) for r in pair.roles},
+                    cache=cache)
+
+
+def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optimizer: str,
+              t_start: float) -> RobustnessResult:
+    """Corruption, perturbation and attack evaluation of every subject, paired image by image, as a result."""
+    roles, test, seed = audited.roles, audited.test, ev.seed
+    corr, sev, specs, perts = ev.corruptions, ev.severities, ev.attacks, ev.perturbations
+    seed_list_, cache_status = audited.seeds, dict(audited.cache)
     t_models = time.perf_counter()
 
     subjects = [s for role in roles.values() for s in role]
-    eval_data = test.subset(n_images, seed=0)
+    eval_data = test.subset(ev.n_images, seed=0)
     timing: dict[str, float] = {"models_s": t_models - t_start}
-    arrays, status, t = evaluate_corruptions(subjects, eval_data, CorruptionSettings(corr, sev, seed, resolution),
+    arrays, status, t = evaluate_corruptions(subjects, eval_data, CorruptionSettings(corr, sev, seed, ev.resolution),
                                              store, batch_size=EVAL_BATCH)
     _note(cache_status, subjects, status, "corruptions")
     timing.update({f"corruptions_{k}": v for k, v in t.items()})
@@ -110,10 +252,10 @@ def robustness(
     corrupted = {s.label: (a["pred"] != labels[None, None, :]).astype(np.float64) for s, a in zip(subjects, arrays)}
 
     flips: dict[str, np.ndarray] = {s.label: np.zeros((0, 0)) for s in subjects}
-    pert_data = test.subset(n_perturbation_images, seed=0)
+    pert_data = test.subset(ev.n_perturbation_images, seed=0)
     if perts:
         t0 = time.perf_counter()
-        arrays, status, t = evaluate_perturbations(subjects, pert_data, perts, seed, perturbation_frames, store,
+        arrays, status, t = evaluate_perturbations(subjects, pert_data, perts, seed, ev.perturbation_frames, store,
                                                    batch_size=EVAL_BATCH)
         _note(cache_status, subjects, status, "perturbations")
         timing.update({f"perturbations_{k}": v for k, v in t.items()}, perturbations_s=time.perf_counter() - t0)
@@ -122,7 +264,7 @@ def robustness(
 
     adv: dict[str, dict[str, np.ndarray]] = {s.label: {} for s in subjects}
     runs: dict[str, dict[str, dict[str, Any]]] = {s.label: {} for s in subjects}
-    attack_data = test.subset(n_attack_images, seed=0)
+    attack_data = test.subset(ev.n_attack_images, seed=0)
     t0 = time.perf_counter()
     for spec in specs:
         arrays, status = evaluate_attack(subjects, attack_data, spec, seed, store)
@@ -143,33 +285,35 @@ def robustness(
     base_samples = role_samples("baseline") if "baseline" in roles else None
     notes = []
     if base_samples is not None and corr:
-        _, _, dropped = M.relative_corruption_errors(samples.corruption, base_samples.corruption, alpha)
+        _, _, dropped = M.relative_corruption_errors(samples.corruption, base_samples.corruption, ev.alpha)
         if dropped:
             notes.append(f"relative CE undefined (the baseline made no error) for {[corr[i] for i in dropped]}; "
                          "left out of the relative mCE")
     per_seed = {role: [_seed_numbers(s.label, clean, corrupted, flips, adv, perts, corr, seed_or)
-                       for s, seed_or in zip(members, seed_list or [None] * len(members))]
+                       for s, seed_or in zip(members, seed_list_ or [None] * len(members))]
                 for role, members in roles.items()}
     timing["total_s"] = time.perf_counter() - t_start
+    reference, reference_model = ev.reference, ev.reference_model
     return RobustnessResult(
-        subject=subject_name, kind=kind, baseline=baseline_name, corruptions=corr, severities=sev,
+        subject=audited.subject, kind=audited.kind, baseline=audited.baseline, corruptions=corr, severities=sev,
         perturbations=perts, attacks=specs, samples=samples, baseline_samples=base_samples,
         data={**eval_data.to_dict(), "describe": f"{test.name}/{test.split}[{len(eval_data)} of {len(test)}]"},
         n_images=len(eval_data), n_attack_images=len(attack_data) if specs else 0,
-        n_perturbation_images=len(pert_data) if perts else 0, seed=seed, seeds=tuple(seed_list),
-        preset=preset_name, device=str(model_device(subjects[0].model)),
-        settings={"corruptions": {"names": list(corr), "severities": list(sev), "seed": seed, "resolution": resolution},
-                  "perturbations": {"names": list(perts), "frames": perturbation_frames, "seed": seed},
+        n_perturbation_images=len(pert_data) if perts else 0, seed=seed, seeds=tuple(seed_list_),
+        preset=audited.preset, device=str(model_device(subjects[0].model)),
+        settings={"corruptions": {"names": list(corr), "severities": list(sev), "seed": seed,
+                                  "resolution": ev.resolution},
+                  "perturbations": {"names": list(perts), "frames": ev.perturbation_frames, "seed": seed},
                   "attacks": {"seed": seed, "batch_size": ATTACK_BATCH, "specs": [sp.settings for sp in specs]},
                   "reference_model": reference_model if reference is not None else None, "optimizer": optimizer,
-                  "alpha": alpha},
+                  "alpha": ev.alpha},
         attack_runs={role: {sp.label: [runs[s.label][sp.label] for s in members] for sp in specs}
                      for role, members in roles.items()},
-        per_seed=per_seed, training=training, cache=cache_status, timing=timing,
+        per_seed=per_seed, training=audited.training, cache=cache_status, timing=timing,
         reference=load_reference(reference, corr, sev, reference_model) if reference is not None else None,
-        notes=tuple(notes), alpha=alpha,
-        repro=(f"pytest_psa.robustness(<{subject_name}>, data={test.name!r}, seed={seed}, seeds={list(seed_list)}, "
-               f"preset={preset_name!r}, n_images={n_images})"),
+        notes=tuple(notes), alpha=ev.alpha,
+        repro=(f"pytest_psa.robustness(<{audited.subject}>, data={test.name!r}, seed={seed}, "
+               f"seeds={list(seed_list_)}, preset={audited.preset!r}, n_images={ev.n_images})"),
     )
 
 
@@ -200,51 +344,13 @@ def _torch_device(device: Any) -> Any:
     return torch.device(device)
 
 
-def _train(aug_spec: Any, baseline: Any, data: Any, data_root: Any, cache_dir: Any, preset: Any, seed: int,
-           seeds: Any, model: Any, optimizer: str, device: Any, progress: bool, overrides: dict[str, Any],
-           cache_status: dict[str, str], training: dict[str, list[dict[str, Any]]]) -> tuple[Any, ...]:
-    """Train or load the audited and baseline models per seed (the same cache calls as `flatness`)."""
-    from pytest_psa.augment.adapters import as_augmentation
-    from pytest_psa.data.sources import load_data
-    from pytest_psa.train import ModelCache, resolve_preset
-
-    if is_trained_model(baseline):
-        raise PsaUsageError("for an augmentation, baseline= is 'erm' or another augmentation",
-                            observed=type(baseline).__name__,
-                            fix="compare trained models with robustness(model, baseline=other_model)")
-    seed_list = tuple(seed + i for i in range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) \
-        else tuple(int(s) for s in seeds)
-    if not seed_list:
-        raise PsaUsageError("robustness() needs at least one training seed", fix="seeds=1 (or a list of seeds)")
-    aug = as_augmentation(aug_spec)
-    base = None if baseline in ("erm", None) else as_augmentation(baseline)
-    train = load_data(data, split="train", root=data_root, cache_dir=cache_dir)
-    test = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
-    recipe = resolve_preset(preset or "smoke", **overrides)
-    cache = ModelCache(cache_dir)
-    base_name = "erm" if base is None else base.name
-    plan = [("subject", aug, aug.name if aug.kind != "identity" else "erm")]
-    if not (aug.kind == "identity" and base is None):  # ERM against itself: nothing to compare
-        plan.append(("baseline", base, base_name))
-    roles: dict[str, list[Subject]] = {}
-    for role, which, name in plan:
-        roles[role], training[role] = [], []
-        for s in seed_list:
-            trained = cache.get_or_train(model, train, which, preset=recipe, seed=s, device=device,
-                                         optimizer=optimizer, test_data=test, progress=progress)
-            label = f"{role}:{name} seed {s}"
-            roles[role].append(Subject(label, trained.model, model_checksum(trained.model)))
-            training[role].append(trained.record.to_dict())
-            cache_status[f"{label} model"] = trained.record.cache
-    return roles, plan[0][2], (plan[1][2] if len(plan) > 1 else None), test, seed_list, recipe.name
-
-
 def _note(cache_status: dict[str, str], subjects: Sequence[Subject], status: Sequence[str], what: str) -> None:
     for s, st in zip(subjects, status):
         cache_status[f"{s.label} {what}"] = st
 
 
-def _seed_numbers(label: str, clean: dict, corrupted: dict, flips: dict, adv: dict, perts: Sequence[str],
+def _seed_numbers(label: str, clean: dict[str, np.ndarray], corrupted: dict[str, np.ndarray],
+                  flips: dict[str, np.ndarray], adv: dict[str, dict[str, np.ndarray]], perts: Sequence[str],
                   corr: Sequence[str], seed: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {"model": label, "seed": seed, "clean_error": float(clean[label].mean())}
     if corr:
@@ -275,8 +381,8 @@ def load_reference(reference: Any, corruptions: Sequence[str], severities: Seque
             raise PsaUsageError(f"no row {model!r} in {path}", observed=sorted(named)[:10],
                                 fix="pass reference_model= naming one of the rows")
         table: dict[str, dict[int, float]] = {}
-        for c, s, v in zip(rows[0][1:], rows[1][1:], named[model]):
-            table.setdefault(c, {})[int(float(s))] = 1.0 - float(v)
+        for c, sev, accuracy in zip(rows[0][1:], rows[1][1:], named[model]):
+            table.setdefault(c, {})[int(float(sev))] = 1.0 - float(accuracy)
     elif isinstance(reference, dict):
         table = {c: (dict(v) if isinstance(v, dict) else {i + 1: e for i, e in enumerate(v)})
                  for c, v in reference.items()}
@@ -293,4 +399,4 @@ def load_reference(reference: Any, corruptions: Sequence[str], severities: Seque
     return out
 
 
-__all__ = ["robustness", "load_reference"]
+__all__ = ["is_trained_model", "load_reference", "robustness", "robustness_of_augmentation", "robustness_of_model"]
