@@ -138,7 +138,8 @@ class EvaluationStore:
     def _store(self, key: str, material: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
         meta = json.dumps({"key": key, "format": FORMAT, "material": material}, sort_keys=True, default=str)
-        np.savez(buf, meta=np.array(meta), **arrays)
+        # allow_pickle named (as `load` reads it): so no entry of **arrays can land on the flag
+        np.savez(buf, allow_pickle=False, meta=np.array(meta), **arrays)
         path = self.path(key)
         try:
             atomic_write_bytes(path, buf.getvalue())

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pytest_psa._storage import atomic_write_json as atomic_write_json  # re-exported: report code imports them here
 from pytest_psa._storage import json_safe as json_safe
@@ -105,7 +105,7 @@ class StoredRun:
 
     @property
     def key(self) -> dict[str, Any]:
-        return self.doc.get("key", {})
+        return cast("dict[str, Any]", self.doc.get("key", {}))  # load_run checks that 'key' is an object
 
     def entry(self, nodeid: str, index: int) -> dict[str, Any] | None:
         if not self._entries and self.doc.get("results"):

@@ -64,7 +64,7 @@ def batch_keys(plan: Plan, seed: int) -> Iterator[tuple[int, torch.Tensor, torch
             yield epoch, idx, seeds[idx]
 
 
-class _AugmentedBatches(torch.utils.data.Dataset):
+class _AugmentedBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Map-style dataset whose "index" is a whole batch key: a worker augments one batch per call."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, aug: Augmentation, microbatch: int) -> None:
@@ -98,7 +98,7 @@ def _apply_microbatched(aug: Augmentation, x: torch.Tensor, seeds: torch.Tensor,
     return check_batch(out, aug.name)
 
 
-class _KeySampler(torch.utils.data.Sampler):
+class _KeySampler(torch.utils.data.Sampler[tuple[int, torch.Tensor, torch.Tensor]]):
     def __init__(self, plan: Plan, seed: int) -> None:
         self.plan, self.seed = plan, seed
 
@@ -129,11 +129,12 @@ def _worker_context(aug: Augmentation) -> tuple[Any, bool]:
     """fork where it is safe (Linux): the augmentation need not be picklable; else spawn if it pickles."""
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork"), True
-    try:
-        pickle.dumps(aug)
-    except Exception:  # a lambda or a local function cannot reach a spawned worker
-        return None, False
-    return multiprocessing.get_context("spawn"), True
+    else:  # an else block: mypy checks one platform and would call code after the return unreachable
+        try:
+            pickle.dumps(aug)
+        except Exception:  # a lambda or a local function cannot reach a spawned worker
+            return None, False
+        return multiprocessing.get_context("spawn"), True
 
 
 def stream(images: torch.Tensor, labels: torch.Tensor, aug: Augmentation, plan: Plan, seed: int, *,

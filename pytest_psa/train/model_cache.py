@@ -206,7 +206,8 @@ class ModelCache:
                         f.unlink()
             return None
         fmt = torch.channels_last if plan.preset.channels_last else torch.preserve_format
-        net = net.to(plan.device, memory_format=fmt).eval()
+        # torch's stub for Module.to lacks the (device, memory_format=) form the runtime accepts
+        net = net.to(plan.device, memory_format=fmt).eval()  # type: ignore[call-overload]
         return TrainedModel(net, dataclasses.replace(record, cache="hit", cache_key=key))
 
     def _store(self, key: str, material: dict[str, Any], net: nn.Module, record: TrainingRecord) -> None:

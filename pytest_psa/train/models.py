@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ ARCHITECTURE_VERSION = 1
 
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std with the statistics stored as buffers."""
+
+    mean: torch.Tensor  # registered as buffers below; declared so that they read as tensors, not Module | Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -55,7 +58,7 @@ class _Classifier(nn.Module):
         return self.body(self.norm(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return cast(torch.Tensor, self.head(self.features(x)))  # torch types nn.Module.__call__ as returning Any
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -95,7 +98,7 @@ class _Residual(nn.Module):
         self.f = nn.Sequential(*_conv_bn(c, c), *_conv_bn(c, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.f(x)
+        return x + cast(torch.Tensor, self.f(x))  # torch types nn.Module.__call__ as returning Any
 
 
 class ResNet9(_Classifier):
@@ -115,7 +118,7 @@ class ResNet9(_Classifier):
         self.scale = 0.125  # the recipe's logit scale: a large lr then trains the head stably
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)) * self.scale
+        return cast(torch.Tensor, self.head(self.features(x))) * self.scale  # nn.Module.__call__ is typed Any
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return torch.amax(self.trunk(x), dim=(2, 3))
@@ -178,7 +181,7 @@ class _WideBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = torch.relu(self.bn1(x))
-        y = self.conv2(torch.relu(self.bn2(self.conv1(o))))
+        y = cast(torch.Tensor, self.conv2(torch.relu(self.bn2(self.conv1(o)))))  # nn.Module.__call__ is typed Any
         return y + (x if self.shortcut is None else self.shortcut(o))
 
 

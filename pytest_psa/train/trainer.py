@@ -99,7 +99,9 @@ def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s:
         mean, std = channel_stats(train_set.images)
         net = build_model(plan.model, plan.num_classes, plan.in_channels, mean=mean, std=std,
                           image_size=plan.image_size)
-        net = net.to(dev, memory_format=torch.channels_last if p.channels_last else torch.preserve_format)
+        fmt = torch.channels_last if p.channels_last else torch.preserve_format
+        # torch's stub for Module.to lacks the (device, memory_format=) form the runtime accepts
+        net = net.to(dev, memory_format=fmt)  # type: ignore[call-overload]
         opt = _optimizer(net, p, optimizer)
         sched = _scheduler(opt, p, steps.total_steps)
         scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -157,8 +159,10 @@ class _Loop:
         return F.cross_entropy(out.float(), y, label_smoothing=self.p.label_smoothing)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss: torch.Tensor
         if self.sam:
-            passes = []
+            assert isinstance(self.opt, SAM)  # _optimizer makes a SAM for every optimizer but "sgd"
+            passes: list[int] = []
 
             def closure() -> torch.Tensor:
                 # the second (perturbed) pass must not move BatchNorm's running statistics
@@ -282,12 +286,15 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
 
 
 def _optimizer(net: nn.Module, p: Preset, name: str) -> torch.optim.Optimizer:
-    kw = dict(lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0, weight_decay=p.weight_decay)
+    nesterov = p.nesterov and p.momentum > 0
     if name == "sgd":
-        return torch.optim.SGD(net.parameters(), **kw)
+        return torch.optim.SGD(net.parameters(), lr=p.lr, momentum=p.momentum, nesterov=nesterov,
+                               weight_decay=p.weight_decay)
     if name == "sam":
-        return SAM(net.parameters(), torch.optim.SGD, rho=p.sam_rho, **kw)
-    return SAM(net.parameters(), torch.optim.SGD, rho=p.asam_rho, adaptive=True, eta=p.asam_eta, **kw)
+        return SAM(net.parameters(), torch.optim.SGD, rho=p.sam_rho,
+                   lr=p.lr, momentum=p.momentum, nesterov=nesterov, weight_decay=p.weight_decay)
+    return SAM(net.parameters(), torch.optim.SGD, rho=p.asam_rho, adaptive=True, eta=p.asam_eta,
+               lr=p.lr, momentum=p.momentum, nesterov=nesterov, weight_decay=p.weight_decay)
 
 
 def _scheduler(opt: torch.optim.Optimizer, p: Preset, total: int) -> Any:
@@ -320,7 +327,7 @@ def frozen_bn_stats(net: nn.Module) -> Iterator[None]:
     finally:
         for m, (mom, nbt) in zip(bns, saved):
             m.momentum = mom
-            if nbt is not None:
+            if nbt is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(nbt)
 
 
