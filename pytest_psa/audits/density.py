@@ -96,8 +96,8 @@ def density(
                 out = dist.measure(reference, y)
                 distances[start:stop, j] = out.values.double().numpy()
                 identity[start:stop, j] = ~(x != y).flatten(1).any(1).numpy()
-                for key, value in out.details.items():
-                    value = value.numpy()
+                for key, tensor in out.details.items():
+                    value = tensor.numpy()
                     details.setdefault(key, np.zeros((n, k), dtype=value.dtype))[start:stop, j] = value
     bar.close()
     if not np.isfinite(distances).all() or (distances < 0).any():
