@@ -133,7 +133,7 @@ class Psa:
             ("psa_augmentation" if result.kind == "augmentation" else "psa_model", result.subject),
             ("psa_robustness_subject", result.subject), ("psa_seed", seed)]
         for name, value in result.metrics().items():
-            if name in ("clean_error", "mce", "rel_mce", "mfp", "delta_mce") or name.startswith("adv_error("):
+            if name in ("clean_error", "mce", "mce_ratio", "mfp", "delta_mce") or name.startswith("adv_error("):
                 props.append((f"psa_{name}", round(value.estimate, 6)))
         self._record(result, props)
         return result

@@ -1,9 +1,20 @@
 """The attack spec grammar: ``"norm:eps[:steps[:method]]"`` strings and dicts -> validated settings.
 
 Attack specs are ``"norm:eps[:steps[:method]]"`` strings (``"linf:8/255:20"``, ``"l2:0.25:7"``,
-``"linf:8/255:100:apgd-ce"``; eps may be a fraction like ``8/255``), dicts of `pytest_psa.attack`
-keywords (``{"norm": "l2", "eps": 0.5, "steps": 7}``), or None for no attack. Norms and methods
-take aliases (``"Linf"``, ``"l_inf"``, ``"inf"``, ``"l∞"``, ``"2"``; ``"apgd"``, ``"apgd_ce"``).
+``"linf:8/255:100:apgd-ce"``; eps may be a fraction like ``8/255``), ``"norm:eps:<configuration>"``
+strings naming a fixed configuration (``"linf:8/255:autoattack-apgd-ce"``), dicts of
+`pytest_psa.attack` keywords (``{"norm": "l2", "eps": 0.5, "steps": 7}``, ``{"norm": "linf",
+"config": "autoattack-apgd-ce"}``), or None for no attack. Norms and methods take aliases
+(``"Linf"``, ``"l_inf"``, ``"inf"``, ``"l∞"``, ``"2"``; ``"apgd"``, ``"apgd_ce"``).
+
+Named configurations (`CONFIGS`) fix method, steps, restarts and step rule; only norm, ε and seed
+are the caller's. ``"autoattack-apgd-ce"`` is the first attack of AutoAttack's ``standard`` version
+for L∞ and L2 (fra31/auto-attack, `autoattack.py`: `APGDAttack(n_iter=100, rho=.75)`,
+`n_restarts = 1`): APGD-CE, 100 steps, 1 restart, initial step 2ε, checkpoints at ⌊0.22·N⌋ with
+windows shrinking by ⌊0.03·N⌋ down to ⌊0.06·N⌋. It is not the whole AutoAttack ensemble (APGD-T,
+FAB-T and Square are not implemented), so a result from it is labelled with its name, never
+"AutoAttack". A configuration's name is part of the attack's label (``linf,8/255,autoattack-apgd-ce``)
+and so of its metric name, so its numbers are never compared with another configuration's.
 
 Defaults (docs/attacks.md):
 - L∞: ε = 8/255, step ε/4 (= 2/255 at 8/255, the seed paper's PGD-20);
@@ -32,6 +43,7 @@ from pytest_psa.errors import PsaUsageError
 
 __all__ = [
     "ATTACK_KEYS",
+    "CONFIGS",
     "DEFAULT_ATTACKS",
     "DEFAULT_EPS",
     "METHODS",
@@ -42,6 +54,7 @@ __all__ = [
     "eps_text",
     "parse_attack",
     "resolve_attacks",
+    "resolve_config",
     "resolve_settings",
 ]
 
@@ -50,9 +63,15 @@ METHODS = ("pgd", "apgd-ce")
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5}
 DEFAULT_ATTACKS: tuple[str, ...] = ("linf:8/255:20", "linf:2/255:10", "l2:0.25:7")
 #: the keys an attack spec dict may hold
-ATTACK_KEYS = frozenset({"norm", "eps", "steps", "step_size", "method", "restarts"})
+ATTACK_KEYS = frozenset({"norm", "eps", "steps", "step_size", "method", "restarts", "config"})
+#: named configurations: what each fixes (the step size is always the method's default rule)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "autoattack-apgd-ce": {"method": "apgd-ce", "steps": 100, "restarts": 1},
+}
+_CONFIG_ALIASES = {"autoattack-apgd-ce": "autoattack-apgd-ce", "autoattack_apgd_ce": "autoattack-apgd-ce"}
 _NORM_ALIASES = {"linf": "linf", "l_inf": "linf", "inf": "linf", "l∞": "linf", "l2": "l2", "2": "l2"}
 _METHOD_ALIASES = {"pgd": "pgd", "apgd": "apgd-ce", "apgd-ce": "apgd-ce", "apgd_ce": "apgd-ce"}
+_DEFAULT_STEPS, _DEFAULT_METHOD, _DEFAULT_RESTARTS = 20, "pgd", 1
 
 
 def eps_text(eps: float, norm: str) -> str:
@@ -83,6 +102,7 @@ class AttackSettings:
     seed: int = 0
     early_stop: bool = True
     step_size_given: bool = False  # False: `step_size` is the documented default for norm/method
+    config: str = ""  # the named configuration (`CONFIGS`) these settings are, "" for settings given one by one
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,16 +111,54 @@ class AttackSettings:
         name = "APGD-CE" if self.method == "apgd-ce" else "PGD"
         step = f"initial step {self.step_size:.4g}" if self.method == "apgd-ce" else f"step {self.step_size:.4g}"
         return (f"{name}-{self.steps} {'L∞' if self.norm == 'linf' else 'L2'} ε={eps_text(self.eps, self.norm)} "
-                f"{step}, {self.restarts} restart(s), seed {self.seed}")
+                f"{step}, {self.restarts} restart(s), seed {self.seed}" + _config_text(self.config))
 
 
-def resolve_settings(*, norm: str = "linf", eps: float | None = None, steps: int = 20,
-                     step_size: float | None = None, method: str = "pgd", restarts: int = 1, seed: int = 0,
-                     early_stop: bool = True) -> AttackSettings:
-    """Validate and normalize the arguments of `attack` / `run_attack` (aliases: "Linf", "L2", "apgd")."""
+def _config_text(config: str | None) -> str:
+    return f" [configuration {config}]" if config else ""
+
+
+def resolve_config(config: Any) -> str:
+    """A configuration name (or alias) -> its canonical name in `CONFIGS`; unknown names raise."""
+    c = _CONFIG_ALIASES.get(str(config).strip().lower())
+    if c is not None:
+        return c
+    if str(config).strip().lower() in ("autoattack", "aa", "standard"):
+        raise PsaUsageError(f"attack configuration {config!r}: the AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, "
+                            "Square) is not implemented", observed=config,
+                            fix='use "autoattack-apgd-ce" (its first attack: APGD-CE, 100 steps, 1 restart)')
+    raise PsaUsageError(f"unknown attack configuration {config!r}", observed=config,
+                        fix=f"use one of {sorted(CONFIGS)}, or give method, steps and restarts yourself")
+
+
+def resolve_settings(*, norm: str = "linf", eps: float | None = None, steps: int | None = None,
+                     step_size: float | None = None, method: str | None = None, restarts: int | None = None,
+                     seed: int = 0, early_stop: bool = True, config: str | None = None) -> AttackSettings:
+    """Validate and normalize the arguments of `attack` / `run_attack` (aliases: "Linf", "L2", "apgd").
+
+    steps/method/restarts None: 20 / "pgd" / 1, or what the named `config` fixes; a value given
+    together with a configuration must equal the configuration's (a step size may not be given).
+    """
     n = _NORM_ALIASES.get(str(norm).strip().lower())
     if n is None:
         raise PsaUsageError(f"unknown attack norm {norm!r}", observed=norm, fix='use norm="linf" or norm="l2"')
+    cfg = ""
+    if config is not None and config != "":
+        cfg = resolve_config(config)
+        fixed = CONFIGS[cfg]
+        given = {"method": None if method is None else _METHOD_ALIASES.get(str(method).strip().lower(), method),
+                 "steps": steps, "restarts": restarts}
+        for key, value in given.items():
+            if value is not None and value != fixed[key]:
+                raise PsaUsageError(f"attack configuration {cfg!r} fixes {key}={fixed[key]!r}", observed=value,
+                                    fix=f"drop {key}= (or drop config= and give every setting yourself)")
+        if step_size is not None:
+            raise PsaUsageError(f"attack configuration {cfg!r} fixes the step size (initial step 2ε)",
+                                observed=step_size, fix="drop step_size= (or drop config=)")
+        method, steps, restarts = fixed["method"], fixed["steps"], fixed["restarts"]
+    method = _DEFAULT_METHOD if method is None else method
+    steps = _DEFAULT_STEPS if steps is None else steps
+    restarts = _DEFAULT_RESTARTS if restarts is None else restarts
     m = _METHOD_ALIASES.get(str(method).strip().lower())
     if m is None:
         raise PsaUsageError(f"unknown attack method {method!r}", observed=method,
@@ -124,14 +182,14 @@ def resolve_settings(*, norm: str = "linf", eps: float | None = None, steps: int
                             fix="leave step_size=None for the documented default")
     step = default_step_size(n, float(e), steps, m) if step_size is None else float(step_size)
     return AttackSettings(norm=n, eps=float(e), steps=steps, step_size=step, method=m, restarts=restarts,
-                          seed=seed, early_stop=bool(early_stop), step_size_given=step_size is not None)
+                          seed=seed, early_stop=bool(early_stop), step_size_given=step_size is not None, config=cfg)
 
 
 @dataclass(frozen=True)
 class AttackSpec:
     """One attack of an audit: its short label (for metric names) and the `run_attack` keywords."""
 
-    label: str  # e.g. "linf,8/255"; metric names read "adv_error(linf,8/255)"
+    label: str  # e.g. "linf,8/255" or "linf,8/255,autoattack-apgd-ce"; metric names read "adv_error(<label>)"
     kwargs: tuple[tuple[str, Any], ...]
 
     @property
@@ -143,7 +201,8 @@ class AttackSpec:
         method = "APGD-CE" if s.get("method") == "apgd-ce" else "PGD"
         step = s.get("step_size")
         step_text = f", step {eps_text(step, s['norm'])}" if step is not None else ""
-        return f"{method}-{s['steps']} {'L∞' if s['norm'] == 'linf' else 'L2'} ε={eps_text(s['eps'], s['norm'])}{step_text}"
+        return (f"{method}-{s['steps']} {'L∞' if s['norm'] == 'linf' else 'L2'} ε={eps_text(s['eps'], s['norm'])}"
+                f"{step_text}{_config_text(s.get('config'))}")
 
 
 def _number(text: str, what: str) -> float:
@@ -155,18 +214,25 @@ def _number(text: str, what: str) -> float:
 
 
 def parse_attack(spec: Any) -> dict[str, Any]:
-    """One attack spec (string or dict) -> validated keywords: norm, eps, steps, method (+ step_size, restarts)."""
+    """One attack spec (string or dict) -> validated keywords: norm, eps, steps, method, restarts
+    (+ step_size when given, config when a named configuration was asked for)."""
     if isinstance(spec, str):
         parts = spec.strip().split(":")
         if not 2 <= len(parts) <= 4:
-            raise PsaUsageError(f"attack spec {spec!r} is not norm:eps[:steps[:method]]",
-                                fix='e.g. "linf:8/255:20", "l2:0.25:7" or "linf:8/255:100:apgd-ce"')
+            raise PsaUsageError(f"attack spec {spec!r} is not norm:eps[:steps[:method]] or norm:eps:<configuration>",
+                                fix='e.g. "linf:8/255:20", "l2:0.25:7", "linf:8/255:100:apgd-ce" or '
+                                    '"linf:8/255:autoattack-apgd-ce"')
         kw: dict[str, Any] = {"norm": parts[0], "eps": _number(parts[1], "eps")}
         if len(parts) >= 3:
             try:
                 kw["steps"] = int(parts[2])
             except ValueError:
-                raise PsaUsageError(f"attack spec {spec!r}: steps must be an integer", fix='e.g. "linf:8/255:20"') from None
+                if len(parts) == 3 and not parts[2].strip().isdigit() and parts[2].strip().lower() not in _METHOD_ALIASES:
+                    kw["config"] = parts[2]  # a configuration name; resolve_settings checks it
+                else:
+                    raise PsaUsageError(f"attack spec {spec!r}: steps must be an integer (or the third field a "
+                                        f"configuration name: {', '.join(sorted(CONFIGS))})",
+                                        fix='e.g. "linf:8/255:20" or "linf:8/255:autoattack-apgd-ce"') from None
         if len(parts) == 4:
             kw["method"] = parts[3]
     elif isinstance(spec, dict):
@@ -179,10 +245,12 @@ def parse_attack(spec: Any) -> dict[str, Any]:
     else:
         raise PsaUsageError("an attack spec must be a string or a dict", observed=type(spec).__name__,
                             fix='e.g. attacks=["linf:8/255:20", {"norm": "l2", "eps": 0.5, "steps": 7}]')
-    s = resolve_settings(**kw)  # validates norm, eps, steps, method, step size and restarts
+    s = resolve_settings(**kw)  # validates norm, eps, steps, method, step size, restarts and configuration
     out = {"norm": s.norm, "eps": s.eps, "steps": s.steps, "method": s.method, "restarts": s.restarts}
     if s.step_size_given:
         out["step_size"] = s.step_size
+    if s.config:
+        out["config"] = s.config
     return out
 
 
@@ -195,7 +263,9 @@ def resolve_attacks(attacks: Any) -> tuple[AttackSpec, ...]:
     if isinstance(attacks, (str, dict)):
         attacks = [attacks]
     parsed = [parse_attack(a) for a in attacks]
-    labels = [f"{p['norm']},{eps_text(p['eps'], p['norm'])}" for p in parsed]
+    # a named configuration is part of the label (and so of the metric name): never compared with other settings
+    labels = [f"{p['norm']},{eps_text(p['eps'], p['norm'])}" + (f",{p['config']}" if "config" in p else "")
+              for p in parsed]
     specs = []
     for p, label in zip(parsed, labels):
         if labels.count(label) > 1:  # same norm and ε twice: name them apart by method and steps

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_psa._specs.names import DEPRECATED_VS_ERM_KEYS, deprecated_key_message
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
 from pytest_psa.results.checks import Checked, pick
 from pytest_psa.measure.robustness import error_stats as M
@@ -95,10 +96,22 @@ class RobustnessResult(Checked):
         return dict(zip(self.corruptions, M.corruption_errors(s.corruption, self._a(alpha)))) if self.corruptions else {}
 
     def relative_corruption_errors(self, alpha: float | None = None) -> dict[str, Estimate]:
-        """RCE_c = Σ_s E_{c,s} / Σ_s E^baseline_{c,s} per corruption (empty without a baseline)."""
+        """CE ratio R_c = Σ_s E_{c,s} / Σ_s E^baseline_{c,s} per corruption, the terms of ``mce_ratio``
+        (empty without a baseline). Not Hendrycks & Dietterich's relative CE: `hd_relative_corruption_errors`."""
         if self.baseline_samples is None or not self.corruptions:
             return {}
         per, _, _ = M.relative_corruption_errors(self.samples.corruption, self.baseline_samples.corruption, self._a(alpha))
+        return dict(zip(self.corruptions, per))
+
+    def hd_relative_corruption_errors(self, alpha: float | None = None) -> dict[str, Estimate]:
+        """Hendrycks & Dietterich's relative CE, Σ_s (E_{c,s} − E_clean) / Σ_s (E^b_{c,s} − E^b_clean), per
+        corruption: the terms of ``hd_relative_mce`` (empty without a baseline; NaN where the baseline's
+        corrupted error does not exceed its clean error)."""
+        b = self.baseline_samples
+        if b is None or not self.corruptions:
+            return {}
+        per, _, _ = M.hd_relative_corruption_errors(self.samples.corruption, self.samples.clean, b.corruption, b.clean,
+                                                    self._a(alpha))
         return dict(zip(self.corruptions, per))
 
     def normalized_corruption_errors(self, alpha: float | None = None) -> dict[str, Estimate]:
@@ -132,6 +145,9 @@ class RobustnessResult(Checked):
 
     def __getitem__(self, name: str) -> Estimate:
         m = self.metrics()
+        if name in DEPRECATED_VS_ERM_KEYS and name not in m:
+            warnings.warn(PsaWarning(deprecated_key_message(name)), stacklevel=2)
+            name = DEPRECATED_VS_ERM_KEYS[name]
         if name not in m:
             raise KeyError(f"{name!r} was not measured; measured: {', '.join(m)}")
         return m[name]
@@ -156,10 +172,13 @@ class RobustnessResult(Checked):
 
         - ``max_mce``, ``max_clean_error``, ``max_mfp``: ceilings on mCE, clean error, mFP;
         - ``max_adv_error``: a ceiling for every attack, or ``{"linf,8/255": 1.0, "l2,0.25": 0.9}``;
-        - ``vs_erm``: against the baseline. A float r: relative mCE (mean_c Σ_s E/Σ_s E_baseline)
-          must not exceed r (1.0 = no worse than ERM). A dict: ``{"mce": 0.0}`` means
-          mCE - mCE_baseline <= 0.0 (absolute difference; keys mce, clean_error, mfp,
-          adv_error or adv_error(label)), ``{"rel_mce": 0.95}`` / ``{"rel_mfp": 1.0}`` ratio ceilings.
+        - ``vs_erm``: against the baseline. A float r: the CE ratio ``mce_ratio``
+          (mean_c Σ_s E/Σ_s E_baseline) must not exceed r (1.0 = no worse than ERM). A dict:
+          ``{"mce": 0.0}`` means mCE - mCE_baseline <= 0.0 (absolute difference; keys mce,
+          clean_error, mfp, adv_error or adv_error(label)); ``{"mce_ratio": 0.95}``,
+          ``{"hd_relative_mce": 0.9}`` (Hendrycks & Dietterich's relative mCE, clean error
+          subtracted) and ``{"rel_mfp": 1.0}`` are ratio ceilings. The old key ``"rel_mce"`` still
+          means ``mce_ratio``, with a PsaWarning.
 
         Each budget fails when the one-sided (1 - alpha/m) lower confidence bound of its number is
         above it (m = number of budgets checked, Bonferroni), so a model within every budget fails
@@ -226,15 +245,16 @@ class RobustnessResult(Checked):
 
 def _headline(r: RobustnessResult, a: float) -> dict[str, Estimate]:
     """Every headline number of the audited model at interval level 1 - a, and with a baseline its own
-    numbers (``baseline_*``) and the comparisons: ``rel_*`` ratios and ``delta_*`` paired differences
-    (audited - baseline)."""
+    numbers (``baseline_*``) and the comparisons: the ratios ``mce_ratio``, ``hd_relative_mce`` and
+    ``rel_mfp``, and ``delta_*`` paired differences (audited - baseline)."""
     s, b = r.samples, r.baseline_samples
     out = _numbers(r, s, a)
     if b is None:
         return out
     flat = lambda x: x.reshape(-1, x.shape[-1]).mean(0)  # noqa: E731  per-image mean over (c, s)
     if r.corruptions:
-        out["rel_mce"] = M.relative_corruption_errors(s.corruption, b.corruption, a)[1]
+        out["mce_ratio"] = M.relative_corruption_errors(s.corruption, b.corruption, a)[1]
+        out["hd_relative_mce"] = M.hd_relative_corruption_errors(s.corruption, s.clean, b.corruption, b.clean, a)[1]
     if r.perturbations:
         out["rel_mfp"] = M.ratio_of_means(s.flips, b.flips, a, unit="ratio")[1]
     out["delta_clean_error"] = M.paired_difference(s.clean, b.clean, a)

@@ -11,22 +11,27 @@ confidence bound at level alpha / m (m budgets in the call, Bonferroni):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_psa._specs.names import DEPRECATED_VS_ERM_KEYS, deprecated_key_message
 from pytest_psa._validation import check_alpha
-from pytest_psa.errors import PsaUsageError
+from pytest_psa.errors import PsaUsageError, PsaWarning
 from pytest_psa.measure.robustness.specs import attack_label
 
-# vs_erm dict keys -> the metric they bound (differences are audited - baseline)
+# vs_erm dict keys -> the metric they bound (differences are audited - baseline; the others are ratios)
 _VS_KEYS = {"mce": "delta_mce", "clean_error": "delta_clean_error", "mfp": "delta_mfp",
-            "rel_mce": "rel_mce", "rel_mfp": "rel_mfp"}
+            "mce_ratio": "mce_ratio", "hd_relative_mce": "hd_relative_mce", "rel_mfp": "rel_mfp"}
+# the measurement each metric needs: corruptions ("mce") or perturbation sequences ("mfp")
+_NEEDS = {"mce": "mce", "delta_mce": "mce", "mce_ratio": "mce", "hd_relative_mce": "mce",
+          "mfp": "mfp", "delta_mfp": "mfp", "rel_mfp": "mfp"}
 
 
 @dataclass(frozen=True)
 class BudgetVerdict:
     name: str  # the budget as the user wrote it, e.g. "max_mce" or "vs_erm[mce]"
-    metric: str  # the metric it bounds, e.g. "mce", "delta_mce" or "rel_mce"
+    metric: str  # the metric it bounds, e.g. "mce", "delta_mce" or "mce_ratio"
     budget: float
     estimate: float
     low: float | None  # one-sided lower bound at level `alpha`
@@ -52,7 +57,7 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
     out: list[tuple[str, str, float]] = []
 
     def need(metric: str, what: str, fix: str) -> None:
-        base = metric.split("_")[-1]  # delta_mce / rel_mce / mce -> mce
+        base = _NEEDS.get(metric)  # delta_mce / mce_ratio / hd_relative_mce / mce -> mce
         if base == "mce" and not result.corruptions or base == "mfp" and not result.perturbations:
             raise PsaUsageError(f"{what} needs {base}, which was not measured", fix=fix)
 
@@ -77,9 +82,16 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
         if result.baseline_samples is None:
             raise PsaUsageError("vs_erm needs a baseline, and this result has none",
                                 fix="audit an augmentation (compared with ERM), or pass baseline=<model> for a model")
-        items = [("rel_mce", vs)] if not isinstance(vs, dict) else list(vs.items())
+        items = [("mce_ratio", vs)] if not isinstance(vs, dict) else list(vs.items())
         for key, value in items:
             key = str(key)
+            if key in DEPRECATED_VS_ERM_KEYS:
+                warnings.warn(PsaWarning(f"vs_erm: {deprecated_key_message(key)}"), stacklevel=4)
+                new = DEPRECATED_VS_ERM_KEYS[key]
+                if any(str(k) == new for k, _ in items):
+                    raise PsaUsageError(f"vs_erm gives both {key!r} and {new!r}, which are the same budget",
+                                        fix=f"keep {new!r} only")
+                key = new
             if key in _VS_KEYS:
                 metric = _VS_KEYS[key]
                 need(metric, f"vs_erm[{key}]", "measure it, or drop that budget")

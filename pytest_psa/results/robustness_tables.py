@@ -43,7 +43,9 @@ def header(r: Any) -> str:
 
 
 def corruption_table(r: Any) -> list[str]:
-    """Errors in % per corruption: severities 1..5, CE with its interval, the baseline's CE and RCE."""
+    """Errors in % per corruption: severities 1..5, CE with its interval, and with a baseline its CE,
+    the CE ratio (Σ_s E / Σ_s E_b; mean: mce_ratio) and Hendrycks & Dietterich's relative CE
+    (Σ_s (E − E_clean) / Σ_s (E_b − E_b,clean); mean: hd_relative_mce)."""
     if not r.corruptions:
         return ["  (no corruptions measured)"]
     conf = f"{100 * (1 - r.alpha):g}%"
@@ -52,35 +54,42 @@ def corruption_table(r: Any) -> list[str]:
     base = r.baseline_samples is not None
     ce_b = r.corruption_errors(baseline=True) if base else {}
     rce = r.relative_corruption_errors() if base else {}
+    hd = r.hd_relative_corruption_errors() if base else {}
     head = ("corruption", *[f"s{s}" for s in r.severities], f"CE % [{conf}]")
     if base:
-        head += (f"{r.baseline} CE %", f"rel. CE [{conf}]")
+        head += (f"{r.baseline} CE %", f"CE ratio [{conf}]", f"H&D rel. CE [{conf}]")
     rows = [head]
     for ci, c in enumerate(r.corruptions):
         e = ce[c]
         row: tuple[str, ...] = (c, *[_pct(x.estimate) for x in errs[ci]], _pct_ci(e))
         if base:
-            q = rce[c]
-            row += (_pct(ce_b[c].estimate), _ratio_ci(q))
+            row += (_pct(ce_b[c].estimate), _ratio_ci(rce[c]), _ratio_ci(hd[c]))
         rows.append(row)
     m, mb = r.metrics(), r.baseline_metrics()
     blank = ("",) * len(r.severities)
     mce = m["mce"]
     row = ("mCE (unnormalized)", *blank, _pct_ci(mce))
     if base:
-        q = m["rel_mce"]
-        row += (_pct(mb["mce"].estimate), _ratio_ci(q))
+        row += (_pct(mb["mce"].estimate), _ratio_ci(m["mce_ratio"]), _ratio_ci(m["hd_relative_mce"]))
     rows.append(row)
     ce_clean = m["clean_error"]
     row = ("clean error", *blank, _pct_ci(ce_clean))
     if base:
-        row += (_pct(mb["clean_error"].estimate), "")
+        row += (_pct(mb["clean_error"].estimate), "", "")
     rows.append(row)
     if "mce_alexnet" in m:
         q = m["mce_alexnet"]
         rows.append(("mCE (reference-normalized)", *blank, _ratio_ci(q),
-                     *(("", "") if base else ())))
-    return _align(rows)
+                     *(("", "", "") if base else ())))
+    lines = _align(rows)
+    if base:
+        lines.append("  mCE row: CE ratio = mce_ratio (mean_c Σ_s E / Σ_s E_baseline); H&D rel. CE = hd_relative_mce "
+                     "(Hendrycks & Dietterich's relative mCE: each model's clean error subtracted)")
+        undefined = [c for c, q in hd.items() if not math.isfinite(q.estimate)]
+        if undefined:
+            lines.append(f"  H&D relative CE undefined for {undefined} (the {r.baseline} model's corrupted error does "
+                         "not exceed its clean error); left out of hd_relative_mce")
+    return lines
 
 
 def flip_table(r: Any) -> list[str]:

@@ -55,8 +55,8 @@ def test_result_reports_what_was_measured(result) -> None:
     assert result.subject.startswith("GaussianNoise") and result.baseline == "erm" and result.kind == "augmentation"
     assert result.seeds == (0,) and result.preset == "smoke" and result.n_images == 500
     m = result.metrics()
-    for name in ("clean_error", "mce", "mfp", "adv_error(linf,2/255)", "rel_mce", "rel_mfp", "delta_mce",
-                 "delta_clean_error", "delta_mfp", "delta_adv_error(linf,2/255)", "baseline_mce",
+    for name in ("clean_error", "mce", "mfp", "adv_error(linf,2/255)", "mce_ratio", "hd_relative_mce", "rel_mfp",
+                 "delta_mce", "delta_clean_error", "delta_mfp", "delta_adv_error(linf,2/255)", "baseline_mce",
                  "baseline_adv_error(linf,2/255)"):
         assert name in m, name
         assert m[name].low is None or m[name].low <= m[name].estimate <= m[name].high
@@ -132,10 +132,10 @@ def test_assert_budget_passes_fails_and_warns(result) -> None:
 
 @pytest.mark.slow
 def test_vs_erm_budgets(result) -> None:
-    # relative mCE measured 0.58 [0.47, 0.70]: a ceiling of 1.0 passes, 0.2 is shown exceeded
+    # CE ratio (mce_ratio) measured 0.58 [0.47, 0.70]: a ceiling of 1.0 passes, 0.2 is shown exceeded
     result.assert_budget(vs_erm=1.0)
-    with pytest.raises(PSAViolation, match=r"vs_erm\[rel_mce\]"):
-        result.assert_budget(vs_erm={"rel_mce": 0.2})
+    with pytest.raises(PSAViolation, match=r"vs_erm\[mce_ratio\]"):
+        result.assert_budget(vs_erm={"mce_ratio": 0.2})
     result.assert_budget(vs_erm={"adv_error": 0.5, "clean_error": 0.1})
     fresh = result.with_defaults(vs_erm={"mce": 0.5})  # a copy: its verdict log starts empty
     assert fresh.verdict_log() == ()
@@ -172,12 +172,12 @@ def test_trained_models_give_the_same_numbers_as_the_augmentation_audit(result, 
                                    n_images=500)
     assert aug.training and not erm.training
     assert direct.kind == "model" and direct.seeds == () and direct.attacks == ()
-    for name in ("clean_error", "mce", "rel_mce", "delta_mce"):
+    for name in ("clean_error", "mce", "mce_ratio", "hd_relative_mce", "delta_mce"):
         assert direct.metrics()[name].estimate == result.metrics()[name].estimate, name
     with pytest.raises(PsaUsageError, match="max_adv_error needs attacks"):
         direct.assert_budget(max_adv_error=0.5)
     alone = pytest_psa.robustness(erm, cache_dir=cache_dir, corruptions=CORRUPTIONS, attacks=None, n_images=500)
-    assert alone.cache_hit and alone.baseline is None and "rel_mce" not in alone.metrics()
+    assert alone.cache_hit and alone.baseline is None and "mce_ratio" not in alone.metrics()
     with pytest.raises(PsaUsageError, match="needs a baseline"):
         alone.assert_budget(vs_erm=1.0)
 

@@ -10,7 +10,11 @@ Definitions (hendrycks/robustness and RobustBench, see docs/robustness.md):
 
 - E_{c,s}: error under corruption c at severity s; CE_c = mean_s E_{c,s} (unnormalized);
 - mCE (CIFAR convention) = mean over all (c, s) of E_{c,s};
-- relative CE to a baseline b: RCE_c = Σ_s E_{c,s} / Σ_s E^b_{c,s}; relative mCE = mean_c RCE_c;
+- CE ratio to a baseline b: R_c = Σ_s E_{c,s} / Σ_s E^b_{c,s}; "mce_ratio" = mean_c R_c (this tool's
+  ratio; it was called "rel_mce", a name that collided with the next one);
+- Hendrycks & Dietterich's relative CE (ICLR 2019, with the baseline b in place of AlexNet):
+  RelCE_c = Σ_s (E_{c,s} − E_clean) / Σ_s (E^b_{c,s} − E^b_clean), the degradation under corruption
+  beyond each model's own clean error; "hd_relative_mce" = mean_c RelCE_c;
 - AlexNet-normalized CE: CE^N_c = Σ_s E_{c,s} / Σ_s E^ref_{c,s} with a fixed reference table;
 - flip probability of a sequence x_0..x_T: mean_t 1[f(x_t) != f(x_ref)], ref = 0 for noise
   perturbations and t - 1 otherwise (difficulty 1); mFP = mean over perturbations.
@@ -133,14 +137,16 @@ def mean_corruption_error(errors: np.ndarray, alpha: float) -> Estimate:
     return proportion(errors.reshape(-1, errors.shape[-1]).mean(0), alpha)
 
 
-def ratio_of_means(num: np.ndarray, den: np.ndarray, alpha: float, *, unit: str = "ratio") -> tuple[list[Estimate], Estimate, list[int]]:
+def ratio_of_means(num: np.ndarray, den: np.ndarray, alpha: float, *, unit: str = "ratio",
+                   nonnegative: bool = True) -> tuple[list[Estimate], Estimate, list[int]]:
     """Per-group ratios R_k = Σ_i num[k, i] / Σ_i den[k, i] and their unweighted mean, paired over images.
 
     `num`, `den`: [K, N], the two models' per-image values (e.g. errors summed over severities)
     on the same images. Intervals: delta method (normal) with the per-image influence
     ψ_i = (num_ki - R_k den_ki) / mean(den_k), averaged over groups for the mean ratio.
-    Groups whose denominator is zero have no ratio; they are returned in the third element
-    and left out of the mean.
+    Groups whose denominator is zero (or negative) have no ratio; they are returned in the third
+    element and left out of the mean. `nonnegative` (ratios of nonnegative values) clips the lower
+    bound at 0; pass False when the numerator can be negative.
     """
     _check_alpha(alpha)
     num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
@@ -155,28 +161,53 @@ def ratio_of_means(num: np.ndarray, den: np.ndarray, alpha: float, *, unit: str 
             continue
         r = num[g].mean() / d_mean
         infl = (num[g] - r * den[g]) / d_mean
-        per.append(_delta(r, infl, z, alpha, unit))
+        per.append(_delta(r, infl, z, alpha, unit, nonnegative))
         psi += infl
     kept = k - len(dropped)
     if kept == 0:
         return per, Estimate(float("nan"), None, None, "lower", unit, 1 - alpha, "none", n), dropped
     mean_r = float(np.mean([per[g].estimate for g in range(k) if g not in dropped]))
-    return per, _delta(mean_r, psi / kept, z, alpha, unit), dropped
+    return per, _delta(mean_r, psi / kept, z, alpha, unit, nonnegative), dropped
 
 
-def _delta(estimate: float, influence: np.ndarray, z: float, alpha: float, unit: str) -> Estimate:
+def _delta(estimate: float, influence: np.ndarray, z: float, alpha: float, unit: str,
+           nonnegative: bool = True) -> Estimate:
     n = influence.size
     if n < 2:
         return Estimate(float(estimate), None, None, "lower", unit, 1 - alpha, "delta", n)
     se = float(influence.std(ddof=1)) / math.sqrt(n)
-    return Estimate(float(estimate), max(0.0, estimate - z * se), estimate + z * se, "lower", unit, 1 - alpha,
-                    "delta", n)
+    low = estimate - z * se
+    return Estimate(float(estimate), max(0.0, low) if nonnegative else low, estimate + z * se, "lower", unit,
+                    1 - alpha, "delta", n)
 
 
 def relative_corruption_errors(errors: np.ndarray, baseline: np.ndarray,
                                alpha: float) -> tuple[list[Estimate], Estimate, list[int]]:
-    """RCE_c = Σ_s E_{c,s} / Σ_s E^b_{c,s} per corruption and their mean (errors, baseline: [C, S, N])."""
+    """CE ratios R_c = Σ_s E_{c,s} / Σ_s E^b_{c,s} per corruption and their mean, "mce_ratio"
+    (errors, baseline: [C, S, N]). Not Hendrycks & Dietterich's relative CE: see
+    `hd_relative_corruption_errors`."""
     return ratio_of_means(errors.sum(1), baseline.sum(1), alpha)
+
+
+def hd_relative_corruption_errors(errors: np.ndarray, clean: np.ndarray, baseline: np.ndarray,
+                                  baseline_clean: np.ndarray, alpha: float) -> tuple[list[Estimate], Estimate, list[int]]:
+    """Hendrycks & Dietterich's relative CE, RelCE_c = Σ_s (E_{c,s} − E_clean) / Σ_s (E^b_{c,s} − E^b_clean),
+    per corruption, and their mean, the relative mCE ("hd_relative_mce").
+
+    errors, baseline: [C, S, N]; clean, baseline_clean: [N], on the same images. Each image
+    contributes Σ_s (e_{c,s,i} − e_clean,i) to the numerator (and the baseline's to the
+    denominator), so the paired delta-method interval of `ratio_of_means` applies as for the CE
+    ratio; the ratio can be negative (a model whose corrupted error is below its clean error), so
+    its lower bound is not clipped at 0. A corruption on which the baseline's corrupted error does
+    not exceed its clean error (Σ_s (E^b_{c,s} − E^b_clean) ≤ 0) has no relative CE: it is returned
+    in the third element and left out of the mean. When that sum is small but positive the ratio
+    and its interval are large; that is the definition's, not the estimator's.
+    """
+    errors, baseline = np.asarray(errors, np.float64), np.asarray(baseline, np.float64)
+    clean, baseline_clean = np.asarray(clean, np.float64), np.asarray(baseline_clean, np.float64)
+    s = errors.shape[1]
+    return ratio_of_means(errors.sum(1) - s * clean[None, :], baseline.sum(1) - s * baseline_clean[None, :], alpha,
+                          nonnegative=False)
 
 
 def normalized_corruption_errors(errors: np.ndarray, reference: np.ndarray,
@@ -230,6 +261,6 @@ def mean_flip_probability(rates: np.ndarray, alpha: float) -> tuple[list[Estimat
 
 __all__ = [
     "Estimate", "bounded_mean", "clopper_pearson", "corruption_errors", "error_table", "flip_rates",
-    "mean_corruption_error", "mean_flip_probability", "normalized_corruption_errors", "paired_difference",
+    "hd_relative_corruption_errors", "mean_corruption_error", "mean_flip_probability", "normalized_corruption_errors", "paired_difference",
     "proportion", "ratio_of_means", "reference_rule", "relative_corruption_errors",
 ]

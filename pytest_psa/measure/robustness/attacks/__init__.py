@@ -2,6 +2,7 @@
 
     adv = pytest_psa.attack(model, images, labels)                    # PGD-20 L∞ 8/255, step 2/255
     res = run_attack(model, images, labels, norm="l2", eps=0.5, steps=7)
+    res = run_attack(model, images, labels, config="autoattack-apgd-ce")  # AutoAttack's APGD-CE (100 steps)
     res.robust_accuracy, res.robust_interval(), res.forwards, res.images_per_s, res.checks
 
 Every run checks itself (eval mode, buffers, ε-bound, finite logits, logits not probabilities,
@@ -12,6 +13,7 @@ deterministic outputs, ε = 0, zero gradients) and raises `AttackSelfCheckError`
 from __future__ import annotations
 
 from pytest_psa._specs.attacks import (
+    CONFIGS,
     DEFAULT_EPS,
     METHODS,
     NORMS,
@@ -30,6 +32,7 @@ from pytest_psa.measure.robustness.attacks.monotone import (
 from pytest_psa.measure.robustness.attacks.attack_result import AttackResult
 
 __all__ = [
+    "CONFIGS",
     "DEFAULT_EPS",
     "METHODS",
     "NORMS",

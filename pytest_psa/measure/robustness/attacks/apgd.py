@@ -14,6 +14,7 @@ Every sample's step size and state are its own, so dropping fooled samples (earl
 nothing for the others. One difference from AutoAttack: the first window's first step is compared
 with the loss at the start point (AutoAttack compares it with an unfilled zero entry, so it always
 counts as a rise). The final iterate is evaluated without a backward pass.
+AutoAttack runs this with N = 100 and 1 restart: `config="autoattack-apgd-ce"` (`_specs.attacks.CONFIGS`).
 """
 
 from __future__ import annotations

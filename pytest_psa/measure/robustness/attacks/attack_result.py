@@ -22,8 +22,11 @@ class AttackResult:
     """Per-sample clean and adversarial correctness of one attack run, with its settings and costs.
 
     A sample counts as robust when it is classified correctly clean and no evaluated iterate of
-    any restart fooled the model (fooling iterates are re-checked by a separate forward pass when
-    self-checks are on). `forwards`/`backwards` count per-sample passes (a batch of 250 adds 250),
+    any restart fooled the model. With self-checks on, fooling iterates are re-checked by a separate
+    forward pass; one that this pass classifies correctly still counts as not robust (robust
+    accuracy is never raised by bookkeeping), and `reverify_mismatches` counts them.
+    `settings.config` names the configuration that ran ("autoattack-apgd-ce"), "" for settings
+    given one by one. `forwards`/`backwards` count per-sample passes (a batch of 250 adds 250),
     the clean pass and the self-checks included; `images_per_s` is n over the whole wall time.
     `adversarial` holds the images only when asked for (`keep_images=True`, as `attack()` does).
     """
@@ -42,7 +45,7 @@ class AttackResult:
     tolerance: float
     checks: tuple[CheckOutcome, ...]
     zero_gradient_samples: int = 0
-    reverify_mismatches: int = 0
+    reverify_mismatches: int = 0  # fooling images classified correctly on re-verification; counted as not robust
     alpha: float = DEFAULT_ALPHA
     label: str = ""
     adversarial: Any = field(default=None, repr=False)
@@ -63,6 +66,11 @@ class AttackResult:
     @property
     def robust_error(self) -> float:
         return 1.0 - self.robust_accuracy
+
+    @property
+    def config(self) -> str:
+        """The named configuration that ran ("autoattack-apgd-ce"), or "" for settings given one by one."""
+        return self.settings.config
 
     @property
     def images_per_s(self) -> float:
@@ -115,7 +123,9 @@ class AttackResult:
             f"  n={self.n} | clean accuracy {self.clean_accuracy:.4f} | robust accuracy {self.robust_accuracy:.4f} "
             f"[{iv.low:.4f}, {iv.high:.4f}] ({100 * iv.confidence:g}% interval)",
             f"  max perturbation {self.max_perturbation:.6g} (allowed {self.tolerance:.6g}) | batch {self.batch_size} "
-            f"on {self.device} {self.dtype}",
+            f"on {self.device} {self.dtype}"
+            + (f" | {self.reverify_mismatches} fooling image(s) correct on re-verification, counted as not robust"
+               if self.reverify_mismatches else ""),
             f"  cost: {self.forwards} forward + {self.backwards} backward sample-passes in {self.model_calls} calls, "
             f"{self.seconds:.2f} s, {self.images_per_s:.1f} images/s",
             "  self-checks: " + "; ".join(f"{c.name}: {'ok' if c.passed else 'FAILED'}" for c in self.checks),
@@ -127,6 +137,7 @@ class AttackResult:
         iv = self.robust_interval()
         out = {
             "settings": self.settings.to_dict(),
+            "config": self.config,
             "n": self.n,
             "batch_size": self.batch_size,
             "device": self.device,

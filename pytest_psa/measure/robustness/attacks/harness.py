@@ -1,8 +1,11 @@
 """`run_attack` (the full report) and `attack` (just the adversarial images).
 
 Per batch: a clean forward pass; the clean-correct samples are attacked (restarts only on the
-ones still robust); the fooling iterates are re-checked by a forward pass; every perturbation is
-checked against ε, [0, 1] and finiteness. Around everything: the model is in eval mode, and its
+ones still robust); the fooling iterates are re-checked by a forward pass (a fooling image that
+the second pass classifies correctly still counts as not robust: it fooled the model once, and
+counting it robust would overstate robust accuracy; the disagreements are counted and, beyond
+max(2, 1 %), fail the run as nondeterminism); every perturbation is checked against ε, [0, 1]
+and finiteness. Around everything: the model is in eval mode, and its
 mode, buffers and parameters are checked and restored afterwards. On the first batch the model's
 outputs are checked to be logits, deterministic, and to reproduce clean accuracy at ε = 0.
 """
@@ -33,20 +36,22 @@ _RUNS = {"pgd": pgd_run, "apgd-ce": apgd_run}
 
 
 def attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf",
-           eps: float | None = None, steps: int = 20, step_size: float | None = None, method: str = "pgd",
-           restarts: int = 1, seed: int = 0, batch_size: int | None = None,
-           device: str | torch.device | None = None, check: bool = True) -> torch.Tensor:
+           eps: float | None = None, steps: int | None = None, step_size: float | None = None,
+           method: str | None = None, restarts: int | None = None, seed: int = 0, batch_size: int | None = None,
+           device: str | torch.device | None = None, check: bool = True, config: str | None = None) -> torch.Tensor:
     """Adversarial versions of `images` (same shape, dtype and device) against `model`.
 
     images: float (N, C, H, W) in [0, 1]; labels: (N,) class indices; model: images -> logits (N, classes),
     with any normalization inside it. eps None = 8/255 for "linf", 0.5 for "l2"; step_size None = ε/4
-    (L∞), 2.5·ε/steps (L2) or 2ε as APGD's initial step; method "pgd" or "apgd-ce". Samples the model
+    (L∞), 2.5·ε/steps (L2) or 2ε as APGD's initial step; method "pgd" or "apgd-ce"; steps None = 20,
+    restarts None = 1; config a named configuration ("autoattack-apgd-ce": APGD-CE, 100 steps, 1 restart,
+    AutoAttack's settings) that fixes method, steps, restarts and step rule. Samples the model
     gets wrong on clean images are returned unchanged; robust ones as the highest-loss iterate found.
     Self-checks (on by default) raise `AttackSelfCheckError`; see `run_attack` for the full report.
     """
     result = run_attack(model, images, labels, norm=norm, eps=eps, steps=steps, step_size=step_size,
                         method=method, restarts=restarts, seed=seed, batch_size=batch_size, device=device,
-                        check=check, keep_images=True)
+                        check=check, keep_images=True, config=config)
     adversarial = result.adversarial
     if not isinstance(adversarial, torch.Tensor):  # keep_images=True always keeps them
         raise RuntimeError(f"run_attack(keep_images=True) kept no adversarial images: {type(adversarial).__name__}")
@@ -54,10 +59,11 @@ def attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm: st
 
 
 def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm: str = "linf",
-               eps: float | None = None, steps: int = 20, step_size: float | None = None, method: str = "pgd",
-               restarts: int = 1, seed: int = 0, batch_size: int | None = None,
+               eps: float | None = None, steps: int | None = None, step_size: float | None = None,
+               method: str | None = None, restarts: int | None = None, seed: int = 0, batch_size: int | None = None,
                device: str | torch.device | None = None, check: bool = True, keep_images: bool = False,
-               early_stop: bool = True, alpha: float = DEFAULT_ALPHA, label: str = "") -> AttackResult:
+               early_stop: bool = True, alpha: float = DEFAULT_ALPHA, label: str = "",
+               config: str | None = None) -> AttackResult:
     """Attack `model` on (images, labels) and report per-sample clean/robust correctness, cost and checks.
 
     Arguments as for `attack`, plus: restarts (extra random starts, only on samples still robust),
@@ -65,11 +71,13 @@ def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm
     results do not depend on it), device (None = the model's), keep_images (store the adversarial
     images in the result), early_stop (False keeps fooled samples in the batch: same result, more
     passes; for testing), alpha (level of the reported confidence interval), label (for reports).
-    check=False skips the probes and re-verification, never the ε-bound check.
+    check=False skips the probes and re-verification, never the ε-bound check. A fooling image that
+    re-verification classifies correctly counts as not robust either way (`reverify_mismatches`
+    says how many there were), so check=True and check=False give the same robust accuracy.
     """
     start_time = time.perf_counter()
     s = resolve_settings(norm=norm, eps=eps, steps=steps, step_size=step_size, method=method,
-                         restarts=restarts, seed=seed, early_stop=early_stop)
+                         restarts=restarts, seed=seed, early_stop=early_stop, config=config)
     if not callable(model):
         raise PsaUsageError("model must be callable: images (N, C, H, W) -> logits (N, classes)",
                             observed=type(model).__name__, fix="pass an nn.Module or a function")
@@ -98,7 +106,7 @@ def run_attack(model: Model, images: torch.Tensor, labels: torch.Tensor, *, norm
                 _probe_eps_zero(oracle, x[:PROBE], y[:PROBE], idx[:PROBE], ok[:PROBE], s, outcomes)
             x_adv, fooled = _attack_batch(oracle, x, y, idx, ok, s, check)
             if check:
-                fooled = _reverify(oracle, x_adv, y, fooled, stats)
+                _reverify(oracle, x_adv, y, fooled, stats)
             _check_bounds(x, x_adv, s, tol, stats)
             clean[lo:lo + len(x)] = ok.cpu().numpy()
             robust[lo:lo + len(x)] = (ok & ~fooled).cpu().numpy()
@@ -193,11 +201,15 @@ def _probe_eps_zero(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, idx: torch
 
 
 def _reverify(oracle: Oracle, x_adv: torch.Tensor, y: torch.Tensor, fooled: torch.Tensor,
-              stats: dict[str, Any]) -> torch.Tensor:
-    """A separate forward pass on every fooling image; only confirmed ones count as fooled."""
+              stats: dict[str, Any]) -> None:
+    """A separate forward pass on every fooling image; counts those it classifies correctly.
+
+    They stay fooled (not robust): the attack's own forward pass misclassified them, and a model
+    whose prediction on one image changes between passes is not robust there. Counting them robust
+    would raise robust accuracy by bookkeeping. Too many of them fail the run (`_finish_checks`)."""
     where = fooled.nonzero().squeeze(1)
     if len(where) == 0:
-        return fooled
+        return
     out = oracle.raw(x_adv[where])
     if not isinstance(out, torch.Tensor):  # it returned a logits tensor on the clean images
         raise AttackSelfCheckError("the model returned no tensor when re-checking the fooling images",
@@ -206,9 +218,6 @@ def _reverify(oracle: Oracle, x_adv: torch.Tensor, y: torch.Tensor, fooled: torc
     confirmed = out.argmax(1) != y[where]
     stats["mismatches"] += int((~confirmed).sum())
     stats["fooled"] += len(where)
-    out = fooled.clone()
-    out[where[~confirmed]] = False
-    return out
 
 
 def _check_bounds(x: torch.Tensor, x_adv: torch.Tensor, s: AttackSettings, tol: float,
@@ -244,6 +253,6 @@ def _finish_checks(s: AttackSettings, tol: float, stats: dict[str, Any], oracle:
             fix="make eval-mode forward deterministic and per-sample (no batch statistics, no randomness)")
     outcomes.append(CheckOutcome("fooling images re-verified", True,
                                  f"{fooled - mism} of {fooled} confirmed by a separate forward pass"
-                                 + (f" ({mism} near-boundary disagreements counted as robust)" if mism else "")))
+                                 + (f" ({mism} near-boundary disagreements counted as not robust)" if mism else "")))
     outcomes.append(CheckOutcome("gradients not masked", True,
                                  f"{oracle.zero_grad_samples} samples with an all-zero first gradient"))
