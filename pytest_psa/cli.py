@@ -6,7 +6,9 @@
     psa list                                   # the augmentation names `audit` knows
 
 `audit` runs the density audit, the flatness comparison with ERM and the robustness comparison
-with ERM for each augmentation and prints the seed paper's Tables 1–3. A check that cannot run
+with ERM for each augmentation and prints their tables: proximal density on this tool's scale (RMS
+pixel distance in [0, 1]; `--scale paper` prints the paper's Table 1 in its layout and scale: L2 on
+0-255 pixel values at γ = 1, 5, 10, 50), then the paper's Tables 2–3. A check that cannot run
 (a missing optional piece) is reported and makes the exit status 3, never skipped silently.
 Exit status: 0 done, 1 regression (compare), 2 usage error or nothing compared, 3 a requested
 check could not run.
@@ -63,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(proximal density, flatness over ERM, robustness) and gate on saved runs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{audit,compare,report,list}")
 
-    a = sub.add_parser("audit", help="density, flatness and robustness of augmentations vs ERM; Tables 1-3",
-                       description="Audit each augmentation against ERM and print the seed paper's Tables 1-3.")
+    a = sub.add_parser("audit", help="density, flatness and robustness of augmentations vs ERM",
+                       description="Audit each augmentation against ERM and print the proximal density table "
+                                   "(the paper's Table 1 with --scale paper) and the seed paper's Tables 2-3.")
     a.add_argument("augmentations", nargs="+", metavar="AUG",
                    help="a known name (see `psa list`) or module:attr of your own augmentation")
     g = a.add_argument_group("data and training")
@@ -78,13 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=_positive, default=None, help="override the preset's epochs (quick runs)")
     g.add_argument("--n-train", type=_positive, default=None, help="override the preset's training subset size")
     g.add_argument("--batch-size", type=_positive, default=None, help="override the preset's batch size")
-    g = a.add_argument_group("density (Table 1)")
-    g.add_argument("--distance", default="l2", help="distance for the density audit (l2)")
-    g.add_argument("--gamma", type=_csv_floats, default=None, help="γ grid, e.g. 0.01,0.02,0.05,0.1,0.2")
+    g = a.add_argument_group("density (proximal density eCDF; --scale paper for the paper's Table 1)")
+    g.add_argument("--scale", default="tool", choices=("tool", "paper"),
+                   help="tool (default): distance l2, RMS on [0, 1], γ 0.01,0.02,0.05,0.1,0.2, this tool's own "
+                        "scale; paper: distance l2_255, L2 on 0-255 pixel values, γ 1,5,10,50, printed as the "
+                        "paper's Table 1 (arXiv 2505.24592)")
+    g.add_argument("--distance", default=None, help="distance for the density audit (the scale's: l2, or l2_255)")
+    g.add_argument("--gamma", type=_csv_floats, default=None, help="γ grid (the distance's: 0.01,0.02,0.05,0.1,0.2 "
+                   "for l2, 1,5,10,50 for l2_255)")
     g.add_argument("--n-images", type=_positive, default=500, help="images in the density audit (500)")
     g.add_argument("--draws", type=_positive, default=8, help="augmentation draws per image (8)")
-    g.add_argument("--psa-gamma", type=float, default=0.05, help="γ of the PSA verdict row (0.05)")
-    g.add_argument("--min-density", type=float, default=0.05, help="min density of the PSA verdict row (0.05)")
+    g.add_argument("--psa-gamma", type=float, default=None,
+                   help="γ of the PSA verdict row, this tool's own threshold, not the paper's (0.05 on the tool "
+                        "scale; at the paper scale no verdict unless given)")
+    g.add_argument("--min-density", type=float, default=None,
+                   help="min density of the PSA verdict row, this tool's own threshold (0.05)")
     g = a.add_argument_group("flatness (Table 2)")
     g.add_argument("--metrics", type=_csv_words, default=None, help="flatness metrics (pac_bayes,lpf,eps_sharpness)")
     g.add_argument("--n-measure", type=_positive, default=None, help="training images the metrics use (1000)")
@@ -114,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     c.set_defaults(func=cmd_compare)
 
-    r = sub.add_parser("report", help="print Tables 1-3 (and write figures) of a saved run")
+    r = sub.add_parser("report", help="print the tables (and write figures) of a saved run")
     r.add_argument("run", metavar="RUN.json")
     r.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
     r.set_defaults(func=cmd_report)
@@ -164,19 +175,26 @@ class _Audit:
 
     def density(self, key: str, aug: Any) -> None:
         from pytest_psa.audits.density import density
+        from pytest_psa.results.density import DEFAULT_GAMMA as DEFAULT_PSA_GAMMA, DEFAULT_MIN_DENSITY
 
         a = self.args
         t0 = time.perf_counter()
-        result = density(aug, data=a.data, n_images=a.n_images, draws=a.draws, distance=a.distance, seed=a.seed,
+        distance, paper = _density_scale(a)
+        result = density(aug, data=a.data, n_images=a.n_images, draws=a.draws, distance=distance, seed=a.seed,
                          data_root=a.data_root, cache_dir=a.cache_dir)
         if a.gamma:
             import dataclasses
 
             result = dataclasses.replace(result, gammas=tuple(a.gamma))
-        verdicts = [v.to_dict() for v in result.verdicts(a.psa_gamma, a.min_density)]
+        # the verdict's γ and min_density are this tool's own thresholds on its l2 scale (docs/density.md);
+        # on the paper's scale (γ in 0-255 L2 units) there is none unless asked for
+        psa_gamma = a.psa_gamma if a.psa_gamma is not None or paper else DEFAULT_PSA_GAMMA
+        min_density = DEFAULT_MIN_DENSITY if a.min_density is None else a.min_density
+        verdicts = [] if psa_gamma is None else [v.to_dict() for v in result.verdicts(psa_gamma, min_density)]
         self.record(key, "density", result.to_dict(), verdicts)
-        self.say(f"density {key}: F({a.psa_gamma:g}) = {result.F(a.psa_gamma):.4f} "
-                 f"({a.n_images}×{a.draws} draws, {time.perf_counter() - t0:.1f} s)")
+        shown = " ".join(f"F({g:g}) = {result.F(g):.4f}" for g in
+                         ([psa_gamma] if psa_gamma is not None else list(result.gammas)))
+        self.say(f"density {key}: {shown} ({a.n_images}×{a.draws} draws, {time.perf_counter() - t0:.1f} s)")
 
     def flatness(self, key: str, aug: Any) -> None:
         from pytest_psa.audits.flatness import DEFAULT_METRICS, flatness
@@ -215,11 +233,37 @@ class _Audit:
         self.say(f"robustness {key}: done in {time.perf_counter() - t0:.1f} s")
 
 
+def _density_scale(args: argparse.Namespace) -> tuple[str, bool]:
+    """The density audit's distance (--distance, else the --scale's) and whether it is the paper's
+    scale: ``--scale paper``, or ``l2_255`` asked for by name."""
+    from pytest_psa.errors import PsaUsageError
+    from pytest_psa.measure.density.distances import PAPER_DISTANCE, SCALES, get_distance
+
+    distance = args.distance or SCALES[args.scale][0]
+    name = get_distance(distance).name
+    if args.scale == "paper" and name != PAPER_DISTANCE:
+        raise PsaUsageError(f"--scale paper measures with the distance {PAPER_DISTANCE!r}, not {distance!r}",
+                            fix="drop --distance (or pass --distance l2_255), or drop --scale paper")
+    return distance, name == PAPER_DISTANCE
+
+
+def _tables(records: list[Any]) -> list[str]:
+    """The tables of a run: density records on the paper's scale (``l2_255``) in the layout of its
+    Table 1 (γ as rows, augmentations as columns), any others as this tool's density table, then Tables 2-3."""
+    from pytest_psa.measure.density.distances import PAPER_DISTANCE
+    from pytest_psa.report.tables import paper_density_table, paper_tables
+
+    paper = [r for r in records if r.kind == "density" and r.density().get("distance") == PAPER_DISTANCE]
+    if not paper:
+        return paper_tables(records)
+    rest = paper_tables([r for r in records if not any(r is p for p in paper)])
+    return paper_density_table(paper) + ([""] if rest else []) + rest
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from pytest_psa.augment.known import resolve_augmentation
     from pytest_psa.data.sources import load_data
     from pytest_psa import _progress as progress
-    from pytest_psa.report.tables import paper_tables
 
     if args.quiet:
         progress.configure(enabled=False)
@@ -232,6 +276,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print("psa audit: every check was switched off (--no-density --no-flatness --no-robustness): nothing to do",
               file=sys.stderr)
         return EXIT_USAGE
+    if "density" in checks:  # a --distance that contradicts --scale fails before any work
+        _density_scale(args)
     if os.getcwd() not in sys.path and "" not in sys.path:  # module:attr of the project it runs in, as python -m
         sys.path.insert(0, os.getcwd())
     probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
@@ -244,7 +290,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 run(key, aug)
         except ImportError as exc:  # an optional piece of this installation is missing
             audit.unavailable(check, exc)
-    print("\n".join(paper_tables(audit.records)))
+    print("\n".join(_tables(audit.records)))
     _write_outputs(audit.records, args, source="psa audit", skipped=audit.skipped)
     return EXIT_INCOMPLETE if audit.skipped else EXIT_OK
 
@@ -290,10 +336,9 @@ def _run_path(path: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pytest_psa.report.json_report import load_records
-    from pytest_psa.report.tables import paper_tables
 
     records = load_records(_run_path(args.run))
-    print("\n".join(paper_tables(records)) or "psa report: the run holds no audit records")
+    print("\n".join(_tables(records)) or "psa report: the run holds no audit records")
     _write_outputs(records, args, source="psa report")
     return EXIT_OK
 

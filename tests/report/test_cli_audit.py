@@ -32,7 +32,7 @@ def test_audit_prints_tables_1_to_3_and_writes_the_run_and_figures(tmp_path: Pat
     assert main(argv) == EXIT_OK
     out = capsys.readouterr().out
     tables = out[: out.index("psa: run written")].rstrip("\n")
-    for head in ("Table 1. Proximal density F_N(γ)", "Table 2. Flatness, mean over 2 seeds",
+    for head in ("Proximal density F_N(γ)", "Table 2. Flatness, mean over 2 seeds",
                  "Table 3. Robustness, error in %"):
         assert head in tables
     lines = tables.splitlines()
@@ -109,7 +109,7 @@ def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pyte
     captured = capsys.readouterr()
     assert "psa audit: robustness could not run: ModuleNotFoundError" in captured.err
     assert "pass --no-robustness to leave it out on purpose" in captured.err
-    assert "Table 1." in captured.out and "Table 3." not in captured.out
+    assert "Proximal density F_N(γ)" in captured.out and "Table 3." not in captured.out
     assert load_run(tmp_path / "run.json")["skipped"][0]["check"] == "robustness"
 
 

@@ -47,6 +47,28 @@ def l2_raw(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cast(torch.Tensor, (x - y).flatten(1).norm(dim=1))  # Tensor.norm has no return annotation in torch
 
 
+def l2_255(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Raw L2 norm over all pixels on the 0–255 scale, 255 · ‖x − y‖₂: the scale of the paper's Table 1."""
+    return l2_raw(x, y) * 255.0
+
+
+# The scale of arXiv 2505.24592's Table 1 (its proximal-density eCDF). The extracted text lost the
+# symbols of the distance and of the γ values; a raw L2 norm on 0–255 pixel values over all pixels,
+# read at γ = 1, 5, 10, 50, reproduces three of its four CIFAR-100 AugMix values on CIFAR-10
+# (docs/density.md, "Two scales"). On 32×32 RGB, γ = 1 is an RMS change of 1/√3072 ≈ 0.018
+# levels of 255, so F(1) is nearly the share of draws that return the image (almost) unchanged.
+PAPER_DISTANCE = "l2_255"
+PAPER_GAMMAS: tuple[float, ...] = (1.0, 5.0, 10.0, 50.0)
+PAPER_SCALE = "L2 on 0-255 pixel values, all pixels; arXiv 2505.24592 Table 1"
+# the tool's own default: RMS on [0, 1], read at a grid around the PSA verdict's γ = 0.05
+TOOL_DISTANCE = "l2"
+TOOL_GAMMAS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+TOOL_SCALE = "RMS over all pixel values in [0, 1] (this tool's scale, not the paper's Table 1)"
+# named (distance, γ grid) pairs, as `psa audit --scale NAME` offers them
+SCALES: dict[str, tuple[str, tuple[float, ...]]] = {"tool": (TOOL_DISTANCE, TOOL_GAMMAS),
+                                                     "paper": (PAPER_DISTANCE, PAPER_GAMMAS)}
+
+
 _REGISTRY: dict[str, Distance] = {}
 
 
@@ -139,11 +161,15 @@ def available_distances() -> list[str]:
     return sorted(_REGISTRY)
 
 
-register_distance("l2", l2, gammas=(0.01, 0.02, 0.05, 0.1, 0.2))
-register_distance("linf", linf, gammas=(1 / 255, 4 / 255, 8 / 255, 16 / 255, 0.1, 0.25))
-register_distance("l2_raw", l2_raw, gammas=(0.5, 1.0, 2.0, 5.0))
+register_distance("l2", l2, gammas=TOOL_GAMMAS, params={"scale": TOOL_SCALE})
+register_distance("linf", linf, gammas=(1 / 255, 4 / 255, 8 / 255, 16 / 255, 0.1, 0.25),
+                  params={"scale": "largest absolute pixel difference, pixel values in [0, 1]"})
+register_distance("l2_raw", l2_raw, gammas=(0.5, 1.0, 2.0, 5.0),
+                  params={"scale": "L2 on pixel values in [0, 1], all pixels"})
+register_distance(PAPER_DISTANCE, l2_255, gammas=PAPER_GAMMAS, params={"scale": PAPER_SCALE})
 register_distance("l2_aligned", aligned_distance())
 register_distance("feature", feature_distance())
 
-__all__ = ["Distance", "DistanceContext", "DistanceFn", "DistanceOutput", "aligned_distance", "available_distances",
-           "feature_distance", "get_distance", "l2", "l2_raw", "linf", "register_distance"]
+__all__ = ["PAPER_DISTANCE", "PAPER_GAMMAS", "PAPER_SCALE", "SCALES", "TOOL_DISTANCE", "TOOL_GAMMAS", "TOOL_SCALE",
+           "Distance", "DistanceContext", "DistanceFn", "DistanceOutput", "aligned_distance", "available_distances",
+           "feature_distance", "get_distance", "l2", "l2_255", "l2_raw", "linf", "register_distance"]
