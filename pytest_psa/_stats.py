@@ -14,6 +14,7 @@ images have hits, which is exactly where a PSA check decides.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -26,7 +27,11 @@ _ORDER_SEED = 20250530
 
 @dataclass(frozen=True)
 class ProportionInterval:
-    """An estimate with its confidence bounds (each side at its own level) and the sample behind it."""
+    """An estimate with its confidence bounds (each side at its own level) and the sample behind it.
+
+    It unpacks, indexes and measures as the pair ``(low, high)``, as scipy's ``ConfidenceInterval``
+    does (``low, high = result.interval(0.05)``); the other fields stay attributes.
+    """
 
     estimate: float
     low: float
@@ -34,6 +39,16 @@ class ProportionInterval:
     confidence: float
     n_draws: int
     n_units: int
+
+    def __iter__(self) -> Iterator[float]:
+        yield self.low
+        yield self.high
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> float:
+        return (self.low, self.high)[index]
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.__dict__.items()}

@@ -24,7 +24,7 @@ import torch
 from pytest_psa._seeding import draw_seeds as draw_seeds  # the (seed, image, draw) seed table, re-exported
 from pytest_psa._time_budget import check_budget
 from pytest_psa._threads import single_thread
-from pytest_psa.augment.adapters import as_augmentation
+from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.data.sources import load_data
 from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
 from pytest_psa.results.density import DensityResult
@@ -64,6 +64,7 @@ def density(
     seed = 0 if seed is None else int(seed)
     started = time.perf_counter()
     aug = as_augmentation(augmentation)
+    aug.reset_observed()  # the output range this audit sees goes into the result
     dist = get_distance(distance)
     images = load_data(data, split=split, root=data_root, cache_dir=cache_dir, allow_download=allow_download,
                        n=int(n_images), seed=seed)
@@ -112,10 +113,16 @@ def density(
         timing={"total_s": finished - started, "load_s": loaded - started, "distance_setup_s": bound - loaded,
                 "augment_s": augment_s, "measure_s": finished - bound - augment_s,
                 "draws_per_s": n * k / max(finished - bound, 1e-9)},
-        environment=environment(), details=details,
+        environment={**environment(), "augmentation_range": _observed(aug)}, details=details,
         repro=(f"pytest_psa.density(<the augmentation {aug.name}>, data={images.name!r}, split={images.split!r}, "
                f"n_images={n}, draws={k}, distance={asked}, seed={seed})"),
     )
+
+
+def _observed(aug: Augmentation) -> dict[str, Any]:
+    """The audited outputs' smallest and largest value, and how many were kept outside [0, 1]."""
+    low, high = aug.observed_range or (None, None)
+    return {"min": low, "max": high, "outside_unit_interval": aug.excursion_images, "outputs": aug.checked_images}
 
 
 def environment() -> dict[str, Any]:

@@ -11,6 +11,10 @@ Kinds (`Augmentation.kind`):
 
 Every per-image draw is seeded from an explicit integer (torch's, numpy's and Python's global
 generators), and those global states are restored afterwards: the audit neither relies on nor disturbs them.
+
+Outputs that leave [0, 1] as a tail (unclamped noise; the rule is in `pytest_psa.augment.contract`)
+are kept as they are; the adapter records the range it saw (`Augmentation.observed_range`) and
+warns once (a `PsaWarning` naming the augmentation and the range).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -25,9 +30,9 @@ import numpy as np
 import torch
 
 from pytest_psa._threads import single_thread
-from pytest_psa.augment.contract import check_batch, check_single
+from pytest_psa.augment.contract import check_batch_range, check_single
 from pytest_psa.data.image_data import describe_value
-from pytest_psa.errors import AugmentationContractError, PsaUsageError
+from pytest_psa.errors import AugmentationContractError, PsaUsageError, PsaWarning
 
 Kind = Literal["tensor", "pil", "numpy", "batched", "identity"]
 _SEED_MASK = (1 << 63) - 1
@@ -60,6 +65,14 @@ class Augmentation:
         # skip seeding numpy/random and the defensive copy for them (~15 us of ~50 us per draw)
         self._trusted = type(fn).__module__.startswith("torchvision.transforms")
         self._batch_checked = False
+        self.reset_observed()
+
+    def reset_observed(self) -> None:
+        """Forget the observed range and excursions (an audit calls this first), and warn again."""
+        self.observed_range: tuple[float, float] | None = None  # smallest, largest output value seen
+        self.excursion_images = 0  # outputs kept outside [0, 1] (unclamped noise), of ...
+        self.checked_images = 0  # ... this many outputs checked
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"Augmentation({self.name}, kind={self.kind!r})"
@@ -95,15 +108,32 @@ class Augmentation:
             for i, (x, s) in enumerate(zip(images, seeds)):
                 _seed_globals(s, numpy=other_rngs)
                 out[i] = self._one(x)
-        return check_batch(out, self.name)
+        return self._checked(out)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Apply to one float (C, H, W) image using the current global RNG (e.g. inside a DataLoader)."""
         if self.kind == "identity":
             return image
         if self.kind == "batched":
-            return check_batch(self._call_user(image[None]), self.name)[0]
-        return check_batch(self._one(image)[None], self.name)[0]
+            return self._checked(self._call_user(image[None]))[0]
+        return self._checked(self._one(image)[None])[0]
+
+    def _checked(self, out: torch.Tensor) -> torch.Tensor:
+        """`check_batch`, recording the range and warning once about kept excursions."""
+        __tracebackhide__ = True
+        out, seen = check_batch_range(out, self.name)
+        low, high = self.observed_range or (seen.low, seen.high)
+        self.observed_range = (min(low, seen.low), max(high, seen.high))
+        self.checked_images += seen.images
+        self.excursion_images += seen.excursions
+        if seen.excursions and not self._warned:
+            self._warned = True
+            warnings.warn(PsaWarning(
+                f"augmentation {self.name}: {seen.excursions} of {seen.images} outputs leave [0, 1] "
+                f"(values in [{seen.low:.3g}, {seen.high:.3g}]); kept unclamped, as the model would see them: "
+                "distances and training use these values (clamp in the augmentation to audit clamped images)"),
+                stacklevel=2)
+        return out
 
     # -- per kind ----------------------------------------------------------------------------
     def _one(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +176,7 @@ class Augmentation:
         out = self._call_user(x.clone())
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             check_single(out, x, self.name)  # raises with the right property
-        return check_batch(out, self.name)
+        return self._checked(out)
 
     def _check_independent_draws(self, x: torch.Tensor, seed: int) -> None:
         """A batched module must draw parameters per sample: 4 copies of one image must differ."""

@@ -161,7 +161,8 @@ def from_arrays(
             raise DataSourceError(
                 f"data set {name!r}: float images must be finite and in [0, 1]",
                 observed=f"range [{float(x.min()):.3g}, {float(x.max()):.3g}]",
-                fix="divide uint8 pixel values by 255 (or pass them as uint8)",
+                fix="divide uint8 pixel values by 255 (or pass them as uint8); if a Normalize transform "
+                    "produced them, leave it out of the data (put it in the model): the audits read [0, 1] pixels",
             )
         x = (x * 255.0).round_().to(torch.uint8)
     elif x.dtype != torch.uint8:

@@ -2,17 +2,22 @@
 
 A specification is one of: None or "synthetic" (the embedded default); "cifar10"/"cifar100"
 (looked up under the data root); a path to a torchvision CIFAR root, an image-folder tree, a
-``.tar``/``.tar.gz`` archive of one, or an ``.npz`` file; an `ImageData`; any torch ``Dataset``
-of (image, label) pairs; or a name registered with `register_data_source`. Nothing is
-downloaded unless ``allow_download=True``.
+``.tar``/``.tar.gz`` archive of one, or an ``.npz`` file; anything `as_image_data` takes (an
+`ImageData`, an ``(images, labels)`` pair of arrays, a map-style torch ``Dataset`` of (image, label)
+pairs, a ``DataLoader`` of (images, labels) batches); or a name registered with
+`register_data_source`. Nothing is downloaded unless ``allow_download=True``.
+
+`as_image_data` is the one conversion of in-memory data for the audits (density, flatness,
+robustness: all go through `load_data`); `as_batches` is its twin for `measure_flatness`, which
+takes the same objects but feeds the model its own inputs, with no image contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -59,18 +64,14 @@ def _load(spec: Any, split: str, root: Any, cache_dir: Any, allow_download: bool
           n: int | None, seed: int) -> ImageData:
     if spec is None or spec == "synthetic":
         return synthetic(split)
-    if isinstance(spec, ImageData):
-        return spec
-    if isinstance(spec, torch.utils.data.Dataset) or (
-            hasattr(spec, "__getitem__") and hasattr(spec, "__len__")
-            and not isinstance(spec, (str, Path, Mapping, np.ndarray, torch.Tensor))):
-        return from_dataset(spec, n=n, seed=seed)
+    if _kind(spec) is not None:
+        return as_image_data(spec, n=n, seed=seed)
     if not isinstance(spec, (str, Path)):
         raise DataSourceError(
             f"cannot use a {type(spec).__name__} as a data set",
             fix="pass 'synthetic', 'cifar10', 'cifar100', a path (CIFAR root, image folder, .tar.gz, .npz), "
-                "an ImageData or a torch Dataset of (image, label) pairs; for arrays use "
-            "pytest_psa.from_arrays(images, labels)",
+                "an ImageData, an (images, labels) pair of arrays, a torch Dataset of (image, label) pairs "
+                "or a DataLoader of (images, labels) batches",
         )
     if isinstance(spec, str) and spec in _SOURCES:
         return _SOURCES[spec](split)
@@ -196,6 +197,135 @@ def load_npz(path: Path, split: str) -> ImageData:
         raise DataSourceError(f"{path}: {len(images)} images but {len(labels)} labels",
                               fix="store one label per image")
     return from_arrays(images, labels, classes=classes, name=_name_of(path), split=split, source=str(path))
+
+
+# -- in-memory data: ImageData, (images, labels) arrays, Datasets, DataLoaders ----------------------
+def _kind(obj: Any) -> str | None:
+    """Which in-memory form `obj` is: "image_data", "arrays", "loader", "iterable", "dataset", or None."""
+    if isinstance(obj, ImageData):
+        return "image_data"
+    if (isinstance(obj, (tuple, list)) and len(obj) == 2 and isinstance(obj[0], (torch.Tensor, np.ndarray))
+            and isinstance(obj[1], (torch.Tensor, np.ndarray, list, tuple)) and len(obj[0]) == len(obj[1])):
+        return "arrays"  # (images, labels); a list of two (image, label) pairs holds tuples, not arrays
+    if isinstance(obj, torch.utils.data.DataLoader):
+        return "loader"
+    if isinstance(obj, torch.utils.data.IterableDataset):
+        return "iterable"
+    if isinstance(obj, torch.utils.data.Dataset) or (
+            hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
+            and not isinstance(obj, (str, bytes, Path, Mapping, np.ndarray, torch.Tensor))):
+        return "dataset"
+    return None
+
+
+def as_image_data(obj: Any, *, n: int | None = None, seed: int = 0, name: str | None = None) -> ImageData:
+    """`obj` as `ImageData` (uint8 NCHW), the form every audit works on.
+
+    `obj`: an `ImageData` (returned as it is); an ``(images, labels)`` pair of tensors or numpy arrays
+    (NCHW or NHWC, uint8 or float in [0, 1]); a map-style torch ``Dataset`` of (image, label) pairs
+    (image: PIL, HWC numpy or CHW tensor; with `n`, only a seeded random subset of n items is read);
+    a ``DataLoader`` (or an ``IterableDataset``) yielding (images, labels) batches, read to its end,
+    a shuffled one in index order so that the same loader always gives the same data. Float images
+    must be in [0, 1]: put a ``Normalize`` in the model, not in the data the audit reads. With `n`,
+    the others give `ImageData.subset(n, seed)` (class-balanced), as `load_data` does.
+    """
+    kind = _kind(obj)
+    if kind == "dataset":
+        return from_dataset(obj, n=n, seed=seed, name=name)
+    if kind == "image_data":
+        return cast(ImageData, obj).subset(n, seed)
+    if kind == "arrays":
+        return from_arrays(obj[0], obj[1], name=name or "arrays", source=type(obj[0]).__name__).subset(n, seed)
+    if kind in ("loader", "iterable"):
+        return _from_batches(obj, name).subset(n, seed)
+    raise DataSourceError(
+        f"cannot read images from a {type(obj).__name__}",
+        fix="pass an ImageData, an (images, labels) pair of arrays, a torch Dataset of (image, label) pairs "
+            "or a DataLoader of (images, labels) batches",
+    )
+
+
+def as_batches(data: Any, *, batch_size: int = 256) -> Any:
+    """`data` in a form `measure_flatness` iterates: a map-style ``Dataset`` becomes an in-order
+    ``DataLoader`` (default collation, what training on it would feed the model), a shuffled
+    ``DataLoader`` its in-order twin; anything else (an (inputs, targets) pair, an `ImageData`,
+    a list or other iterable of batches) is returned as it is. No image contract: inputs stay as the
+    model takes them."""
+    kind = _kind(data)
+    if kind == "dataset" and (isinstance(data, torch.utils.data.Dataset) or not isinstance(data, Iterable)):
+        return _Collated(torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False))
+    if kind == "loader":
+        return _Collated(_in_order(data))
+    if kind == "iterable":  # yields single (input, target) items
+        return _Collated(torch.utils.data.DataLoader(data, batch_size=batch_size))
+    return data
+
+
+class _Collated:
+    """Iterate a DataLoader, turning a collation failure into an error that names the fix."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader[Any]) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except TypeError as exc:  # default_collate on PIL images, strings, ...
+                if "collate" not in str(exc):
+                    raise
+                raise DataSourceError(
+                    f"cannot batch the Dataset's items: {exc}",
+                    fix="return tensors or numpy arrays from __getitem__ (e.g. add transforms.ToTensor()), "
+                        "or pass a DataLoader with its own collate_fn",
+                ) from exc
+            yield batch
+
+
+def _in_order(loader: torch.utils.data.DataLoader[Any]) -> torch.utils.data.DataLoader[Any]:
+    """A shuffled loader over a map-style Dataset re-read in index order (same collate_fn and batch size)."""
+    if not isinstance(loader.sampler, torch.utils.data.RandomSampler):
+        return loader
+    return torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size or 1, shuffle=False,
+                                       collate_fn=loader.collate_fn, drop_last=loader.drop_last)
+
+
+def _from_batches(source: Iterable[Any], name: str | None) -> ImageData:
+    """Read every (images, labels) batch of a DataLoader / IterableDataset into one `ImageData`."""
+    loader: Iterable[Any] = source
+    single = False  # a DataLoader(batch_size=None) yields single (image, label) items
+    if isinstance(source, torch.utils.data.DataLoader):
+        ordered = _in_order(source)
+        single = ordered.batch_size is None and ordered.batch_sampler is None
+        loader = _Collated(ordered)
+    elif isinstance(source, torch.utils.data.IterableDataset):
+        loader = _Collated(torch.utils.data.DataLoader(source, batch_size=256))
+    dataset = getattr(source, "dataset", source)
+    label = name or type(dataset).__name__
+    images, labels = [], []
+    for i, batch in enumerate(loader):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise DataSourceError(
+                f"batch {i} of the {type(source).__name__} is a {type(batch).__name__}, not (images, labels)",
+                fix="yield (images, labels) batches (a Dataset returning (image, label) pairs does)",
+            )
+        x, y = (torch.as_tensor(np.asarray(batch[0]))[None], [batch[1]]) if single else (batch[0], batch[1])
+        part = from_arrays(x, y, name=label)
+        images.append(part.images)
+        labels.append(part.labels)
+    if not images:
+        raise DataSourceError(f"the {type(source).__name__} yielded no batches", fix="pass a non-empty one")
+    shapes = {tuple(x.shape[1:]) for x in images}
+    if len(shapes) > 1:
+        raise DataSourceError(f"the {type(source).__name__}'s images differ in size", observed=sorted(shapes)[:3],
+                              fix="add a fixed-size transform (e.g. Resize + CenterCrop) to the Dataset")
+    classes = getattr(dataset, "classes", None)
+    return from_arrays(torch.cat(images), torch.cat(labels), classes=classes, name=label,
+                       split="dataloader" if isinstance(source, torch.utils.data.DataLoader) else "dataset",
+                       source=type(dataset).__qualname__)
 
 
 def from_dataset(dataset: Any, *, n: int | None = None, seed: int = 0, name: str | None = None) -> ImageData:

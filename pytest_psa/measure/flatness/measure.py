@@ -14,6 +14,7 @@ from torch import nn
 
 from pytest_psa._specs.names import FLATNESS_METRICS
 from pytest_psa._version import __version__
+from pytest_psa.data.sources import as_batches
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.flatness import _noise
 from pytest_psa.measure.flatness._problem import Problem, default_accuracy, select_params, to_chunks
@@ -123,7 +124,8 @@ def measure_flatness(
     """Measure the flatness of `model` at its current weights on fixed `data`.
 
     `data`: a tuple ``(inputs, targets)``, an ``ImageData`` (uint8 images become float in [0, 1]),
-    or an iterable of ``(x, y)`` batches; the first ``max_images`` rows are used, in order.
+    a map-style ``Dataset`` of ``(x, y)`` items, a ``DataLoader`` (a shuffled one is read in index
+    order) or another iterable of ``(x, y)`` batches; the first ``max_images`` rows are used, in order.
     `loss`: ``(output, target) -> mean loss`` (default: mean cross-entropy).
     `n_samples`: noise draws per sigma for pac_bayes / pac_bayes_mag / lpf (antithetic pairs).
     `seed`: all draws come from it (a fresh one is drawn and recorded when None).
@@ -133,6 +135,7 @@ def measure_flatness(
     t0 = time.perf_counter()
     names = _check_metrics(metrics)
     cfg = _check_config(config, n_samples)
+    data = as_batches(data, batch_size=cfg["chunk_size"])  # Datasets and shuffled loaders: in index order
     if not isinstance(model, nn.Module):
         raise PsaUsageError("measure_flatness: model must be a torch.nn.Module", observed=type(model).__name__,
                             fix="pass the trained nn.Module itself")
