@@ -9,6 +9,11 @@ Precision is compared where it is decided, by repeating both with different seed
 and data: the spread (standard deviation) of the returned sigma across seeds. The goal is half the
 forward passes or fewer at equal or better spread.
 
+Conventions (issue 12): each seed also measures 1/sigma'^2 under Jiang et al. 2020's target (0-1
+error increase 0.1, ``target_type="accuracy"``) beside the default loss target (the LPF-SGD
+repository's), and the LPF increase (sigma = 0.01) with raw weights, Li et al.'s filter scale and
+Bisla et al.'s normalization (``lpf_normalization="bisla"``): the numbers docs/flatness.md quotes.
+
     python benchmarks/bench_pac_bayes.py [--seeds 5] [--n-images 1000] [--threads 2] [--json out.json]
 
 Model and data come from bench_hessian.setup (the same small CNN and fixed batch).
@@ -97,11 +102,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t = time.perf_counter()
         r = measure_flatness(model, (x, y), metrics="pac_bayes", seed=seed, n_samples=args.n_samples, max_images=None)["pac_bayes"]
         t_ours = time.perf_counter() - t
+        acc = measure_flatness(model, (x, y), metrics="pac_bayes", seed=seed, n_samples=args.n_samples,
+                               max_images=None, target_type="accuracy")["pac_bayes"]
+        lpf = measure_flatness(model, (x, y), metrics="lpf", seed=seed, max_images=None, scale_invariant=True)
+        bisla = measure_flatness(model, (x, y), metrics="lpf", seed=seed, max_images=None, lpf_normalization="bisla")
         rows.append({"seed": seed, "ref_sigma": s_ref, "ref_passes": c.passes, "ref_s": t_ref,
                      "ours_sigma": r.sigma, "ours_se": r.sigma_se, "ours_passes": r.forward_passes + 1,
-                     "ours_evaluations": r.evaluations, "ours_s": t_ours})
+                     "ours_evaluations": r.evaluations, "ours_s": t_ours, "ours_value": r.value,
+                     "accuracy_target_sigma": acc.sigma, "accuracy_target_value": acc.value,
+                     "accuracy_target_bracketed": acc.bracketed,
+                     "lpf_increase_none": lpf["lpf"].increase,  # type: ignore[attr-defined]
+                     "lpf_increase_filter": lpf.invariant["lpf"].increase,  # type: ignore[attr-defined]
+                     "lpf_increase_bisla": bisla["lpf"].increase})  # type: ignore[attr-defined]
         print(f"seed {seed}: ref sigma {s_ref:.5g} ({c.passes} passes, {t_ref:.1f} s) | ours {r.sigma:.5g} "
-              f"+- {r.sigma_se:.2g} ({r.forward_passes + 1} passes, {r.evaluations} sigmas, {t_ours:.1f} s)", flush=True)
+              f"+- {r.sigma_se:.2g} ({r.forward_passes + 1} passes, {r.evaluations} sigmas, {t_ours:.1f} s) | "
+              f"1/sigma'^2 loss {r.value:.4g}, error {acc.value:.4g}", flush=True)
 
     def spread(key: str) -> float:
         vals = [row[key] for row in rows]
@@ -118,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ref_s": statistics.fmean(r["ref_s"] for r in rows),
         "ours_s": statistics.fmean(r["ours_s"] for r in rows),
     }
+    for key in ("ours_value", "accuracy_target_value", "lpf_increase_none", "lpf_increase_filter",
+                "lpf_increase_bisla"):
+        summary[key] = statistics.fmean(r[key] for r in rows)
     summary["pass_ratio"] = summary["ours_passes"] / summary["ref_passes"]
     summary["sd_ratio"] = summary["ours_sigma_sd"] / summary["ref_sigma_sd"]
     print()
@@ -130,6 +148,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{summary['ours_sigma_sd']:>15.3g}{summary['ours_s']:>9.1f}")
     print(f"pass ratio {summary['pass_ratio']:.2f} (goal <= 0.5); sd ratio {summary['sd_ratio']:.2f} (<= 1: at least "
           f"as precise); mean reported se {summary['ours_reported_se_mean']:.3g}")
+    print(f"1/sigma'^2, mean over seeds: loss increase 0.1 (LPF-SGD) {summary['ours_value']:.4g}; "
+          f"0-1 error increase 0.1 (Jiang et al.) {summary['accuracy_target_value']:.4g}")
+    print(f"LPF increase (sigma 0.01), mean over seeds: raw {summary['lpf_increase_none']:.4g}; "
+          f"filter (Li et al.) {summary['lpf_increase_filter']:.4g}; bisla {summary['lpf_increase_bisla']:.4g}")
     out = {"benchmark": "pac_bayes_sigma", "setup": info, "n_images": len(x), "rows": rows, "summary": summary,
            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if args.json:

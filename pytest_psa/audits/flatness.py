@@ -71,7 +71,8 @@ def flatness(
         augmented_reports=aug_reports, training={"erm": pair.records(BASELINE), "augmented": pair.records(SUBJECT)},
         data={**measured.to_dict(), "describe": measured.describe()},
         settings={"preset": recipe.name, "baseline": pair.baseline_name, "alpha": alpha,
-                  "n_measure": len(measured), "optimizer": optimizer, "metrics": list(metrics)},
+                  "n_measure": len(measured), "optimizer": optimizer, "metrics": list(metrics),
+                  "definitions": erm_reports[0].definitions(metrics)},  # PAC-Bayes target, LPF normalization, ...
         repro=(f"pytest_psa.flatness(<the augmentation {pair.subject_name}>, seeds={list(pair.seeds)}, "
                f"preset={recipe.name!r})"),
     )

@@ -31,7 +31,7 @@ from scipy import special
 from pytest_psa._validation import check_alpha
 from pytest_psa.errors import PsaUsageError, PSAViolation
 from pytest_psa.results.checks import Checked, pick
-from pytest_psa.measure.flatness.flatness_report import FlatnessReport
+from pytest_psa.measure.flatness.flatness_report import FlatnessReport, caveat_lines
 
 DEFAULT_METRICS = ("pac_bayes", "lpf", "eps_sharpness")  # the seed paper's Table 2 trio
 DEFAULT_SEEDS = 3
@@ -253,6 +253,7 @@ class FlatnessComparison(Checked):
             f"  need the {level} lower bound of the improvement 1 − exp(−mean log(ERM/aug)) > {min_rel:g}; "
             f"got {comp.mean:+.3f}, lower bound {comp.low:+.3f}, p (no improvement) {comp.p_value:.3g} "
             f"over seeds {list(self.seeds)}",
+            *caveat_lines(comp.metric, self.erm_reports, self.augmented_reports),  # e.g. an unconverged λ_max
         ]
 
     def failure_message(self, metric: str, min_rel: float, comp: MetricComparison) -> str:

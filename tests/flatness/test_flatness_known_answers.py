@@ -120,7 +120,7 @@ def test_hessian_top_and_trace_rotated() -> None:
     top, tr = rep["hessian_top"], rep["hessian_trace"]
     assert top.converged and top.iterations < 100
     assert top.value == pytest.approx(10.0, rel=1e-8)
-    coarse = measure(Quadratic(H, W0), "hessian_top")["hessian_top"]  # default tol 1e-3, 10 iterations
+    coarse = measure(Quadratic(H, W0), "hessian_top")["hessian_top"]  # default: tol 1e-3, at most 100 iterations
     assert abs(coarse.value - 10.0) <= coarse.residual  # stopped early, and the residual bound holds
     assert coarse.value == pytest.approx(10.0, rel=1e-3)
     assert tr.se > 0  # non-diagonal H: Rademacher variance 2 sum_{i!=j} H_ij^2 > 0

@@ -17,7 +17,7 @@ class Setup:
 
     params: tuple[str, ...]  # names of the perturbed parameter tensors (buffers are never perturbed)
     n_params: int
-    normalization: str  # "none" (raw) or "filter" (scale-invariant geometry, see scaling.py)
+    normalization: str  # "none" (raw), "filter" (Li et al.'s geometry) or "bisla" (Bisla et al.'s), see scaling.py
     loss: str
     n_images: int
     chunk_size: int
@@ -45,8 +45,18 @@ class MetricResult:
         z = NormalDist().inv_cdf(1 - alpha / 2)
         return self.value - z * self.se, self.value + z * self.se
 
+    def definition(self) -> dict[str, Any]:
+        """What the number means (the settings that change it, not those that only refine it): values
+        with different definitions are never compared. Subclasses add their own settings."""
+        return {"metric": self.metric, "normalization": self.setup.normalization, "loss": self.setup.loss}
+
+    def caveat(self) -> str | None:
+        """Why the value may not be what its definition promises (e.g. a search that did not converge), or None."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return cast("dict[str, Any]", plain(asdict(self)))  # plain() is typed Any; it maps a dict to a dict
+        out = {**asdict(self), "definition": self.definition(), "caveat": self.caveat()}
+        return cast("dict[str, Any]", plain(out))  # plain() is typed Any; it maps a dict to a dict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,12 +65,15 @@ class PacBayesResult(MetricResult):
 
     The noise u is sigma * z (isotropic; times the filter scale when normalized) or, for the
     magnitude-aware variant, sqrt(sigma^2 w^2 + mag_eps^2) * z. Larger sigma, smaller value: flatter.
+    `convention` names the target: a loss increase (the LPF-SGD repository's) or a 0-1 error
+    increase (Jiang et al. 2020's); values under different targets are different numbers.
     """
 
     sigma: float
     sigma_se: float
     target: float
-    target_type: str  # "loss" (cross-entropy increase) or "accuracy" (0-1 accuracy drop)
+    target_type: str  # "loss" (increase of the loss) or "accuracy" (0-1 accuracy drop, i.e. error increase)
+    convention: str  # the target's name and source, from pac_bayes.TARGET_CONVENTIONS
     magnitude: bool
     mag_eps: float
     n_samples: int  # noise draws per sigma, as antithetic pairs (z, -z) reused for every sigma
@@ -72,10 +85,28 @@ class PacBayesResult(MetricResult):
     loss0: float
     accuracy0: float | None
 
+    def definition(self) -> dict[str, Any]:
+        out = {**super().definition(), "target": self.target, "target_type": self.target_type,
+               "convention": self.convention}
+        if self.magnitude:
+            out["mag_eps"] = self.mag_eps
+        return out
+
+    def caveat(self) -> str | None:
+        if self.bracketed:
+            return None
+        return (f"no sigma in the searched range crosses the target {self.target:g} ({self.convention}): "
+                f"sigma = {self.sigma:.3g} is a bound, not the crossing")
+
 
 @dataclass(frozen=True, kw_only=True)
 class LPFResult(MetricResult):
-    """Bisla et al.'s low-pass-filter measure: `value` = E[L(w + sigma z)] (the perturbed loss)."""
+    """Bisla et al.'s low-pass-filter measure: `value` = E[L(w + u)] (the perturbed loss).
+
+    The noise u has per-entry std `sigma` (normalization "none"), sigma times Li et al.'s filter
+    scale ("filter"), or sigma (||w_f|| + |b_f|) per unit f, as Bisla et al.'s code gets by adding
+    N(0, sigma^2) to filter-normalized weights ("bisla"); `setup.normalization` says which.
+    """
 
     sigma: float
     increase: float  # value - loss0
@@ -83,6 +114,9 @@ class LPFResult(MetricResult):
     n_samples: int
     forward_passes: int
     loss0: float
+
+    def definition(self) -> dict[str, Any]:
+        return {**super().definition(), "sigma": self.sigma}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,13 +136,18 @@ class EpsSharpnessResult(MetricResult):
     restart_values: tuple[float, ...]
     gradient_passes: int
 
+    def definition(self) -> dict[str, Any]:
+        return {**super().definition(), "eps": self.eps, "box": self.box}
+
 
 @dataclass(frozen=True, kw_only=True)
 class HessianTopResult(MetricResult):
     """Dominant Hessian eigenvalue by power iteration (largest |lambda|, as PyHessian reports).
 
     `residual` = ||H v - lambda v|| for the final unit vector v: an eigenvalue of H lies within
-    it of `value` (a guaranteed bound, unlike the relative change used to stop).
+    it of `value` (a guaranteed bound, unlike the relative change used to stop). `converged` is
+    False when `max_iter` iterations ended before the relative change fell below `tol`; `caveat()`
+    then says so, and a flatness verdict resting on the value names it.
     """
 
     residual: float
@@ -118,6 +157,13 @@ class HessianTopResult(MetricResult):
     max_iter: int
     rel_change: float
     hvps: int
+
+    def caveat(self) -> str | None:
+        if self.converged:
+            return None
+        return (f"not converged: stopped after {self.iterations} of max {self.max_iter} power iterations with "
+                f"relative change {self.rel_change:.2g} (tol {self.tol:g}); an eigenvalue lies within "
+                f"{self.residual:.3g} of {self.value:.4g}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,11 @@ crossing in a step or two and Brent's method (scipy.optimize.brentq) then needs 
 
 The standard error of sigma comes from the delta method: the spread of the per-pair increases at
 the root, divided by the local slope of D.
+
+Two targets are in use, and they give different numbers (about 2x apart on the benchmark CNN,
+docs/flatness.md): the LPF-SGD repository (Bisla et al.) bounds the increase of the loss, Jiang
+et al. 2020 (and nitarshan's code) the change of the 0-1 error. `TARGET_CONVENTIONS` names them;
+the name travels with every result (`PacBayesResult.convention`, its `definition()`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from pytest_psa.measure.flatness._problem import Problem
 from pytest_psa.measure.flatness.metric_values import PacBayesResult, Setup
 
 TARGET_TYPES = ("loss", "accuracy")
+#: What each target type bounds, and whose convention it is.
+TARGET_CONVENTIONS: dict[str, str] = {
+    "loss": "loss increase (LPF-SGD repository, Bisla et al.)",
+    "accuracy": "0-1 error increase (Jiang et al. 2020)",
+}
 LOG_SIGMA_RANGE = (math.log(1e-9), math.log(1e3))
 _MAX_BRACKET_STEPS = 30
 _BIG = 1e12  # stands in for an infinite / NaN increase
@@ -172,6 +182,7 @@ def pac_bayes(
         metric="pac_bayes_mag" if magnitude else "pac_bayes", value=value, se=2 * value * se_log,
         unit="1/sigma^2", seed=seed, seconds=time.perf_counter() - t_start, setup=setup,
         sigma=sigma, sigma_se=sigma * se_log, target=target, target_type=target_type,
+        convention=TARGET_CONVENTIONS[target_type],
         magnitude=magnitude, mag_eps=mag_eps if magnitude else 0.0, n_samples=2 * len(zs),
         evaluations=len(curve.points), forward_passes=2 * len(zs) * len(curve.points),
         bracketed=bracketed, rtol=rtol, slope=slope, loss0=problem.loss0, accuracy0=problem.accuracy0,
