@@ -78,7 +78,7 @@ def summary(results: dict, walls: dict) -> str:
                  *[pct(erm[f"baseline_adv_error({a})"]) for a in attacks], ""])
     for key, r in results.items():
         m = r.metrics()
-        rows.append([r.subject.split("(")[0], pct(m["clean_error"]), pct(m["mce"]), ratio(m["rel_mce"]), pct(m["mfp"]),
+        rows.append([r.subject.split("(")[0], pct(m["clean_error"]), pct(m["mce"]), ratio(m["mce_ratio"]), pct(m["mfp"]),
                      ratio(m["rel_mfp"]), *[pct(m[f"adv_error({a})"]) for a in attacks], f"{walls[key]:.0f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]

@@ -151,6 +151,7 @@ class ComparisonRecord(TypedDict):
     high: float | None
     alpha: float
     p_value: float
+    test: str  # "sign-flip (exact)", "log-ratio t (assumes lognormal)" or "none (one seed)"; older files lack it
 
 
 class FlatnessTraining(TypedDict):
@@ -166,6 +167,7 @@ class FlatnessSettings(TypedDict, total=False):
     optimizer: str
     metrics: list[str]
     device: str
+    definitions: dict[str, dict[str, Any]]  # each metric's convention (PAC-Bayes target, LPF normalization)
 
 
 class FlatnessSummary(TypedDict):

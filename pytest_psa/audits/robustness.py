@@ -288,7 +288,7 @@ def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optim
         _, _, dropped = M.relative_corruption_errors(samples.corruption, base_samples.corruption, ev.alpha)
         if dropped:
             notes.append(f"relative CE undefined (the baseline made no error) for {[corr[i] for i in dropped]}; "
-                         "left out of the relative mCE")
+                         "left out of mce_ratio")
     per_seed = {role: [_seed_numbers(s.label, clean, corrupted, flips, adv, perts, corr, seed_or)
                        for s, seed_or in zip(members, seed_list_ or [None] * len(members))]
                 for role, members in roles.items()}

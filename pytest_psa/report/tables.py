@@ -133,6 +133,9 @@ def flatness_table(records: Sequence[AuditRecord], labels: Mapping[str, str] | N
             f"one-sided α={_alpha(recs)})", *align(rows, "  ")]
 
 
+_RATIOS = ("mce_ratio", "hd_relative_mce")  # ratios to the baseline, not error rates in %
+
+
 def robustness_table(records: Sequence[AuditRecord], labels: Mapping[str, str] | None = None) -> list[str]:
     """Table 3: rows clean error, mCE, mFP, adversarial errors (%); columns the baseline (ERM) then
     augmentations; ``aug (Δ)``, ``*`` when the paired 95 % interval of Δ excludes 0."""
@@ -142,7 +145,7 @@ def robustness_table(records: Sequence[AuditRecord], labels: Mapping[str, str] |
     names: list[str] = []
     for r in recs:
         names += [n for n in r.metrics()
-                  if not n.startswith(("baseline_", "delta_", "delta(", "rel_")) and n not in names]
+                  if not n.startswith(("baseline_", "delta_", "delta(", "rel_")) and n not in _RATIOS and n not in names]
     names.sort(key=lambda n: (_BEST_EFFORT_ORDER.index(n) if n in _BEST_EFFORT_ORDER else len(_BEST_EFFORT_ORDER), n))
     base_name = next((str(b) for r in recs if (b := r.robustness().get("baseline"))), "baseline")
     rows: list[tuple[str, ...]] = [("error %", base_name.upper() if base_name == "erm" else base_name,

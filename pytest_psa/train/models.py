@@ -5,7 +5,7 @@ mean/std are buffers, so they travel with the weights), and exposes its penultim
 features via ``features(x)`` for feature-space distances.
 
 - ``small_cnn``: the 99k-parameter CNN with early max-pooling measured in
-  cpu_feasibility §3 (``cnn_w16-32-64-128-ep``), the CPU smoke model;
+  the ``cnn_w16-32-64-128-ep`` network of the CPU measurements, the CPU smoke model;
 - ``resnet9``: the fast-CIFAR-recipe ResNet (Page, DAWNBench), the GPU ``fast`` model;
 - ``resnet18``: the CIFAR ResNet-18 (3x3 stem; an ImageNet stem for images above 64 px);
 - ``wrn40_2``: WideResNet-40-2 (Zagoruyko & Komodakis), the seed paper's CIFAR model.
@@ -70,7 +70,7 @@ class SmallCNN(_Classifier):
     """conv-BN-ReLU blocks with max-pooling after each of the first three, global max pool, linear.
 
     Pooling early keeps the expensive convolutions on small maps: ~3,800 img/s training on
-    2 CPU cores in fp32 (cpu_feasibility §3), 98,970 parameters at the default widths.
+    2 CPU cores in fp32 (measured), 98,970 parameters at the default widths.
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128),

@@ -197,7 +197,7 @@ def test_unknown_distance_names_the_registered_ones(pytester: pytest.Pytester) -
     """)
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*unknown distance 'cosine'*", "*registered: feature, l2, l2_aligned, l2_raw, linf*"])
+    result.stdout.fnmatch_lines(["*unknown distance 'cosine'*", "*registered: feature, l2, l2_255, l2_aligned, l2_raw, linf*"])
 
 
 def test_no_private_pytest_api() -> None:

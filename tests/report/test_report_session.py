@@ -4,6 +4,8 @@ per-corruption errors) and the JUnit properties."""
 
 from __future__ import annotations
 
+import math
+
 import json
 import sys
 
@@ -61,7 +63,7 @@ def test_json_plots_and_grouped_summary(pytester: pytest.Pytester, report_cache,
     assert flat["kind"] == "flatness" and flat["seeds"] == [0, 1]
     lpf = flat["summary"]["comparisons"]["lpf"]
     assert flat["metrics"]["improvement(lpf)"]["estimate"] == pytest.approx(
-        sum(1 - a / e for e, a in zip(lpf["erm"], lpf["augmented"])) / 2, rel=1e-12)
+        1 - math.exp(-sum(math.log(e / a) for e, a in zip(lpf["erm"], lpf["augmented"])) / 2), rel=1e-12)
     robust = entries[("test_cropflip_three_audits", 2)]
     assert robust["kind"] == "robustness" and robust["summary"]["training"]["baseline"][0]["cache"] == "hit"
     mce, erm_mce = robust["metrics"]["mce"], robust["metrics"]["baseline_mce"]
