@@ -6,6 +6,8 @@ reads one message instead of a traceback through torch internals.
 
 from __future__ import annotations
 
+import os
+import types
 from typing import Any
 
 __all__ = [
@@ -14,9 +16,11 @@ __all__ = [
     "DataSourceError",
     "PSAViolation",
     "PsaError",
+    "PsaSanityError",
     "PsaUsageError",
     "PsaWarning",
     "TimeBudgetExceeded",
+    "without_library_frames",
 ]
 
 
@@ -37,6 +41,11 @@ class PsaError(Exception):
         self.observed = observed
         self.fix = fix
         super().__init__(_format(problem, observed, fix))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles as cls(*args), which the keyword-only fields break; a DataLoader
+        # worker sends its AugmentationContractError to the main process this way
+        return _restore, (type(self), self.args, self.__dict__.copy())
 
 
 class PsaUsageError(PsaError, ValueError):
@@ -72,6 +81,20 @@ class CacheError(PsaError):
     """A cache entry is damaged or cannot be written."""
 
 
+class PsaSanityError(PsaError):
+    """A verdict was refused: a trained model did not learn (test accuracy not clearly above chance),
+    an augmented model collapsed, or the training set is too small to measure anything.
+
+    `record` holds the gate's numbers (rule, alpha, chance, each model's accuracy and p-value), the
+    same block a result keeps under ``settings["sanity"]`` when the gate passes or only warns.
+    """
+
+    def __init__(self, problem: str, *, observed: Any = None, fix: str | None = None,
+                 record: dict[str, Any] | None = None) -> None:
+        self.record = record or {}
+        super().__init__(problem, observed=observed, fix=fix)
+
+
 class TimeBudgetExceeded(PsaError, TimeoutError):
     """A measurement ran past the time budget it was given."""
 
@@ -103,3 +126,46 @@ class FlakyMeasurement(PsaError, RuntimeError):
 
 class PsaWarning(UserWarning):
     """Something worth a look that does not fail the check (e.g. an inconclusive verdict)."""
+
+
+def _restore(cls: type[PsaError], args: tuple[Any, ...], state: dict[str, Any]) -> PsaError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def without_library_frames(exc: BaseException) -> types.TracebackType | None:
+    """Drop pytest-psa's own frames from `exc`'s traceback and from those of its causes and contexts.
+
+    For errors raised on purpose (`PsaError`): their message says what happened and how to fix it,
+    so the frames worth showing are the user's (the test line, their augmentation or Dataset).
+    Returns `exc`'s new traceback (None when every frame was the library's: then it is left as it was).
+    """
+    seen: set[int] = set()
+    first: types.TracebackType | None = None
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        kept = _outside_package(e.__traceback__)
+        if kept is not None:
+            e.__traceback__ = kept
+        if e is exc:
+            first = kept
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return first
+
+
+def _outside_package(tb: types.TracebackType | None) -> types.TracebackType | None:
+    frames = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frames.append(tb)
+        tb = tb.tb_next
+    rebuilt: types.TracebackType | None = None
+    for t in reversed(frames):
+        rebuilt = types.TracebackType(rebuilt, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return rebuilt

@@ -24,7 +24,7 @@ import torch
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.adapters import Augmentation
 from pytest_psa.augment.contract import check_batch
-from pytest_psa.errors import PsaWarning
+from pytest_psa.errors import PsaError, PsaWarning
 
 _SEED_BOUND = 1 << 62
 
@@ -73,12 +73,39 @@ class _AugmentedBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tenso
     def __len__(self) -> int:  # pragma: no cover - not used with a custom sampler
         return 0
 
-    def __getitem__(self, key: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, torch.Tensor, torch.Tensor]) -> Any:
         _, idx, seeds = key
         x = self.images[idx].float().div_(255.0)
-        if self.microbatch > 1:
-            return _apply_microbatched(self.aug, x, seeds, self.microbatch), self.labels[idx]
-        return self.aug.apply(x, seeds), self.labels[idx]
+        try:
+            if self.microbatch > 1:
+                return _apply_microbatched(self.aug, x, seeds, self.microbatch), self.labels[idx]
+            return self.aug.apply(x, seeds), self.labels[idx]
+        except PsaError as err:
+            if torch.utils.data.get_worker_info() is None:
+                raise  # inline: the error is already in the training process
+            # torch would re-raise it as a RuntimeError holding the worker's traceback as text;
+            # sent back as a value, the training process raises the error itself
+            return _WorkerFailure(_picklable(err))
+
+
+class _WorkerFailure:
+    """A `PsaError` raised in a DataLoader worker, carried to the training process as a batch."""
+
+    def __init__(self, error: PsaError) -> None:
+        self.error = error
+
+
+def _picklable(err: PsaError) -> PsaError:
+    """`err`, or a copy whose `observed` is its repr when the observed value does not pickle."""
+    try:
+        pickle.dumps(err)
+        return err
+    except Exception:
+        state = {**err.__dict__, "observed": repr(err.observed)}
+        copy = type(err).__new__(type(err))
+        Exception.__init__(copy, *err.args)
+        copy.__dict__.update(state)
+        return copy
 
 
 def _apply_microbatched(aug: Augmentation, x: torch.Tensor, seeds: torch.Tensor, k: int) -> torch.Tensor:
@@ -186,8 +213,9 @@ def _inline_stream(dataset: _AugmentedBatches, plan: Plan, seed: int,
         yield x.to(device), y.to(device)
 
 
-
-def _to_device(it: Iterator[tuple[torch.Tensor, torch.Tensor]],
-               device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for x, y in it:
+def _to_device(it: Iterator[Any], device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for batch in it:
+        if isinstance(batch, _WorkerFailure):
+            raise batch.error from None  # the worker's frames are torch's and ours: the message says it all
+        x, y = batch
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
