@@ -263,8 +263,10 @@ class BudgetVerdictRecord(TypedDict):
 
     check: str  # the budget as written, e.g. "max_mce" or "vs_erm[mce]"
     metric: str
-    budget: float
+    budget: float  # in the metric's own terms (a fraction, or a ratio); "+0.5pp" is 0.005
     limit: float
+    unit: str  # "pp" (difference audited − baseline), "ratio" (audited / baseline) or "fraction" (max_*)
+    limit_text: str  # the limit as the user would write it: "+0.50pp", "x1.02", "30.0%" (_specs/budgets.py)
     estimate: float
     low: float | None
     high: float | None

@@ -279,18 +279,13 @@ def _check_error_budget(v: Any) -> str | None:
 
 
 def _check_vs_erm(v: Any) -> str | None:
-    if is_number(v):
-        return None if v > 0 else "must be an mce_ratio ceiling > 0 (1.0 = no worse than ERM) or a dict"
-    if not isinstance(v, dict) or not v:
-        return "must be a number (mce_ratio ceiling) or a dict like {'mce': 0.0}"
-    for k, x in v.items():
-        if not isinstance(k, str) or not (k in VS_ERM_KEYS or k in DEPRECATED_VS_ERM_KEYS or k.startswith("adv_error(")
-                                          or ":" in k or "," in k):
-            return f"has unknown key {k!r} (valid: {', '.join(VS_ERM_KEYS)}, adv_error(<attack label>))"
-        ratio = k in VS_ERM_RATIO_KEYS
-        if not is_number(x) or (ratio and x <= 0) or (not ratio and not -1 <= x <= 1):
-            return (f"[{k!r}] must be a ratio > 0 for {', '.join(r for r in VS_ERM_RATIO_KEYS if r in VS_ERM_KEYS)}, "
-                    "else a difference in [-1, 1]")
+    # the same parser assert_budget uses: "+0.5pp", "x1.02", bare numbers (old meaning); "+2%" refused
+    from pytest_psa._specs.budgets import vs_erm_entries
+
+    try:
+        vs_erm_entries(v)
+    except PsaUsageError as exc:
+        return f"is invalid: {_why(exc)}"
     return None
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_psa._records import AlignmentSummary, AuditRecord, BaselineComparison, FlatnessSettings, MetricEstimate
+from pytest_psa._specs.budgets import verdict_line
 
 _WIDTH = 110
 _DENSITY_GAMMAS = (0.02, 0.05, 0.1)  # shown when no assertion picked γ values
@@ -128,8 +129,7 @@ def robustness_audit(rec: AuditRecord) -> tuple[str, Rows]:
                 target = target[len(prefix):] if target.startswith(prefix) else target
             if target.startswith("delta(") and target.endswith(")"):
                 target = target[6:-1]
-            by_metric.setdefault(target, []).append(
-                f"{v.get('outcome', '?')} ({v.get('check', v['metric'])} ≤{v.get('budget', float('nan')):g})")
+            by_metric.setdefault(target, []).append(verdict_line(v))  # as failures and JSON print it
     erm_label = str(baseline or "baseline").upper() if baseline == "erm" else "baseline"
     rows: Rows = [("metric", erm_label, f"value [{conf}]", f"Δ [{conf}]", *(("vs baseline",) if base else ()),
                    "verdict")]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_psa._specs.budgets import format_value
 from pytest_psa._specs.names import DEPRECATED_VS_ERM_KEYS, deprecated_key_message
 from pytest_psa.errors import PsaUsageError, PSAViolation, PsaWarning
 from pytest_psa.results.checks import Checked, pick
@@ -167,18 +168,24 @@ class RobustnessResult(Checked):
     # -- assertion ---------------------------------------------------------------------------
     def assert_budget(self, *, max_mce: float | None = None, max_adv_error: float | dict[str, float] | None = None,
                       max_clean_error: float | None = None, max_mfp: float | None = None,
-                      vs_erm: float | dict[str, float] | None = None, alpha: float | None = None) -> RobustnessResult:
+                      vs_erm: float | str | dict[str, float | str] | None = None,
+                      alpha: float | None = None) -> RobustnessResult:
         """Assert robustness budgets; fails (PSAViolation) only when the data show a budget is exceeded.
 
-        - ``max_mce``, ``max_clean_error``, ``max_mfp``: ceilings on mCE, clean error, mFP;
+        - ``max_mce``, ``max_clean_error``, ``max_mfp``: ceilings on mCE, clean error, mFP, as
+          fractions (0.3 is printed 30.0%);
         - ``max_adv_error``: a ceiling for every attack, or ``{"linf,8/255": 1.0, "l2,0.25": 0.9}``;
-        - ``vs_erm``: against the baseline. A float r: the CE ratio ``mce_ratio``
-          (mean_c Σ_s E/Σ_s E_baseline) must not exceed r (1.0 = no worse than ERM). A dict:
-          ``{"mce": 0.0}`` means mCE - mCE_baseline <= 0.0 (absolute difference; keys mce,
-          clean_error, mfp, adv_error or adv_error(label)); ``{"mce_ratio": 0.95}``,
-          ``{"hd_relative_mce": 0.9}`` (Hendrycks & Dietterich's relative mCE, clean error
-          subtracted) and ``{"rel_mfp": 1.0}`` are ratio ceilings. The old key ``"rel_mce"`` still
-          means ``mce_ratio``, with a PsaWarning.
+        - ``vs_erm``: against the baseline, each limit spelled with its unit (pytest_psa/_specs/budgets.py):
+          ``{"mce": "+0.5pp"}`` means mCE − mCE_baseline ≤ 0.5 percentage points (keys mce,
+          clean_error, mfp, adv_error or adv_error(label)); ``{"mce": "x1.02"}`` (or
+          ``{"mce_ratio": "x1.02"}``) means the CE ratio ``mce_ratio`` (mean_c Σ_s E/Σ_s E_baseline)
+          ≤ 1.02; ``{"hd_relative_mce": "x0.9"}`` (Hendrycks & Dietterich's relative mCE, clean
+          error subtracted) and ``{"rel_mfp": "x1.0"}`` are ratio ceilings too. ``vs_erm="x1.02"``
+          bounds mce_ratio, ``vs_erm="+0.5pp"`` the mCE difference. ``"+2%"`` is refused (it could
+          mean either). A bare number keeps its old meaning (a difference in fractions for the
+          difference keys, a ratio for the ratio keys and for ``vs_erm=1.0``), with a PsaWarning
+          naming the explicit spelling. The old key ``"rel_mce"`` still means ``mce_ratio``, with a
+          PsaWarning.
 
         Each budget fails when the one-sided (1 - alpha/m) lower confidence bound of its number is
         above it (m = number of budgets checked, Bonferroni), so a model within every budget fails
@@ -205,8 +212,8 @@ class RobustnessResult(Checked):
         for v in verdicts:
             if v.outcome == "inconclusive":
                 warnings.warn(PsaWarning(
-                    f"{self.subject}: {v.name} = {v.estimate:.4f} is above its budget {v.budget:g} but within noise "
-                    f"(lower bound {v.low:.4f} at alpha={v.alpha:.3g}); the check passes without evidence either way. "
+                    f"{self.subject}: {v.line()}: the estimate is above the budget but within noise (lower bound "
+                    f"{format_value(v.low, v.unit)} at alpha={v.alpha:.3g}); the check passes without evidence either way. "
                     f"Evaluate more images (n_images) to decide."), stacklevel=2)
         return self
 

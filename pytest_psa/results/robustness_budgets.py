@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_psa._specs.budgets import bare_number_message, budget_line, format_value, vs_erm_entries
 from pytest_psa._specs.names import DEPRECATED_VS_ERM_KEYS, deprecated_key_message
 from pytest_psa._validation import check_alpha
 from pytest_psa.errors import PsaUsageError, PsaWarning
@@ -32,29 +33,48 @@ _NEEDS = {"mce": "mce", "delta_mce": "mce", "mce_ratio": "mce", "hd_relative_mce
 class BudgetVerdict:
     name: str  # the budget as the user wrote it, e.g. "max_mce" or "vs_erm[mce]"
     metric: str  # the metric it bounds, e.g. "mce", "delta_mce" or "mce_ratio"
-    budget: float
+    budget: float  # in the metric's own terms: a fraction (differences too: +0.5pp is 0.005) or a ratio
     estimate: float
     low: float | None  # one-sided lower bound at level `alpha`
     high: float | None  # one-sided upper bound at level `alpha`
     alpha: float
     outcome: str  # pass | inconclusive | fail
+    unit: str = "fraction"  # how it is written and printed: "pp" | "ratio" | "fraction" (_specs/budgets.py)
+
+    @property
+    def limit_text(self) -> str:
+        """The limit as the user would write it: ``+0.50pp``, ``x1.02``, ``30.0%``."""
+        return format_value(self.budget, self.unit, exact=True)
+
+    def line(self) -> str:
+        """``vs_erm[mce] = +0.60pp ≤ +0.50pp: fail``: the one way every report prints this budget."""
+        return budget_line(self.name, self.estimate, self.budget, self.unit, self.outcome)
 
     def to_dict(self) -> dict[str, Any]:
         return {"check": self.name, "metric": self.metric, "budget": self.budget, "limit": self.budget,
-                "estimate": self.estimate,
+                "unit": self.unit, "limit_text": self.limit_text, "estimate": self.estimate,
                 "low": self.low, "high": self.high, "alpha": self.alpha, "outcome": self.outcome}
 
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PsaUsageError(f"budget {name} must be a finite number", observed=value)
+        raise PsaUsageError(f"budget {name} must be a finite number (a fraction: 0.3 is 30.0%)", observed=value)
     return float(value)
 
 
-def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """(budget name, metric name, budget value) for every budget given; unknown or unmeasured ones raise."""
+_warned_bare: set[tuple[str, float]] = set()  # bare vs_erm numbers warned about in this process
+
+
+def _warn_bare(key: str, value: float, bounded: str) -> None:
+    if (key, value) not in _warned_bare:
+        _warned_bare.add((key, value))
+        warnings.warn(PsaWarning(bare_number_message(key, value, bounded)), stacklevel=5)
+
+
+def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str, float, str]]:
+    """(budget name, metric name, budget value, unit) for every budget given; unknown or unmeasured ones raise."""
     specs = result.attacks
-    out: list[tuple[str, str, float]] = []
+    out: list[tuple[str, str, float, str]] = []
 
     def need(metric: str, what: str, fix: str) -> None:
         base = _NEEDS.get(metric)  # delta_mce / mce_ratio / hd_relative_mce / mce -> mce
@@ -63,12 +83,12 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
 
     if budgets.get("max_mce") is not None:
         need("mce", "max_mce", 'run with corruptions="cifar10-c" (or a list)')
-        out.append(("max_mce", "mce", _number("max_mce", budgets["max_mce"])))
+        out.append(("max_mce", "mce", _number("max_mce", budgets["max_mce"]), "fraction"))
     if budgets.get("max_clean_error") is not None:
-        out.append(("max_clean_error", "clean_error", _number("max_clean_error", budgets["max_clean_error"])))
+        out.append(("max_clean_error", "clean_error", _number("max_clean_error", budgets["max_clean_error"]), "fraction"))
     if budgets.get("max_mfp") is not None:
         need("mfp", "max_mfp", 'run with perturbations="cifar10-p"')
-        out.append(("max_mfp", "mfp", _number("max_mfp", budgets["max_mfp"])))
+        out.append(("max_mfp", "mfp", _number("max_mfp", budgets["max_mfp"]), "fraction"))
     adv = budgets.get("max_adv_error")
     if adv is not None:
         if not specs:
@@ -76,35 +96,41 @@ def budget_targets(result: Any, budgets: dict[str, Any]) -> list[tuple[str, str,
         items = adv.items() if isinstance(adv, dict) else [(s.label, adv) for s in specs]
         for key, value in items:
             label = attack_label(str(key), specs)
-            out.append((f"max_adv_error[{label}]", f"adv_error({label})", _number("max_adv_error", value)))
+            out.append((f"max_adv_error[{label}]", f"adv_error({label})", _number("max_adv_error", value), "fraction"))
     vs = budgets.get("vs_erm")
     if vs is not None:
         if result.baseline_samples is None:
             raise PsaUsageError("vs_erm needs a baseline, and this result has none",
                                 fix="audit an augmentation (compared with ERM), or pass baseline=<model> for a model")
-        items = [("mce_ratio", vs)] if not isinstance(vs, dict) else list(vs.items())
-        for key, value in items:
-            key = str(key)
+        entries = vs_erm_entries(vs)  # parses every spelling; unknown keys and units raise here
+        written = [w for w, _, _ in entries]
+        bounds = [DEPRECATED_VS_ERM_KEYS.get(b, b) for _, b, _ in entries]
+        for b in set(bounds):
+            same = [w for w, x in zip(written, bounds) if x == b]
+            if len(same) > 1 and not set(same) & set(DEPRECATED_VS_ERM_KEYS):
+                raise PsaUsageError(f"vs_erm gives {', '.join(map(repr, same))}, which all bound {b}",
+                                    fix="keep one of them")
+        for key, bounded, limit in entries:
             if key in DEPRECATED_VS_ERM_KEYS:
                 warnings.warn(PsaWarning(f"vs_erm: {deprecated_key_message(key)}"), stacklevel=4)
                 new = DEPRECATED_VS_ERM_KEYS[key]
-                if any(str(k) == new for k, _ in items):
+                if new in written:
                     raise PsaUsageError(f"vs_erm gives both {key!r} and {new!r}, which are the same budget",
                                         fix=f"keep {new!r} only")
-                key = new
-            if key in _VS_KEYS:
-                metric = _VS_KEYS[key]
-                need(metric, f"vs_erm[{key}]", "measure it, or drop that budget")
-                out.append((f"vs_erm[{key}]", metric, _number(f"vs_erm[{key}]", value)))
-            elif key == "adv_error":
+                bounded = key = new
+            if not limit.explicit:
+                _warn_bare(key, limit.value, bounded)
+            name = f"vs_erm[{key}]"  # as written: {"mce": "x1.02"} reads vs_erm[mce] = x0.98 ≤ x1.02
+            if bounded in _VS_KEYS:
+                metric = _VS_KEYS[bounded]
+                need(metric, name, "measure it, or drop that budget")
+                out.append((name, metric, limit.value, limit.unit))
+            elif bounded == "adv_error":
                 for s in specs:
-                    out.append((f"vs_erm[adv_error({s.label})]", f"delta_adv_error({s.label})", _number(key, value)))
-            elif key.startswith("adv_error(") or ":" in key or "," in key:
-                label = attack_label(key, specs)
-                out.append((f"vs_erm[adv_error({label})]", f"delta_adv_error({label})", _number(key, value)))
+                    out.append((f"vs_erm[adv_error({s.label})]", f"delta_adv_error({s.label})", limit.value, limit.unit))
             else:
-                raise PsaUsageError(f"unknown vs_erm key {key!r}",
-                                    fix=f"use {', '.join(_VS_KEYS)}, adv_error or adv_error(<attack label>)")
+                label = attack_label(bounded, specs)
+                out.append((f"vs_erm[adv_error({label})]", f"delta_adv_error({label})", limit.value, limit.unit))
     return out
 
 
@@ -114,12 +140,12 @@ def evaluate_budgets(result: Any, budgets: dict[str, Any], alpha: float) -> list
     targets = budget_targets(result, budgets)
     if not targets:
         raise PsaUsageError("assert_budget() got no budget to check",
-                            fix="give e.g. max_mce=0.3, max_adv_error=0.9 or vs_erm={'mce': 0.0} "
+                            fix="give e.g. max_mce=0.3, max_adv_error=0.9 or vs_erm={'mce': '+0.5pp'} "
                                 "(or set them on the psa marker)")
     a = alpha / len(targets)
     metrics = result.metrics(2 * a)  # two-sided at 2a: each side is a one-sided bound at level a
     out = []
-    for name, metric, budget in targets:
+    for name, metric, budget, unit in targets:
         e = metrics[metric]
         if e.low is not None and e.low > budget:
             outcome = "fail"
@@ -127,7 +153,7 @@ def evaluate_budgets(result: Any, budgets: dict[str, Any], alpha: float) -> list
             outcome = "inconclusive"
         else:
             outcome = "pass"
-        out.append(BudgetVerdict(name, metric, budget, float(e.estimate), e.low, e.high, a, outcome))
+        out.append(BudgetVerdict(name, metric, budget, float(e.estimate), e.low, e.high, a, outcome, unit))
     return out
 
 

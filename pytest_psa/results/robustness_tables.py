@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from pytest_psa._specs.budgets import format_value
+
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
@@ -201,10 +203,9 @@ def failure_message(r: Any, verdicts: list[Any]) -> str:
     failed = [v for v in verdicts if v.outcome == "fail"]
     lines = [f"robustness budget exceeded: {r.subject}" + (f" (vs {r.baseline})" if r.baseline else "")
              + f" on {r.data.get('describe', '?')}"]
-    for v in verdicts:
-        bound = "n/a" if v.low is None else f"{v.low:.4f}"
-        lines.append(f"  {v.outcome.upper():>12}  {v.name}: {v.metric} = {v.estimate:.4f}, lower bound {bound} "
-                     f"(one-sided, alpha {v.alpha:.2g}) vs budget {v.budget:g}")
+    for v in verdicts:  # v.line() is how tables and JSON print the same budget
+        lines.append(f"  {v.outcome.upper():>12}  {v.line()} ({v.metric}, one-sided lower bound "
+                     f"{format_value(v.low, v.unit)} at alpha {v.alpha:.2g})")
     lines.append(f"  {len(failed)} of {len(verdicts)} budgets shown exceeded; a budget fails only when its lower "
                  "confidence bound is above it")
     lines += ["", r.table(), ""]

@@ -222,9 +222,9 @@ def test_rel_mce_in_a_budget_warns_and_maps_to_the_ratio() -> None:
     assert verdicts[0].estimate == pytest.approx((5 / 7 + 0.8) / 2)  # the ratio, not H&D's 1.5
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the new names do not warn
-        names = [v.metric for v in evaluate_budgets(r, {"vs_erm": {"mce_ratio": 10.0, "hd_relative_mce": 10.0}}, 1e-3)]
+        names = [v.metric for v in evaluate_budgets(r, {"vs_erm": {"mce_ratio": "x10", "hd_relative_mce": "x10"}}, 1e-3)]
         assert names == ["mce_ratio", "hd_relative_mce"]
-        assert [v.metric for v in evaluate_budgets(r, {"vs_erm": 10.0}, 1e-3)] == ["mce_ratio"]  # a float: the ratio
+        assert [v.metric for v in evaluate_budgets(r, {"vs_erm": "x10"}, 1e-3)] == ["mce_ratio"]  # one ratio: mce_ratio
     with pytest.warns(PsaWarning), pytest.raises(PsaUsageError, match="same budget"):
         evaluate_budgets(r, {"vs_erm": {"rel_mce": 1.0, "mce_ratio": 1.0}}, 1e-3)
     with pytest.warns(PsaWarning), pytest.raises(PSAViolation, match=r"vs_erm\[mce_ratio\]"):

@@ -74,7 +74,7 @@ def test_check_runs_the_budgets_the_marker_sets(pytester: pytest.Pytester, share
 
 INVALID = [
     ("max_mce=2", "max_mce=2 must be a number in [0, 1]"),
-    ("vs_erm={'mcee': 0.0}", "unknown key 'mcee'"),
+    ("vs_erm={'mcee': 0.0}", "unknown vs_erm key 'mcee'"),
     ("attacks='linf8'", "not a spec like 'linf:8/255:20'"),
     ("corruptions=['gausian_noise']", "unknown name(s) ['gausian_noise']"),
     ("max_adv_error={'linf,8/255': 1.5}", "max_adv_error={'linf,8/255': 1.5} must be"),
