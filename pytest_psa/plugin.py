@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pytest_psa import _devices, _xdist, hookspec
-from pytest_psa._session import SESSION_KEY, SESSION_NAME, PsaSession, is_worker, session_of
-from pytest_psa._settings import MARKER_DOC, OPTIONS, marker_problems, resolve
+from pytest_psa import _devices, _timings, _xdist, hookspec
+from pytest_psa._session import SESSION_KEY, SESSION_NAME, PsaSession, is_worker, session_of, uses_psa
+from pytest_psa._settings import MARKER_DOC, OPTIONS, distance_problem, known_distances, marker_problems, resolve
 from pytest_psa._time_budget import BudgetHooks
-from pytest_psa.errors import PSAViolation
+from pytest_psa.errors import PsaError, PSAViolation, without_library_frames
 from pytest_psa.fixture import Psa
 
 # Before torch loads: OpenMP threads that spin while waiting make a training step 4-25x slower
@@ -78,14 +78,27 @@ def pytest_configure(config: pytest.Config) -> None:
         EvaluationStore(settings.cache_dir).clear()  # evaluations of cleared models are stale too
 
 
+MARKER_PROBLEMS = pytest.StashKey[list[str]]()  # a test's invalid psa marker arguments, raised in its setup
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # validate every psa marker at collection time, so a typo fails before anything runs
-    problems = []
-    for item in items:
-        for mark in item.iter_markers("psa"):
-            problems += [f"{item.nodeid}: @pytest.mark.psa: {p}" for p in marker_problems(mark.args, mark.kwargs)]
-    if problems:
-        raise pytest.UsageError("invalid psa marker arguments:\n  " + "\n  ".join(problems))
+    # Validate every psa marker at collection, but fail only the tests that carry a bad one, in their
+    # setup: a -k / -m selection that leaves them out runs as usual.
+    psa_items = [item for item in items if uses_psa(item)]
+    if not psa_items:
+        return
+    settings = config.stash[SESSION_KEY].settings
+    distances = known_distances(name for mapping in config.hook.pytest_psa_distances() for name in (mapping or {}))
+    option_problem = distance_problem(settings.distance, distances)
+    for item in psa_items:
+        problems = [f"@pytest.mark.psa: {p}" for mark in item.iter_markers("psa")
+                    for p in marker_problems(mark.args, mark.kwargs, distances)]
+        own_distance = any("distance" in mark.kwargs for mark in item.iter_markers("psa"))
+        if option_problem and not own_distance:
+            where = "--psa-distance" if config.getoption("psa_distance") is not None else "ini psa_distance"
+            problems.append(f"{where}={settings.distance!r} {option_problem}")
+        if problems:
+            item.stash[MARKER_PROBLEMS] = problems
 
 
 PSA_KEY = pytest.StashKey[Psa]()  # the test's `psa` fixture object, so its verdicts can be flushed
@@ -108,6 +121,18 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         _flush(item)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # an error raised on purpose says what and how to fix it: show the user's frames, not ours
+    # (--fulltrace keeps every frame)
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, PsaError) and not item.config.getoption("fulltrace"):
+        kept = without_library_frames(excinfo.value)
+        if kept is not None:
+            excinfo.traceback = type(excinfo.traceback)(kept)
+    return (yield)
+
+
 def _flush(item: pytest.Item) -> None:
     psa = item.stash.get(PSA_KEY, None)
     if psa is not None:
@@ -116,10 +141,33 @@ def _flush(item: pytest.Item) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    problems = item.stash.get(MARKER_PROBLEMS, None)
+    if problems:  # one readable error, no traceback through the plugin
+        pytest.fail("invalid psa arguments:\n  " + "\n  ".join(f"{item.nodeid}: {p}" for p in problems),
+                    pytrace=False)
+    session = item.config.stash[SESSION_KEY]
+    _timings.reset()  # this test's stages, attached to its records at teardown
+    item.stash[FIRST_RECORD] = len(session.records)
     device = _devices.marker_device(item)
     if _devices.needs_gpu(device):  # a GPU test: skip it without a GPU, or fail it under --psa-require-gpu
         _devices.require_gpu(f"{item.nodeid} (marker device={device!r})", device,
                              require_gpu=item.config.stash[SESSION_KEY].settings.require_gpu)
+
+
+FIRST_RECORD = pytest.StashKey[int]()  # len(session.records) when the test's setup began
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    try:
+        return (yield)
+    finally:  # before the teardown report: under xdist the records leave with it
+        start = item.stash.get(FIRST_RECORD, None)
+        if start is not None:
+            session = item.config.stash[SESSION_KEY]
+            stages = _timings.reset()
+            if stages or uses_psa(item):
+                session.attach_timings([r for r in session.records[start:] if r.nodeid == item.nodeid], stages)
 
 
 def _load_extensions(config: pytest.Config, session: PsaSession) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, seed_list
+from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, Sanity, seed_list
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.flatness.flatness_report import FlatnessReport
 from pytest_psa.measure.flatness.measure import METRICS
@@ -32,7 +32,7 @@ def flatness(
     metrics: Sequence[str] = DEFAULT_METRICS, preset: Any = None, data: Any = None, model: Any = None,
     alpha: float = DEFAULT_ALPHA, n_measure: int = DEFAULT_MEASURE_IMAGES, device: Any = None,
     cache_dir: Any = None, data_root: Any = None, optimizer: str = "sgd", progress: bool = True,
-    measure_options: dict[str, Any] | None = None, **train_overrides: Any,
+    measure_options: dict[str, Any] | None = None, sanity: Sanity = "error", **train_overrides: Any,
 ) -> FlatnessComparison:
     """Train (or load from the cache) ERM and `augmentation` models for each seed and compare flatness.
 
@@ -40,6 +40,8 @@ def flatness(
     is "erm" (no augmentation) or another augmentation; `preset` is "smoke" (default), "fast",
     "paper" or a Preset; keyword `train_overrides` replace preset fields (``epochs=2, n_train=2000``).
     `measure_options` go to `measure_flatness` (e.g. ``{"power_iters": 20}``).
+    `sanity` "error" refuses (`PsaSanityError`) models that learned nothing or a training set too
+    small to measure (`trained_pair.SANITY_RULE`); "warn" measures anyway. Its record: ``settings["sanity"]``.
     """
     from pytest_psa.measure.flatness.measure import measure_flatness
 
@@ -57,7 +59,7 @@ def flatness(
     measured = spec.train_data.subset(recipe.n_train, recipe.subset_seed).subset(n_measure, seed=0)
     # per seed ERM then augmented: the order flatness has always trained in
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
-                      roles=(BASELINE, SUBJECT), order="seed")
+                      roles=(BASELINE, SUBJECT), order="seed", sanity=sanity)
 
     def measured_reports(role: str) -> tuple[FlatnessReport, ...]:
         return tuple(measure_flatness(t.model, measured, metrics=list(metrics), seed=s, device=device,
@@ -72,7 +74,8 @@ def flatness(
         data={**measured.to_dict(), "describe": measured.describe()},
         settings={"preset": recipe.name, "baseline": pair.baseline_name, "alpha": alpha,
                   "n_measure": len(measured), "optimizer": optimizer, "metrics": list(metrics),
-                  "definitions": erm_reports[0].definitions(metrics)},  # PAC-Bayes target, LPF normalization, ...
+                  "definitions": erm_reports[0].definitions(metrics),  # PAC-Bayes target, LPF normalization, ...
+                  "sanity": pair.sanity},  # the gate's rule and numbers (trained_pair.SANITY_RULE)
         repro=(f"pytest_psa.flatness(<the augmentation {pair.subject_name}>, seeds={list(pair.seeds)}, "
                f"preset={recipe.name!r})"),
     )

@@ -27,7 +27,7 @@ from pytest_psa.audits.robustness_evaluation import (
     ATTACK_BATCH, CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations,
     model_device,
 )
-from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, seed_list
+from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, Sanity, seed_list
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.measure.robustness import error_stats as M
@@ -49,7 +49,7 @@ def robustness(
     seed: int | None = None, seeds: int | Sequence[int] = 1, alpha: float = DEFAULT_ALPHA, baseline: Any = None,
     reference: Any = None, reference_model: str = "AlexNet", model: Any = None, optimizer: str = "sgd",
     resolution: int | None = None, device: Any = None, cache_dir: Any = None,
-    data_root: Any = None, progress: bool = False, **train_overrides: Any,
+    data_root: Any = None, progress: bool = False, sanity: Sanity = "error", **train_overrides: Any,
 ) -> RobustnessResult:
     """Measure robustness of a trained `nn.Module`, or of an augmentation against ERM.
 
@@ -65,7 +65,9 @@ def robustness(
     or None; `perturbations`: None or "cifar10-p" (or names). `seed` keys the corruptions, the
     perturbations and the attacks' random starts; `seeds` (a count from `seed`, or a list) are
     the training seeds. `reference`: AlexNet-style error table (dict or RobustBench CSV path) for
-    the normalized CE. Intervals are two-sided at 1 - `alpha`.
+    the normalized CE. Intervals are two-sided at 1 - `alpha`. `sanity` (augmentations): "error"
+    refuses trained models that learned nothing (`trained_pair.SANITY_RULE`), "warn" measures anyway.
+    Asking for more images (n_images, ...) than the test split holds is a `PsaUsageError`.
     """
     t_start = time.perf_counter()
     settings = _settings(corruptions, severities, attacks, perturbations, n_images, n_attack_images,
@@ -81,7 +83,7 @@ def robustness(
         audited = _augmentation_subjects(
             augmentation_or_model, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root,
             cache_dir=cache_dir, preset=preset, model=model, optimizer=optimizer, device=device, progress=progress,
-            overrides=train_overrides)
+            overrides=train_overrides, sanity=sanity)
     return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
 
 
@@ -116,7 +118,7 @@ def robustness_of_augmentation(
     n_perturbation_images: int = DEFAULT_N_PERTURBATION_IMAGES, perturbation_frames: int | None = None,
     seed: int | None = None, alpha: float = DEFAULT_ALPHA, reference: Any = None, reference_model: str = "AlexNet",
     resolution: int | None = None, device: Any = None, cache_dir: Any = None, data_root: Any = None,
-    progress: bool = False, **train_overrides: Any,
+    progress: bool = False, sanity: Sanity = "error", **train_overrides: Any,
 ) -> RobustnessResult:
     """Robustness of models trained with `augmentation` (None = ERM) against models trained with
     `baseline` ("erm" or another augmentation), per training seed (`seeds`: a count from `seed`,
@@ -131,7 +133,8 @@ def robustness_of_augmentation(
                             observed=type(augmentation).__name__, fix="evaluate it with robustness_of_model()")
     audited = _augmentation_subjects(
         augmentation, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root, cache_dir=cache_dir,
-        preset=preset, model=model, optimizer=optimizer, device=device, progress=progress, overrides=train_overrides)
+        preset=preset, model=model, optimizer=optimizer, device=device, progress=progress, overrides=train_overrides,
+        sanity=sanity)
     return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
 
 
@@ -182,6 +185,7 @@ class _Audited:
     preset: str | None = None
     training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)  # model cache status per subject
+    sanity: dict[str, Any] | None = None  # trained_pair's sanity gate record (trained models only)
 
 
 def _model_subjects(model: nn.Module, baseline: Any, *, data: Any, data_root: Any, cache_dir: Any,
@@ -203,7 +207,7 @@ def _model_subjects(model: nn.Module, baseline: Any, *, data: Any, data_root: An
 
 def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds: int | Sequence[int], data: Any,
                            data_root: Any, cache_dir: Any, preset: Any, model: Any, optimizer: str, device: Any,
-                           progress: bool, overrides: dict[str, Any]) -> _Audited:
+                           progress: bool, overrides: dict[str, Any], sanity: Sanity = "error") -> _Audited:
     """Train or load the audited and baseline models per seed (`trained_pair`: the same cache entries as `flatness`)."""
     if is_trained_model(baseline):
         raise PsaUsageError("for an augmentation, baseline= is 'erm' or another augmentation",
@@ -217,7 +221,8 @@ def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds
     erm_alone = spec.subject.kind == "identity" and spec.baseline is None  # ERM against itself: nothing to compare
     # every seed of the audited augmentation, then every seed of the baseline: the order robustness has always trained in
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
-                      roles=(SUBJECT,) if erm_alone else (SUBJECT, BASELINE), order="role")
+                      roles=(SUBJECT,) if erm_alone else (SUBJECT, BASELINE), order="role",
+                      sanity=sanity)
     names = {SUBJECT: "erm" if spec.subject.kind == "identity" else pair.subject_name, BASELINE: pair.baseline_name}
     roles: dict[str, list[Subject]] = {}
     cache: dict[str, str] = {}
@@ -229,7 +234,7 @@ def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds
             cache[f"{label} model"] = trained.record.cache
     return _Audited("augmentation", roles, names[SUBJECT], None if erm_alone else names[BASELINE], pair.test_data,
                     seeds=pair.seeds, preset=pair.preset.name, training={r: pair.records(r) for r in pair.roles},
-                    cache=cache)
+                    cache=cache, sanity=pair.sanity)
 
 
 def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optimizer: str,
@@ -239,6 +244,10 @@ def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optim
     corr, sev, specs, perts = ev.corruptions, ev.severities, ev.attacks, ev.perturbations
     seed_list_, cache_status = audited.seeds, dict(audited.cache)
     t_models = time.perf_counter()
+    for what, n, used in (("n_images", ev.n_images, True), ("n_attack_images", ev.n_attack_images, bool(specs)),
+                          ("n_perturbation_images", ev.n_perturbation_images, bool(perts))):
+        if used:
+            test.check_available(n, what)  # never audit fewer images than asked without saying so
 
     subjects = [s for role in roles.values() for s in role]
     eval_data = test.subset(ev.n_images, seed=0)
@@ -306,7 +315,7 @@ def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optim
                   "perturbations": {"names": list(perts), "frames": ev.perturbation_frames, "seed": seed},
                   "attacks": {"seed": seed, "batch_size": ATTACK_BATCH, "specs": [sp.settings for sp in specs]},
                   "reference_model": reference_model if reference is not None else None, "optimizer": optimizer,
-                  "alpha": ev.alpha},
+                  "alpha": ev.alpha, "sanity": audited.sanity},
         attack_runs={role: {sp.label: [runs[s.label][sp.label] for s in members] for sp in specs}
                      for role, members in roles.items()},
         per_seed=per_seed, training=audited.training, cache=cache_status, timing=timing,

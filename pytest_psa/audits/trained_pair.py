@@ -16,18 +16,28 @@ same arguments whichever audit asks, so a model trained for one audit is a cache
 other. Training is seeded inside the trainer (`torch.random.fork_rng`), so the order of the
 trainings changes neither the weights nor the cache keys; `order` and `roles` only keep each
 audit's progress lines and training log in the order they have always had.
+
+Before a verdict, the sanity gate (`SANITY_RULE`) checks that the comparison means something: the
+training subset holds at least `MIN_TRAIN_PER_CLASS` images of every class (checked before any
+training), and every trained model's clean test accuracy is clearly above chance. A baseline that
+learned nothing, or an augmented model that collapsed, raises `PsaSanityError` with the numbers
+(``sanity="warn"``: a `PsaWarning` instead, for research use). `TrainedPair.sanity` holds the
+gate's record, which the audits keep under ``settings["sanity"]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import numpy as np
 
 from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
-from pytest_psa.errors import PsaUsageError
+from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
 from pytest_psa.train.model_cache import ModelCache
 from pytest_psa.train.presets import Preset, resolve_preset
 from pytest_psa.train.record import TrainedModel
@@ -35,6 +45,17 @@ from pytest_psa.train.record import TrainedModel
 Role = Literal["subject", "baseline"]
 SUBJECT: Final = "subject"  # the audited augmentation's models
 BASELINE: Final = "baseline"  # the models it is compared with (ERM: no augmentation)
+
+Sanity = Literal["error", "warn"]
+SANITY_ALPHA: Final = 0.01
+SANITY_MIN_MARGIN: Final = 0.05  # accuracy above chance, as a fraction: a significant 0.101 is no model
+MIN_TRAIN_PER_CLASS: Final = 10
+SANITY_RULE: Final = (
+    f"a model learned something when its clean test accuracy (fraction correct on the whole test split) "
+    f"is at least chance + {SANITY_MIN_MARGIN:g} and a one-sided exact binomial test rejects "
+    f"'accuracy <= chance' at alpha = {SANITY_ALPHA:g}; chance is the largest class share of the test "
+    f"images (1/C for a balanced split)"
+)
 
 
 def seed_list(seeds: int | Sequence[int], first: int) -> tuple[int, ...]:
@@ -91,12 +112,21 @@ class PairSpec:
         return "erm" if self.baseline is None else self.baseline.name
 
     def train(self, *, model: Any = None, optimizer: str = "sgd", device: Any = None, progress: bool = True,
-              roles: Sequence[Role] = (SUBJECT, BASELINE), order: Literal["seed", "role"] = "role") -> TrainedPair:
-        """Train (or load from the model cache) one model per (role, seed).
+              roles: Sequence[Role] = (SUBJECT, BASELINE), order: Literal["seed", "role"] = "role",
+              sanity: Sanity = "error") -> TrainedPair:
+        """Train (or load from the model cache) one model per (role, seed), then run the sanity gate.
 
         `roles` lists the roles to train, in training order; `order` "role" trains every seed of a
         role before the next role, "seed" trains every role of a seed before the next seed.
+        `sanity` "error" refuses (`PsaSanityError`) a training set with fewer than
+        `MIN_TRAIN_PER_CLASS` images of a class, before training, and models that fail
+        `SANITY_RULE`; "warn" warns (`PsaWarning`) and goes on.
         """
+        if sanity not in ("error", "warn"):
+            raise PsaUsageError("sanity must be 'error' (refuse a verdict on models that learned nothing) "
+                                "or 'warn'", observed=sanity, fix="sanity='error' (the default) or sanity='warn'")
+        size = self.training_set_size()
+        _gate(size["passed"], sanity, lambda: self._too_small(size))
         unknown = [r for r in roles if r not in (SUBJECT, BASELINE)]
         if unknown or not roles or len(set(roles)) != len(roles):
             raise PsaUsageError(f"roles must name {SUBJECT!r} and/or {BASELINE!r} once each", observed=list(roles))
@@ -111,7 +141,33 @@ class PairSpec:
             trained[role].append(cache.get_or_train(
                 model, self.train_data, which, preset=self.preset, seed=seed, device=device,
                 optimizer=optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
-        return TrainedPair(self, {r: tuple(trained[r]) for r in roles})
+        pair = TrainedPair(self, {r: tuple(trained[r]) for r in roles})
+        record = pair.sanity_record(sanity, size)
+        object.__setattr__(pair, "sanity", record)  # frozen: set once, here
+        _gate(record["passed"], sanity, lambda: pair._learned_nothing(record))
+        return pair
+
+    def training_set_size(self) -> dict[str, Any]:
+        """The images per class of the subset every model of this pair trains on (the preset's
+        ``n_train`` class-balanced subset), against `MIN_TRAIN_PER_CLASS`."""
+        subset = self.train_data.subset(self.preset.n_train, seed=self.preset.subset_seed)
+        counts = np.bincount(subset.labels.numpy(), minlength=self.train_data.num_classes)
+        smallest = int(counts.argmin())
+        return {"n_train": len(subset), "num_classes": int(len(counts)), "min_per_class": int(counts[smallest]),
+                "smallest_class": self.train_data.classes[smallest] if smallest < len(self.train_data.classes)
+                else str(smallest), "min_train_per_class": MIN_TRAIN_PER_CLASS,
+                "passed": bool(counts[smallest] >= MIN_TRAIN_PER_CLASS)}
+
+    def _too_small(self, size: dict[str, Any]) -> PsaSanityError:
+        need = MIN_TRAIN_PER_CLASS * size["num_classes"]
+        return PsaSanityError(
+            f"sanity gate: the training set is too small to measure anything (at least "
+            f"{MIN_TRAIN_PER_CLASS} images of every class are needed)",
+            observed=f"{size['n_train']} training images of {self.train_data.describe()}, "
+                     f"{size['min_per_class']} of class {size['smallest_class']!r}",
+            fix=f"train on at least {need} class-balanced images (n_train={need} or more, or n_train=None for "
+                f"all of them) or on a larger data set; sanity='warn' measures anyway (research use)",
+            record={"training_set": size})
 
 
 @dataclass(frozen=True)
@@ -120,6 +176,7 @@ class TrainedPair:
 
     spec: PairSpec
     trained: Mapping[str, tuple[TrainedModel, ...]]
+    sanity: dict[str, Any] = field(default_factory=dict)  # the gate's record (`sanity_record`), set by train
 
     @property
     def subject_name(self) -> str:
@@ -158,16 +215,94 @@ class TrainedPair:
         """The role's training records as dicts, one per seed (what the audit results keep under ``training``)."""
         return [t.record.to_dict() for t in self.trained[role]]
 
+    def role_name(self, role: str) -> str:
+        """Who a role's models are, in messages: "erm", or the augmentation's name."""
+        if role == BASELINE:
+            return self.baseline_name
+        return "erm" if self.spec.subject.kind == "identity" else self.subject_name
+
+    def sanity_record(self, mode: Sanity = "error", training_set: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`SANITY_RULE` applied to every trained model: its clean test accuracy, the chance level, the
+        one-sided exact binomial p-value (scipy's `binomtest`) and whether it passed; JSON-ready."""
+        from scipy.stats import binomtest
+
+        test = self.test_data
+        shares = np.bincount(test.labels.numpy(), minlength=test.num_classes) / len(test)
+        chance = float(shares.max())
+        models = []
+        for role in self.roles:
+            for t, seed in zip(self.trained[role], self.seeds):
+                n, accuracy = _test_accuracy(t, test)
+                correct = int(round(accuracy * n))
+                p_value = float(binomtest(correct, n, chance, alternative="greater").pvalue) if chance < 1 else 1.0
+                models.append({
+                    "role": role, "name": self.role_name(role), "seed": int(seed), "clean_test_accuracy": accuracy,
+                    "correct": correct, "test_images": n, "p_value": p_value,
+                    "passed": bool(accuracy >= chance + SANITY_MIN_MARGIN and p_value < SANITY_ALPHA)})
+        return {"rule": SANITY_RULE, "alpha": SANITY_ALPHA, "min_margin": SANITY_MIN_MARGIN, "chance": chance,
+                "chance_convention": "largest class share of the test images", "mode": mode,
+                "training_set": training_set or self.spec.training_set_size(), "models": models,
+                "passed": all(m["passed"] for m in models)}
+
+    def _learned_nothing(self, record: dict[str, Any]) -> PsaSanityError:
+        failed = [m for m in record["models"] if not m["passed"]]
+        baseline_failed = any(m["role"] == BASELINE for m in failed)
+        only_subject = BASELINE not in self.roles
+        who = failed[0]["name"]
+        if baseline_failed or only_subject:
+            problem = (f"sanity gate: the baseline {self.baseline_name} did not learn, so no verdict compares "
+                       f"{self.role_name(SUBJECT)} with it" if baseline_failed else
+                       f"sanity gate: the model trained with {who} did not learn, so its numbers say nothing")
+            fix = ("train longer or on more images (epochs=..., n_train=...), or use a larger preset; check that "
+                   "the labels match the images")
+        else:
+            problem = (f"sanity gate: the model trained with {self.subject_name} collapsed (its accuracy is not "
+                       f"clearly above chance while the baseline {self.baseline_name}'s is), so no verdict compares "
+                       "them")
+            fix = ("check the augmentation: does it keep the label (a crop that cuts the object out, a colour change "
+                   "on colour-coded classes)? is it far too strong? audit it with psa.density(...) first")
+        lines = list(dict.fromkeys(  # ERM audited against ERM: one line per model, not per role
+            f"{m['name']} seed {m['seed']}: clean test accuracy {m['clean_test_accuracy']:.3f} "
+            f"({m['correct']}/{m['test_images']}), binomial p = {m['p_value']:.2g}"
+            f"{'' if m['passed'] else '  <- fails'}" for m in record["models"]))
+        observed = (f"chance {record['chance']:.3f}; rule: {record['rule']}\n    " + "\n    ".join(lines))
+        return PsaSanityError(problem, observed=observed,
+                              fix=f"{fix}; sanity='warn' measures anyway (research use: the verdict is then "
+                                  "about models that learned nothing)", record=record)
+
 
 def train_pair(augmentation: Any, baseline: Any = "erm", *, seeds: Sequence[int], data: Any = None,
                data_root: Any = None, cache_dir: Any = None, preset: Any = None,
                overrides: Mapping[str, Any] | None = None, model: Any = None, optimizer: str = "sgd",
                device: Any = None, progress: bool = True, roles: Sequence[Role] = (SUBJECT, BASELINE),
-               order: Literal["seed", "role"] = "role") -> TrainedPair:
+               order: Literal["seed", "role"] = "role", sanity: Sanity = "error") -> TrainedPair:
     """`PairSpec.resolve(...)` then `.train(...)`: the audited and baseline models for each seed."""
     spec = PairSpec.resolve(augmentation, baseline, seeds=seeds, data=data, data_root=data_root,
                             cache_dir=cache_dir, preset=preset, overrides=overrides)
-    return spec.train(model=model, optimizer=optimizer, device=device, progress=progress, roles=roles, order=order)
+    return spec.train(model=model, optimizer=optimizer, device=device, progress=progress, roles=roles, order=order,
+                      sanity=sanity)
 
 
-__all__ = ["BASELINE", "SUBJECT", "PairSpec", "TrainedPair", "seed_list", "train_pair"]
+def _test_accuracy(trained: TrainedModel, test: ImageData) -> tuple[int, float]:
+    """(test images, clean accuracy) from the training record; evaluated here when the record has none."""
+    rec = trained.record
+    if rec.test_accuracy is not None and rec.test_data and rec.test_data.get("fingerprint") == test.fingerprint():
+        return int(rec.test_data["n"]), float(rec.test_accuracy)
+    from pytest_psa.train.trainer import evaluate
+
+    accuracy, _ = evaluate(trained.model, test)
+    return len(test), float(accuracy)
+
+
+def _gate(passed: bool, mode: Sanity, refusal: Callable[[], PsaSanityError]) -> None:
+    __tracebackhide__ = True
+    if passed:
+        return
+    error = refusal()
+    if mode == "error":
+        raise error
+    warnings.warn(PsaWarning(f"{error} (sanity='warn': measuring anyway)"), stacklevel=4)
+
+
+__all__ = ["BASELINE", "MIN_TRAIN_PER_CLASS", "SANITY_ALPHA", "SANITY_MIN_MARGIN", "SANITY_RULE", "SUBJECT",
+           "PairSpec", "Sanity", "TrainedPair", "seed_list", "train_pair"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_psa.errors import DataSourceError
+from pytest_psa.errors import DataSourceError, PsaUsageError
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +122,18 @@ class ImageData:
                 depth += 1
             picked = np.sort(np.asarray(order[:n]))
         return self.take(torch.from_numpy(picked))
+
+    def check_available(self, n: int | None, what: str = "n") -> None:
+        """Refuse a request for more images than this set holds, instead of silently auditing fewer.
+
+        `what` names the argument in the message (``n_images``, ``n_attack_images``, ...).
+        """
+        if n is not None and int(n) > len(self):
+            raise PsaUsageError(
+                f"{what}={n} asks for more images than {self.name}/{self.split} holds ({len(self)})",
+                observed=f"requested {n}, available {len(self)}",
+                fix=f"pass {what}={len(self)} (all of them) or fewer, or audit a larger data set",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from pytest_psa._paths import DATA_ROOT_ENV, default_cache_dir, default_data_roo
 from pytest_psa.data.folders import is_archive, load_image_folder, unpack_archive
 from pytest_psa.data.image_data import ImageData, from_arrays
 from pytest_psa.data.synthetic import synthetic
-from pytest_psa.errors import DataSourceError
+from pytest_psa.errors import DataSourceError, PsaUsageError
 
 SourceFactory = Callable[[str], ImageData]  # split -> data
 _SOURCES: dict[str, SourceFactory] = {}
@@ -46,9 +46,16 @@ def load_data(
     cache_dir: str | Path | None = None, allow_download: bool = False,
     n: int | None = None, seed: int = 0,
 ) -> ImageData:
-    """Load `spec` (see the module docstring) as `ImageData`; with `n`, a seeded subset of n images."""
+    """Load `spec` (see the module docstring) as `ImageData`; with `n`, a seeded subset of n images.
+
+    Asking for more images than the split holds is a `PsaUsageError` naming both counts (an audit
+    never measures fewer images than it was asked to without saying so).
+    """
     data = _load(spec, split, root, cache_dir, allow_download, n, seed)
-    return data.subset(n, seed) if n is not None else data
+    if n is None:
+        return data
+    data.check_available(n, "n_images")  # the audits' name for it: density passes n_images as n
+    return data.subset(n, seed)
 
 
 def available(name: str, *, root: str | Path | None = None) -> bool:
@@ -233,16 +240,21 @@ def as_image_data(obj: Any, *, n: int | None = None, seed: int = 0, name: str | 
     if kind == "dataset":
         return from_dataset(obj, n=n, seed=seed, name=name)
     if kind == "image_data":
-        return cast(ImageData, obj).subset(n, seed)
+        return _subset(cast(ImageData, obj), n, seed)
     if kind == "arrays":
-        return from_arrays(obj[0], obj[1], name=name or "arrays", source=type(obj[0]).__name__).subset(n, seed)
+        return _subset(from_arrays(obj[0], obj[1], name=name or "arrays", source=type(obj[0]).__name__), n, seed)
     if kind in ("loader", "iterable"):
-        return _from_batches(obj, name).subset(n, seed)
+        return _subset(_from_batches(obj, name), n, seed)
     raise DataSourceError(
         f"cannot read images from a {type(obj).__name__}",
         fix="pass an ImageData, an (images, labels) pair of arrays, a torch Dataset of (image, label) pairs "
             "or a DataLoader of (images, labels) batches",
     )
+
+
+def _subset(data: ImageData, n: int | None, seed: int) -> ImageData:
+    data.check_available(n, "n_images")
+    return data.subset(n, seed)
 
 
 def as_batches(data: Any, *, batch_size: int = 256) -> Any:
@@ -333,6 +345,10 @@ def from_dataset(dataset: Any, *, n: int | None = None, seed: int = 0, name: str
     total = len(dataset)
     if total == 0:
         raise DataSourceError("the Dataset is empty", fix="pass a Dataset with at least one item")
+    if n is not None and n > total:
+        raise PsaUsageError(f"n_images={n} asks for more images than the {type(dataset).__name__} holds ({total})",
+                            observed=f"requested {n}, available {total}",
+                            fix=f"pass n_images={total} (all of them) or fewer, or a larger data set")
     rng = np.random.Generator(np.random.PCG64(seed))
     picked = np.sort(rng.permutation(total)[:n]) if n is not None and n < total else np.arange(total)
     images, labels = [], []
