@@ -373,6 +373,16 @@ class AuditResult(Protocol):
     def to_record(self) -> dict[str, Any]: ...  # to_dict() with "schema" and "kind"
 
 
+class StageTimingRecord(TypedDict):
+    """One timed stage of an audit (``_timings.StageTiming.to_dict()``): wall seconds, and whether a
+    cache served it (then nothing was computed)."""
+
+    name: str  # "training", "density", "flatness", "corruptions", "perturbations", "attacks", "clean"
+    detail: str
+    seconds: float
+    cached: bool
+
+
 @dataclass
 class AuditRecord:
     """What the terminal summary, JUnit, JSON and the baseline gate see of one audit in one test.
@@ -387,6 +397,7 @@ class AuditRecord:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "density"
     baseline: dict[str, Any] | None = None  # a `BaselineComparison` (report/baseline.py)
+    timings: list[StageTimingRecord] = field(default_factory=list)  # stages the audit ran (_timings.py)
 
     # -- what every kind has ---------------------------------------------------------------------
     @property

@@ -13,11 +13,12 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from pytest_psa._records import AuditRecord
+from pytest_psa import _timings
+from pytest_psa._records import AuditRecord, StageTimingRecord
 from pytest_psa._settings import Settings
 
 SESSION_NAME = "psa-session"
@@ -28,15 +29,40 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+PSA_FIXTURES = ("psa", "psa_gpu")
+
+
+def uses_psa(item: pytest.Item) -> bool:
+    """Whether a test carries the psa marker or asks for a psa fixture."""
+    return item.get_closest_marker("psa") is not None or any(f in PSA_FIXTURES for f in
+                                                               getattr(item, "fixturenames", ()))
+
+
+class RecordList(list[AuditRecord]):
+    """The session's records. Each append notes how many stage timings had finished by then, so the
+    stages of a test with several audits go to the audit that ran them (`PsaSession.attach_timings`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage_marks: dict[int, int] = {}  # id(record) -> _timings.count() when it was added
+
+    def append(self, record: AuditRecord) -> None:
+        self.stage_marks[id(record)] = _timings.count()
+        super().append(record)
+
+
 @dataclass(eq=False)
 class PsaSession:
     """One pytest run's psa state; registered as the plugin object ``"psa-session"``."""
 
     settings: Settings
     config: pytest.Config | None = None
-    records: list[AuditRecord] = field(default_factory=list)
+    records: list[AuditRecord] = field(default_factory=RecordList)
     extensions_loaded: bool = False
     started: float = field(default_factory=time.perf_counter)  # session start (the controller's on xdist workers)
+    header_shown: bool = False  # printed after collection when a collected test uses psa
+    psa_tests: int = 0  # psa tests whose reports reached this process (the controller's count under xdist)
+    unrecorded_stages: list[StageTimingRecord] = field(default_factory=list)  # stages of tests that left no record
 
     @property
     def is_worker(self) -> bool:
@@ -54,17 +80,50 @@ class PsaSession:
         base = custom or shlex.join(["pytest", nodeid, f"--psa-seed={self.settings.seed}", *data])
         return f"{base} {shlex.join(list(extra))}" if extra else base
 
-    # -- hooks: the session is registered as a plugin ------------------------------------------
-    def pytest_report_header(self, config: pytest.Config) -> str:
+    def header(self) -> str:
         from pytest_psa._devices import header_note
 
         return f"{self.settings.header()}, {header_note(self.settings.device)}"
 
+    def attach_timings(self, records: Sequence[AuditRecord], stages: Sequence[_timings.StageTiming]) -> None:
+        """Give each of one test's `records` (in the order they were added) the stages that finished
+        before it was added and after the one before; stages after the last record go to it too.
+        Without a record, the stages still count in the summary's totals."""
+        marks = getattr(self.records, "stage_marks", {})
+        done = 0
+        for i, rec in enumerate(records):
+            end = len(stages) if i == len(records) - 1 else marks.get(id(rec), done)
+            rec.timings.extend(cast(StageTimingRecord, s.to_dict()) for s in stages[done:max(done, end)])
+            done = max(done, end)
+        if not records:
+            self.unrecorded_stages.extend(cast(StageTimingRecord, s.to_dict()) for s in stages)
+
+    def stage_timings(self) -> list[StageTimingRecord]:
+        """Every stage this session's psa tests ran (the workers' too, through their records)."""
+        return [t for r in self.records for t in r.timings] + self.unrecorded_stages
+
+    # -- hooks: the session is registered as a plugin ------------------------------------------
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: Sequence[pytest.Item]) -> list[str]:
+        # after collection, not in the report header: a suite without psa tests prints nothing
+        if is_worker(config) or not any(uses_psa(item) for item in items):
+            return []
+        self.header_shown = True
+        return [self.header()]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "setup" and "psa" in report.keywords:
+            self.psa_tests += 1
+
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        if not self.records or is_worker(config):
+        if is_worker(config):
+            return
+        if not self.header_shown and (self.records or self.psa_tests):  # under xdist the controller collects nothing
+            terminalreporter.write_line(self.header())
+            self.header_shown = True
+        if not self.records and not self.unrecorded_stages:
             return
         reports = config.pluginmanager.get_plugin("psa-reports")
-        if reports is not None:  # one section per augmentation, then the files written
+        if reports is not None:  # one section per augmentation, stage times, then the files written
             reports.write_summary(terminalreporter)
 
 
@@ -76,4 +135,5 @@ def session_of(config: pytest.Config) -> PsaSession | None:
     return config.stash.get(SESSION_KEY, None)
 
 
-__all__ = ["SESSION_KEY", "SESSION_NAME", "AuditRecord", "PsaSession", "is_worker", "session_of"]
+__all__ = ["SESSION_KEY", "SESSION_NAME", "AuditRecord", "PsaSession", "RecordList", "is_worker", "session_of",
+           "uses_psa"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,10 @@ from pytest_psa._specs.attacks import ATTACK_KEYS, parse_attack, resolve_attacks
 from pytest_psa._specs.names import (
     CORRUPTION_NAMES,
     CORRUPTION_SETS,
-    DEPRECATED_VS_ERM_KEYS,
+    DISTANCE_NAMES,
     FLATNESS_METRICS,
     PERTURBATION_NAMES,
     PERTURBATION_SETS,
-    VS_ERM_KEYS,
-    VS_ERM_RATIO_KEYS,
 )
 from pytest_psa.errors import PsaUsageError
 
@@ -177,6 +175,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("json", str, None, "write this session's psa audits as a psa run file (JSON) to this path"),
     Option("plots", str, None, "write PNG figures (eCDFs, flatness, per-corruption errors) into this folder; "
            "needs matplotlib: pip install pytest-psa[plots]"),
+    Option("markdown", str, None, "write a Markdown summary of the psa audits (for a pull-request comment) to "
+           "this path; 'github' appends it to $GITHUB_STEP_SUMMARY (the GitHub Actions job summary)"),
 )
 
 
@@ -205,6 +205,7 @@ class Settings:
     baseline_update: bool = False
     json: str | None = None
     plots: str | None = None
+    markdown: str | None = None
     seed_was_random: bool = False
 
     def header(self) -> str:
@@ -323,6 +324,32 @@ def _check_attacks(v: Any) -> str | None:
     return None
 
 
+def distance_problem(value: str, known: Collection[str]) -> str | None:
+    """What is wrong with a distance name (``"l2_aligned(radius=2)"`` is checked by its name), with a
+    did-you-mean among `known`; None when it is known."""
+    import difflib
+
+    name = value.split("(", 1)[0].strip()
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"is not a known distance ({hint}valid: {', '.join(sorted(known))}; register your own with the "
+            "pytest_psa_distances hook or pytest_psa.register_distance)")
+
+
+def known_distances(extra: Iterable[str] = ()) -> set[str]:
+    """The built-in distance names, `extra` ones (from the hook), and any registered in this process
+    so far (the registry is read only when its module is loaded already: no torch import here)."""
+    import sys
+
+    names = set(DISTANCE_NAMES) | set(extra)
+    registry = sys.modules.get("pytest_psa.measure.density.distances")
+    if registry is not None:
+        names |= set(registry.available_distances())
+    return names
+
+
 MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "gamma": gamma_problem,
     "min_density": lambda v: fraction_problem(v, open_low=True),
@@ -361,8 +388,10 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
-def marker_problems(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
-    """What is wrong with one psa marker's arguments (empty when it is valid)."""
+def marker_problems(args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                    distances: Collection[str] | None = None) -> list[str]:
+    """What is wrong with one psa marker's arguments (empty when it is valid). With `distances` (the
+    known names), a ``distance=`` name is checked against them too."""
     import difflib
 
     problems = []
@@ -375,5 +404,8 @@ def marker_problems(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[st
             hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(MARKER_ARGS))})"
             problems.append(f"unknown argument {key!r}{hint}")
         elif (msg := check(value)) is not None:
+            problems.append(f"{key}={value!r} {msg}")
+        elif key == "distance" and isinstance(value, str) and distances is not None \
+                and (msg := distance_problem(value, distances)) is not None:
             problems.append(f"{key}={value!r} {msg}")
     return problems

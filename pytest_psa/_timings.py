@@ -17,7 +17,7 @@ Stage names in use: "training", "density", "flatness", "corruptions", "perturbat
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -56,6 +56,11 @@ def collect() -> list[StageTiming]:
     return list(_log)
 
 
+def count() -> int:
+    """How many stages have finished since the last `reset` (a mark to split the log at later)."""
+    return len(_log)
+
+
 def reset() -> list[StageTiming]:
     """Forget the recorded stages; returns what was there."""
     out = list(_log)
@@ -63,15 +68,17 @@ def reset() -> list[StageTiming]:
     return out
 
 
-def summarize(stages: list[StageTiming]) -> dict[str, dict[str, float | int]]:
-    """Per stage name: total seconds, count, and how many were served from a cache (insertion order)."""
+def summarize(stages: Iterable[StageTiming | Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Per stage name: total seconds, count, and how many were served from a cache (insertion order).
+    Takes `StageTiming`s or their dicts (as records keep them)."""
     out: dict[str, dict[str, float | int]] = {}
     for s in stages:
-        row = out.setdefault(s.name, {"seconds": 0.0, "count": 0, "cached": 0})
-        row["seconds"] = float(row["seconds"]) + s.seconds
+        d = s.to_dict() if isinstance(s, StageTiming) else s
+        row = out.setdefault(str(d["name"]), {"seconds": 0.0, "count": 0, "cached": 0})
+        row["seconds"] = float(row["seconds"]) + float(d["seconds"])
         row["count"] = int(row["count"]) + 1
-        row["cached"] = int(row["cached"]) + int(s.cached)
+        row["cached"] = int(row["cached"]) + int(bool(d.get("cached", False)))
     return out
 
 
-__all__ = ["StageTiming", "collect", "reset", "stage", "summarize"]
+__all__ = ["StageTiming", "collect", "count", "reset", "stage", "summarize"]

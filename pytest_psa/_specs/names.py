@@ -12,6 +12,7 @@ __all__ = [
     "CORRUPTION_NAMES",
     "CORRUPTION_SETS",
     "DEPRECATED_VS_ERM_KEYS",
+    "DISTANCE_NAMES",
     "FLATNESS_METRICS",
     "PERTURBATION_NAMES",
     "PERTURBATION_SETS",
@@ -54,6 +55,10 @@ PERTURBATION_NAMES: tuple[str, ...] = ("gaussian_noise", "shot_noise", "motion_b
 PERTURBATION_SETS: dict[str, tuple[str, ...]] = {"cifar10-p": PERTURBATION_NAMES}
 #: Other spellings of "cifar10-p" that the Python API (`resolve_perturbations`) also takes; the marker does not.
 PERTURBATION_SET_ALIASES: tuple[str, ...] = ("cifar-p", "all")
+
+#: The distances `measure/density/distances.py` registers at import (users add theirs with `register_distance` or
+#: the `pytest_psa_distances` hook): what the psa marker and `psa audit --distance` check a name against.
+DISTANCE_NAMES: tuple[str, ...] = ("l2", "linf", "l2_raw", "l2_255", "l2_aligned", "feature")
 
 #: The flatness metrics `measure_flatness` computes, in its order (the order also derives their noise seeds).
 FLATNESS_METRICS: tuple[str, ...] = ("pac_bayes", "pac_bayes_mag", "lpf", "eps_sharpness", "hessian_top",

@@ -1,10 +1,11 @@
-"""What a pytest session reports: the grouped terminal summary, ``--psa-json``, ``--psa-plots``,
-pytest-html extras and the progress-bar policy. Registered by the plugin for every session;
-torch-free, and each output imports its libraries only when it is asked for.
+"""What a pytest session reports: the grouped terminal summary with its stage times, ``--psa-json``,
+``--psa-markdown``, ``--psa-plots``, pytest-html extras and the progress-bar policy. Registered by
+the plugin for every session; torch-free, and each output imports its libraries only when asked for.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,17 @@ def resolve_path(config: pytest.Config, option: str, value: str | None) -> Path 
 
 
 class ReportHooks:
-    """The plugin object behind ``--psa-json``, ``--psa-plots``, pytest-html extras and progress bars."""
+    """The plugin object behind ``--psa-json``, ``--psa-markdown``, ``--psa-plots``, pytest-html extras and
+    progress bars."""
 
     def __init__(self, config: pytest.Config, session: Any) -> None:
         self.config = config
         self.session = session
         settings = session.settings
         self.json_path = resolve_path(config, "json", getattr(settings, "json", None))
+        markdown = getattr(settings, "markdown", None)
+        self.github_summary = markdown == "github"  # append to the job summary GitHub Actions gives the step
+        self.markdown_path = None if self.github_summary else resolve_path(config, "markdown", markdown)
         self.plots_dir = resolve_path(config, "plots", getattr(settings, "plots", None))
         if self.plots_dir is not None:
             from pytest_psa.errors import PsaUsageError
@@ -80,14 +85,18 @@ class ReportHooks:
             return  # the controller writes, from every worker's records
         records = list(self.session.records)
         if self.json_path is not None:
+            from pytest_psa._timings import summarize
             from pytest_psa.report.json_report import run_document, write_json
 
             try:
                 doc = run_document(records, settings=self.session.settings, source="pytest",
-                                   root=self.config.rootpath)
+                                   root=self.config.rootpath,
+                                   extra={"timings": summarize(self.session.stage_timings())})
                 self.written.append((write_json(self.json_path, doc), f"psa run, {len(records)} audits"))
             except Exception as exc:  # a report must not hide the test results: say what failed
                 self.problems.append(f"--psa-json {self.json_path}: {type(exc).__name__}: {exc}")
+        if self.markdown_path is not None or self.github_summary:
+            self._write_markdown(records)
         if self.plots_dir is not None:
             from pytest_psa.report.plots import write_plots
 
@@ -99,6 +108,35 @@ class ReportHooks:
             except Exception as exc:
                 self.problems.append(f"--psa-plots {self.plots_dir}: {type(exc).__name__}: {exc}")
 
+    def _write_markdown(self, records: list[Any]) -> None:
+        from pytest_psa._storage import atomic_write_bytes
+        from pytest_psa.report.markdown import render_markdown
+
+        option = "--psa-markdown" if self.config.getoption("psa_markdown") is not None else "ini psa_markdown"
+        try:
+            text = render_markdown(records, repro=self.session.repro_command)
+            if self.markdown_path is not None:
+                self.markdown_path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(self.markdown_path, text.encode("utf-8"), mode=0o644)
+                self.written.append((self.markdown_path, f"Markdown summary, {len(records)} audits"))
+                return
+            target = os.environ.get("GITHUB_STEP_SUMMARY")
+            if not target:
+                self.problems.append(f"{option}=github: $GITHUB_STEP_SUMMARY is not set (it is, inside a GitHub "
+                                     "Actions step); write to a file with --psa-markdown=PATH")
+                return
+            # one O_APPEND write: other steps' text in the file stays whole, ours lands in one piece
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, ("\n" + text).encode("utf-8"))
+            finally:
+                os.close(fd)
+            self.written.append((Path(target), f"appended the Markdown summary to $GITHUB_STEP_SUMMARY, "
+                                               f"{len(records)} audits"))
+        except Exception as exc:  # a report must not hide the test results: say what failed
+            where = self.markdown_path or "github"
+            self.problems.append(f"{option} {where}: {type(exc).__name__}: {exc}")
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._previous_progress is not None:
             from pytest_psa import _progress as progress
@@ -109,7 +147,8 @@ class ReportHooks:
     def write_summary(self, terminalreporter: Any) -> None:
         if self.worker:
             return
-        from pytest_psa.report.terminal import summary_notes, summary_sections
+        from pytest_psa._timings import summarize
+        from pytest_psa.report.terminal import stage_lines, summary_notes, summary_sections
 
         tr = terminalreporter
         for title, lines in summary_sections(self.session.records):
@@ -117,6 +156,8 @@ class ReportHooks:
             for line in lines:
                 tr.write_line(line)
         for line in summary_notes(self.session.records):
+            tr.write_line(line)
+        for line in stage_lines(summarize(self.session.stage_timings())):
             tr.write_line(line)
         for path, what in self.written:
             tr.write_line(f"psa: wrote {_relative(path)} ({what})")

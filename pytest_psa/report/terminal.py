@@ -64,6 +64,18 @@ def summary_notes(records: Iterable[AuditRecord]) -> list[str]:
     return notes
 
 
+def stage_lines(totals: Mapping[str, Mapping[str, float | int]]) -> list[str]:
+    """Where the time went: one line per stage (``_timings.summarize`` output), wall seconds, how
+    many times it ran and how many of those a cache served; empty when nothing was timed."""
+    if not totals:
+        return []
+    rows: Rows = [("stage", "wall s", "runs", "from cache")]
+    for name, t in totals.items():
+        rows.append((name, f"{float(t['seconds']):.1f}", str(int(t["count"])), str(int(t["cached"]))))
+    # no grand total: a stage may run inside another (training inside flatness), so sums would double count
+    return ["psa: time by stage (a stage served from a cache computed nothing)", *align(rows, indent="  ")]
+
+
 # -- per check: (header, rows) ------------------------------------------------------------------
 def density_audit(rec: AuditRecord) -> tuple[str, Rows]:
     """One row per γ: F_N(γ) with its bounds and the verdict (bounds are the assertion's one-sided

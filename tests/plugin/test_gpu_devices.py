@@ -141,7 +141,7 @@ def test_with_gpus_the_fixtures_hand_out_this_workers_device(pytester: pytest.Py
 
 def test_header_says_cpu_and_deterministic(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_gpus(monkeypatch, 0)
-    pytester.makepyfile("def test_x():\n    pass\n")
+    pytester.makepyfile("import pytest\n\n@pytest.mark.psa(n_images=10)\ndef test_x():\n    pass\n")
     result = pytester.runpytest(*QUIET)
     result.stdout.fnmatch_lines(["psa: seed=0, device=auto, *, compute=cpu, no CUDA device (deterministic: bitwise "
                                  "on CPU)"])
@@ -158,7 +158,7 @@ def test_the_driver_probe_honours_cuda_visible_devices(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize(("value", "problem"), [("tpu", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
                                                 ("cuda:x", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")])
-def test_bad_marker_devices_are_usage_errors(pytester: pytest.Pytester, value: str, problem: str) -> None:
+def test_bad_marker_devices_fail_their_test(pytester: pytest.Pytester, value: str, problem: str) -> None:
     pytester.makepyfile(f"""
         import pytest
 
@@ -167,5 +167,5 @@ def test_bad_marker_devices_are_usage_errors(pytester: pytest.Pytester, value: s
             pass
     """)
     result = pytester.runpytest(*QUIET)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*device={value!r} {problem}*"])
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*device={value!r} {problem}*"])

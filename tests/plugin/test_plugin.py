@@ -20,6 +20,9 @@ FAR = v2.Compose([v2.RandomInvert(p=1), v2.ColorJitter(0.8, 0.8, 0.8, 0.3), v2.R
 """
 
 
+PSA_MARKED = "import pytest\n\n@pytest.mark.psa(n_images=10)\ndef test_x():\n    pass\n"
+
+
 def test_plugin_import_does_not_import_torch() -> None:
     code = "import sys, pytest_psa, pytest_psa.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -38,7 +41,7 @@ def test_suite_without_psa_tests_never_imports_torch(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess()  # the plugin loads through its pytest11 entry point
     result.assert_outcomes(passed=1)
     assert (pytester.path / "torch_loaded.txt").read_text() == "False"
-    result.stdout.fnmatch_lines(["psa: seed=0, device=auto, data=synthetic*"])
+    assert "psa" not in result.stdout.str().replace("plugins: psa-", "")  # no header, no summary: nothing psa
 
 
 def test_every_option_has_an_ini_twin(pytester: pytest.Pytester) -> None:
@@ -65,7 +68,7 @@ def test_precedence_cli_over_ini_over_env(pytester: pytest.Pytester, monkeypatch
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     pytester.makeini(f"[pytest]\n{ini}\n")
-    pytester.makepyfile("def test_x():\n    pass\n")
+    pytester.makepyfile(PSA_MARKED)  # the header shows when a collected test uses psa
     result = pytester.runpytest(*cli)
     assert expected in result.stdout.str()
 
@@ -91,7 +94,7 @@ def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert "ini psa_alpha" in result.stderr.str()
 
 
-def test_marker_arguments_are_validated_at_collection(pytester: pytest.Pytester) -> None:
+def test_marker_arguments_are_validated_at_collection_and_fail_their_own_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         import pytest
 
@@ -102,13 +105,89 @@ def test_marker_arguments_are_validated_at_collection(pytester: pytest.Pytester)
         @pytest.mark.psa(min_density=3)
         def test_range(psa):
             raise AssertionError("must not run")
+
+        @pytest.mark.psa(gamma=0.05)
+        def test_fine():
+            pass
     """)
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    err = result.stderr.str()
-    assert "test_typo: @pytest.mark.psa: unknown argument 'gama' (did you mean 'gamma'?)" in err
-    assert "min_density=3 must be a number in (0, 1]" in err
-    assert "must not run" not in result.stdout.str()
+    result.assert_outcomes(passed=1, errors=2)  # the bad markers fail their own tests, in setup
+    out = result.stdout.str()
+    assert "test_typo: @pytest.mark.psa: unknown argument 'gama' (did you mean 'gamma'?)" in out
+    assert "@pytest.mark.psa: min_density=3 must be a number in (0, 1]" in out
+    assert "must not run" not in out
+    assert "plugin.py" not in out  # one readable message, no traceback through the plugin
+
+
+def test_bad_distance_name_gets_did_you_mean(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.psa(distance="l2_algined")
+        def test_typo(psa):
+            raise AssertionError("must not run")
+
+        @pytest.mark.psa(distance="l2_aligned(radius=2)")
+        def test_with_parameters():
+            pass
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.psa: distance='l2_algined' is not a known distance (did you mean "
+                                 "'l2_aligned'? valid: feature, l2, l2_255, l2_aligned, l2_raw, linf;*"])
+
+
+def test_hook_distances_count_as_known_and_the_option_is_checked_too(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        def pytest_psa_distances():
+            return {"mean_abs": lambda x, y: (x - y).abs().flatten(1).mean(1)}
+    """)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.psa(distance="mean_abs")
+        def test_hooked():
+            pass
+
+        @pytest.mark.psa(n_images=10)
+        def test_option_distance():
+            pass
+    """)
+    pytester.runpytest().assert_outcomes(passed=2)
+    result = pytester.runpytest("--psa-distance=mean_ab")
+    result.assert_outcomes(passed=1, errors=1)  # the test with its own distance is not concerned
+    result.stdout.fnmatch_lines(["*--psa-distance='mean_ab' is not a known distance (did you mean 'mean_abs'?*"])
+
+
+def test_a_bad_marker_outside_the_selection_fails_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.psa(distance="l2_algined", gama=1)
+        def test_broken(psa):
+            pass
+
+        def test_other():
+            pass
+    """)
+    result = pytester.runpytest("-k", "other")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.OK
+    assert "l2_algined" not in result.stdout.str() + result.stderr.str()
+
+
+def test_header_only_when_a_collected_test_uses_psa(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.makepyfile(test_marked=PSA_MARKED)
+    pytester.makepyfile(test_fixture="def test_f(psa):\n    pass\n")
+    assert "psa: seed=" not in pytester.runpytest("test_plain.py").stdout.str()
+    for path in ("test_marked.py", "test_fixture.py"):
+        result = pytester.runpytest(path)
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["collected 1 item", "psa: seed=0, device=auto, data=synthetic*"])
+        assert result.stdout.str().count("psa: seed=") == 1
+    # deselected psa tests leave no header either
+    assert "psa: seed=" not in pytester.runpytest("test_plain.py", "test_marked.py", "-k", "plain").stdout.str()
 
 
 @pytest.mark.slow
