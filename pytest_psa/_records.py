@@ -111,6 +111,17 @@ class AlignmentSummary(TypedDict, total=False):
     at_radius: float
 
 
+class SamplePair(TypedDict):
+    """One image pair x / A(x) at a quantile of the distances (``results/sample_pairs.py``)."""
+
+    quantile: float
+    distance: float
+    image: int
+    draw: int
+    x: str  # base64 PNG
+    ax: str  # base64 PNG
+
+
 class _DensityKeys(TypedDict):
     kind: Literal["density"]
     augmentation: str
@@ -134,6 +145,7 @@ class DensitySummary(_DensityKeys, total=False):
     """``DensityResult.to_dict()``."""
 
     alignment: AlignmentSummary  # l2_aligned only
+    sample_pairs: list[SamplePair]  # when the audit kept them (the HTML report's grid)
     distances: list[list[float]]  # to_dict(include_distances=True)
     identity: list[list[bool]]
 
@@ -505,5 +517,5 @@ __all__ = [
     "KINDS", "RECORD_SCHEMA", "AlignmentSummary", "AuditRecord", "AuditResult", "BaselineComparison",
     "BudgetVerdictRecord", "ComparisonRecord", "DataDescription", "DensitySummary", "DensityVerdictRecord",
     "EcdfCurve", "EcdfRow", "FlatnessSummary", "FlatnessVerdictRecord", "MetricDeltaRecord", "MetricEstimate",
-    "MetricRecord", "RobustnessSummary", "RunEntry", "Summary", "TrainingFields",
+    "MetricRecord", "RobustnessSummary", "RunEntry", "SamplePair", "Summary", "TrainingFields",
 ]

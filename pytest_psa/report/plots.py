@@ -51,23 +51,107 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+_CONTAINERS = ("Compose", "Sequential", "RandomChoice", "RandomOrder", "RandomApply", "OneOf", "SomeOf")
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\(")
+
+
+def display_name(augmentation: str) -> str:
+    """A short label from an augmentation's name: ``AugMix(severity=3, ...)`` -> ``AugMix``; a
+    container by its members, ``Compose( RandomCrop(...) RandomHorizontalFlip(p=0.5) )`` ->
+    ``RandomCrop+RandomHorizontalFlip`` (``RandomChoice`` -> ``RandomChoice[A|B]``); a name a user
+    gave stays as it is. Names are clipped at 80 characters, so members lost to the clip show as ``…``."""
+    head = short_name(augmentation)
+    if head.rsplit(".", 1)[-1] not in _CONTAINERS:
+        return head
+    depth, members, closed = 0, [], False
+    i = augmentation.index("(")
+    member_depth: int | None = None
+    while i < len(augmentation):
+        ch = augmentation[i]
+        m = _CALL.match(augmentation, i) if depth >= 1 and (ch.isalpha() or ch == "_") else None
+        if m and (i == 0 or not (augmentation[i - 1].isalnum() or augmentation[i - 1] in "_.")):
+            if member_depth is None:
+                member_depth = depth
+            if depth == member_depth:
+                members.append(m.group(1).rsplit(".", 1)[-1])
+            i = m.end()
+            depth += 1
+            continue
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth == 0:
+                closed = True
+                break
+        i += 1
+    if not members:
+        return head
+    names = [*members, *(() if closed else ("…",))]
+    if head.rsplit(".", 1)[-1] in ("Compose", "Sequential"):
+        return "+".join(names)
+    return f"{head}[{'|'.join(names)}]"
+
+
+class ColorMap:
+    """One colour per augmentation, the same in every figure: colours are handed out in the order
+    names are first seen (`figures` registers a run's records in order before drawing). Grey is kept
+    for the baseline (ERM)."""
+
+    PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+               "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+    BASELINE = "#9e9e9e"
+
+    def __init__(self) -> None:
+        self._colors: dict[str, str] = {}
+
+    def color(self, name: str) -> str:
+        if name not in self._colors:
+            self._colors[name] = self.PALETTE[len(self._colors) % len(self.PALETTE)]
+        return self._colors[name]
+
+    def register(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.color(name)
+
+
+RUN_COLORS = ColorMap()  # this process's mapping: the run's figures and its pytest-html rows agree
+
+
 def _labels(records: Sequence[AuditRecord]) -> list[str]:
     names = [r.subject for r in records]
-    short = [short_name(n) for n in names]
+    short = [display_name(n) for n in names]
     out = []
     for n, s in zip(names, short):
         out.append(s if short.count(s) == 1 or names.count(n) == len(names) else (n if len(n) <= 40 else n[:37] + "..."))
     return out
 
 
+def context_text(records: Sequence[AuditRecord]) -> str:
+    """``data cifar10/test[500 of 10000] | preset smoke | seeds 0, 1, 2``: what every figure's title names."""
+    data = ", ".join(dict.fromkeys(r.data_description() for r in records)) or "?"
+    presets = ", ".join(dict.fromkeys(str(p) for r in records
+                                      if (p := r.summary.get("preset") or (r.summary.get("settings") or {}).get("preset"))))
+    seeds = "; ".join(dict.fromkeys(", ".join(map(str, r.seeds())) or "-" for r in records))
+    word = "seed" if all(len(r.seeds()) == 1 for r in records) and ";" not in seeds and "," not in seeds else "seeds"
+    return f"data {data}" + (f" | preset {presets}" if presets else "") + f" | {word} {seeds}"
+
+
 # -- eCDF -----------------------------------------------------------------------------------------
-def ecdf_figure(records: Sequence[AuditRecord]) -> Any:
-    """F_N(γ) of the density records (one distance) on one axis; needs their ``ecdf_curve``."""
-    fig = _figure(10.0, 4.2)
+_OUTCOME_COLORS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#ff7f0e"}
+
+
+def ecdf_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None) -> Any:
+    """F_N(γ) of the density records (one distance) on one axis; needs their ``ecdf_curve``. Each PSA
+    verdict is drawn where it was decided: a dotted line at its γ, a bar at its minimum density and
+    the outcome (pass / fail / inconclusive) beside it, in the outcome's colour."""
+    fig = _figure(10.0, 4.4)
     full, near = fig.subplots(1, 2)
     distance = records[0].density().get("distance", "?") if records else "?"
-    colors = _colors(len(records))
-    for rec, label, color in zip(records, _labels(records), colors):
+    palette = colors or RUN_COLORS
+    palette.register(r.subject for r in records)
+    for rec, label in zip(records, _labels(records)):
+        color = palette.color(rec.subject)
         s = rec.density()
         curve = s.get("ecdf_curve")
         gammas, F = (list(curve["gamma"]), list(curve["F"])) if curve else ([], [])
@@ -84,13 +168,20 @@ def ecdf_figure(records: Sequence[AuditRecord]) -> Any:
                    [max(0.0, (e["high"] if e["high"] is not None else e["estimate"]) - e["estimate"]) for e in points]]
             near.errorbar(g, est, yerr=err, fmt="o", ms=3.5, color=color, capsize=3, lw=1)
         for v in rec.density_verdicts():
-            near.plot([v["gamma"]], [v["min_density"]], marker="_", ms=14, mew=2, color="black")
+            mark = _OUTCOME_COLORS.get(str(v["outcome"]), "black")
+            near.axvline(v["gamma"], color="gray", ls=":", lw=1)
+            near.plot([v["gamma"]], [v["min_density"]], marker="_", ms=16, mew=2.5, color=mark)
+            near.annotate(f"{label}: {v['outcome']}\nF({v['gamma']:g}) ≥ {v['min_density']:g}",
+                          (v["gamma"], v["min_density"]), xytext=(6, 4), textcoords="offset points",
+                          fontsize=7, color=mark)
+    fig.suptitle(f"proximal density, distance {distance} | {context_text(records)}", fontsize=9)
     full.set(xlabel=f"distance γ ({distance})", ylabel="F_N(γ) = share of draws with d(x, A(x)) ≤ γ",
              title="eCDF of augmentation distances", ylim=(-0.02, 1.02), xlim=(0, None))
     near.set(xlabel=f"distance γ ({distance})", title=f"proximal region γ ≤ {PROXIMAL_GAMMA:g}", xlim=(0, PROXIMAL_GAMMA))
     near.plot([], [], "o", color="gray", ms=3.5, label="audited γ, 95% CI")
     if any(rec.verdicts for rec in records):
-        near.plot([], [], "_", color="black", ms=14, mew=2, label="PSA threshold (γ, min density)")
+        near.plot([], [], "_", color="black", ms=14, mew=2, label="PSA threshold (γ, min density): "
+                  "green pass, red fail, orange inconclusive")
     near.legend(fontsize=8, loc="upper left")
     near.set_ylim(bottom=-0.01)
     for ax in (full, near):
@@ -101,7 +192,7 @@ def ecdf_figure(records: Sequence[AuditRecord]) -> Any:
 
 
 # -- flatness -------------------------------------------------------------------------------------
-def flatness_figure(records: Sequence[AuditRecord]) -> Any:
+def flatness_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None) -> Any:
     """ERM vs augmented flatness per metric (lower is flatter): bars are means over seeds, whiskers
     the range over seeds, dots the seeds; under each augmentation the relative improvement
     1 − aug/ERM with its (1 − 2α) t-interval over seeds (the statistic that is judged). When the
@@ -111,6 +202,9 @@ def flatness_figure(records: Sequence[AuditRecord]) -> Any:
     for rec in records:
         metrics += [m for m in rec.flatness_comparisons() if m not in metrics]
     labels = _labels(records)
+    palette = colors or RUN_COLORS
+    palette.register(r.subject for r in records)
+    color_of = {label: palette.color(rec.subject) for rec, label in zip(records, labels)}
     panels: list[tuple[str, list[tuple[str, ComparisonRecord]], bool]] = []
     for metric in metrics:
         found = [(label, rec.flatness_comparisons().get(metric)) for rec, label in zip(records, labels)]
@@ -131,19 +225,19 @@ def flatness_figure(records: Sequence[AuditRecord]) -> Any:
             ax.plot([x] * len(vals), vals, "o", color="black", ms=3)
 
         if shared:
-            bar(0, [v for v in comps[0][1]["erm"] if v is not None], "#9e9e9e")
+            bar(0, [v for v in comps[0][1]["erm"] if v is not None], ColorMap.BASELINE)
             ticks.append(0)
             names.append("ERM")
         for i, (label, c) in enumerate(comps):
             pairs = [(e, a) for e, a in zip(c["erm"], c["augmented"]) if e is not None and a is not None]
             x = i + 1 if shared else 3 * i + 1
             if not shared:
-                bar(x - 1, [e for e, _ in pairs], "#9e9e9e")
+                bar(x - 1, [e for e, _ in pairs], ColorMap.BASELINE)
                 for e, a in pairs:
                     ax.plot([x - 1, x], [e, a], "-", color="black", lw=0.6)
                 ticks.append(x - 1)
                 names.append("ERM")
-            bar(x, [a for _, a in pairs], "#1f77b4")
+            bar(x, [a for _, a in pairs], color_of[label])
             ticks.append(x)
             names.append(f"{label}\n{_improvement_text(c)}")
         ax.set_xticks(ticks, names, fontsize=7.5)
@@ -152,8 +246,8 @@ def flatness_figure(records: Sequence[AuditRecord]) -> Any:
         ax.set_ylim(bottom=0)
     alphas = {c.get("alpha") for _, comps, _ in panels for _, c in comps if isinstance(c.get("alpha"), float)}
     level = f"{100 * (1 - 2 * alphas.pop()):.0f}% " if len(alphas) == 1 else ""
-    fig.suptitle("flatness over ERM: mean over seeds (whiskers: range, dots: seeds); under each augmentation "
-                 f"the improvement 1 − aug/ERM and its {level}t-interval", fontsize=9)
+    fig.suptitle(f"flatness over ERM | {context_text(records)}\nmean over seeds (whiskers: range, dots: seeds); "
+                 f"under each augmentation the improvement 1 − aug/ERM and its {level}t-interval", fontsize=9)
     return fig
 
 
@@ -170,25 +264,26 @@ def _improvement_text(c: ComparisonRecord) -> str:
 
 
 # -- corruptions ----------------------------------------------------------------------------------
-def corruption_figure(records: Sequence[AuditRecord]) -> Any:
+def corruption_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None) -> Any:
     """Error per corruption (mean over severities) for ERM and each augmentation, with intervals."""
-    series: list[tuple[str, dict[str, MetricEstimate]]] = []
+    palette = colors or RUN_COLORS
+    palette.register(r.subject for r in records)
+    series: list[tuple[str, dict[str, MetricEstimate], str]] = []
     erm_done = False
     for rec, label in zip(records, _labels(records)):
         per = corruption_errors(rec)
         if per.get("erm") and not erm_done:
-            series.append(("ERM", per["erm"]))
+            series.append(("ERM", per["erm"], ColorMap.BASELINE))
             erm_done = True
         if per.get("model"):
-            series.append((label, per["model"]))
+            series.append((label, per["model"], palette.color(rec.subject)))
     names: list[str] = []
-    for _, table in series:
+    for _, table, _ in series:
         names += [n for n in table if n not in names]
     fig = _figure(max(7.0, 0.55 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
     ax = fig.subplots()
     width = 0.8 / max(1, len(series))
-    colors = ["#9e9e9e" if label == "ERM" else c for (label, _), c in zip(series, _colors(len(series)))]
-    for k, ((label, table), color) in enumerate(zip(series, colors)):
+    for k, (label, table, color) in enumerate(series):
         xs, ys, lo, hi = [], [], [], []
         for i, name in enumerate(names):
             e = table.get(name)
@@ -200,7 +295,8 @@ def corruption_figure(records: Sequence[AuditRecord]) -> Any:
             hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
         ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=8)
-    ax.set(ylabel="error (%)", title="error: clean, per corruption (mean over severities), mCE; 95% CI")
+    ax.set(ylabel="error (%)", title="error: clean, per corruption (mean over severities), mCE; 95% CI\n"
+           + context_text(records))
     ax.grid(axis="y", alpha=0.3)
     if series:
         ax.legend(fontsize=8)
@@ -244,19 +340,21 @@ def _mean_error(per_severity: Mapping[str, MetricRecord]) -> MetricRecord:
 
 
 # -- writing ----------------------------------------------------------------------------------------
-def figures(records: Iterable[AuditRecord]) -> dict[str, Any]:
+def figures(records: Iterable[AuditRecord], colors: ColorMap | None = None) -> dict[str, Any]:
     """{stable file name: Figure} for the records: one eCDF per distance, flatness, corruptions."""
     recs = list(records)
+    palette = colors or RUN_COLORS
+    palette.register(r.subject for r in recs)  # first seen in the run, so each figure agrees
     out: dict[str, Any] = {}
     density = [r for r in recs if r.kind == "density" and _has_curve(r)]
     for distance in dict.fromkeys(_distance(r) for r in density):
-        out[f"ecdf_{_slug(distance)}.png"] = ecdf_figure([r for r in density if _distance(r) == distance])
+        out[f"ecdf_{_slug(distance)}.png"] = ecdf_figure([r for r in density if _distance(r) == distance], palette)
     flat = [r for r in recs if r.kind == "flatness" and r.flatness_comparisons()]
     if flat:
-        out["flatness.png"] = flatness_figure(flat)
+        out["flatness.png"] = flatness_figure(flat, palette)
     robust = [r for r in recs if r.kind == "robustness" and corruption_errors(r)]
     if robust:
-        out["corruptions.png"] = corruption_figure(robust)
+        out["corruptions.png"] = corruption_figure(robust, palette)
     return out
 
 
@@ -291,8 +389,3 @@ def _distance(rec: AuditRecord) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "unknown"
-
-
-def _colors(n: int) -> list[str]:
-    base = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
-    return [base[i % len(base)] for i in range(n)]

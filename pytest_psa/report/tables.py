@@ -9,7 +9,8 @@
   augmentation's difference to ERM in brackets and ``*`` when the improvement is shown (its
   one-sided lower bound is above 0);
 - Table 3, robustness: clean error, mCE, mFP and adversarial errors (rows) for ERM and every
-  augmentation, differences to ERM in brackets with ``*`` when the paired interval excludes 0.
+  augmentation, differences to ERM in brackets with ``*`` when the paired interval excludes 0, then
+  one row per budget checked, in its unit (``vs_erm[mce] = +0.60pp ≤ +0.50pp: fail``).
 
 Plain text, no torch.
 """
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_psa._records import AuditRecord, FlatnessSettings, TrainingFields
+from pytest_psa._specs.budgets import verdict_line
 from pytest_psa.report.terminal import align
 
 _BEST_EFFORT_ORDER = ("clean_error", "mce", "mce_alexnet", "mfp")
@@ -167,6 +169,12 @@ def robustness_table(records: Sequence[AuditRecord], labels: Mapping[str, str] |
                 cell += f" ({100 * delta.estimate:+.2f}){shown}"
             cells.append(cell)
         rows.append((n, ref_cell, *cells))
+    checks: list[str] = []
+    for r in recs:
+        checks += [str(v.get("check")) for v in r.budget_verdicts() if str(v.get("check")) not in checks]
+    for check in checks:  # each budget as failures, the terminal summary and JSON's limit_text print it
+        rows.append(("budget", "", *(next((verdict_line(v) for v in r.budget_verdicts() if str(v.get("check")) == check),
+                                          "") for r in recs)))
     images = ", ".join(dict.fromkeys(str(r.robustness().get("n_images")) for r in recs))
     shown = base_name.upper() if base_name == "erm" else base_name
     return [f"Table 3. Robustness, error in % ({images} images; Δ vs {shown} in points, * = paired 95% "

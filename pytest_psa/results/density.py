@@ -62,6 +62,7 @@ class DensityResult(Checked):
     environment: dict[str, Any] = field(default_factory=dict)
     repro: str = ""
     details: dict[str, np.ndarray] = field(default_factory=dict)  # per-draw extras of the distance, (N, K)
+    sample_pairs: tuple[dict[str, Any], ...] = ()  # x / A(x) at distance quantiles (results/sample_pairs.py)
     assert_defaults: Mapping[str, Any] = field(default_factory=dict)  # thresholds, e.g. a marker's (`with_defaults`)
     audit_kind = "density"
 
@@ -281,6 +282,8 @@ class DensityResult(Checked):
         alignment = self.alignment()
         if alignment is not None:
             out["alignment"] = alignment
+        if self.sample_pairs:
+            out["sample_pairs"] = [dict(p) for p in self.sample_pairs]
         if include_distances:
             out["distances"] = self.distances.tolist()
             out["identity"] = self.identity.tolist()

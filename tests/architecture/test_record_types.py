@@ -20,7 +20,7 @@ import pytest
 from pytest_psa._records import (
     AlignmentSummary, AuditRecord, BaselineComparison, BudgetVerdictRecord, ComparisonRecord, DensitySummary,
     DensityVerdictRecord, EcdfCurve, EcdfRow, FlatnessSummary, FlatnessTraining, FlatnessVerdictRecord,
-    MetricDeltaRecord, MetricEstimate, MetricRecord, RobustnessSummary, RunEntry, TrainingFields,
+    MetricDeltaRecord, MetricEstimate, MetricRecord, RobustnessSummary, RunEntry, SamplePair, TrainingFields,
 )
 from pytest_psa.results.density import DensityResult
 from pytest_psa.results.flatness import FlatnessComparison, compare_metric
@@ -88,7 +88,9 @@ def _robustness(baseline: bool) -> RobustnessResult:
 
 # -- the summaries ----------------------------------------------------------------------------------
 def test_density_summary_declares_what_density_results_write() -> None:
-    outputs = [_density().to_dict(), _aligned().to_dict(), _density().to_dict(include_distances=True)]
+    pair = {"quantile": 0.5, "distance": 0.1, "image": 0, "draw": 0, "x": "", "ax": ""}
+    outputs = [_density().to_dict(), _aligned().to_dict(), _density().to_dict(include_distances=True),
+               _density(sample_pairs=(pair,)).to_dict()]
     assert_keys_match(DensitySummary, outputs)
     assert_keys_match(EcdfRow, outputs[0]["ecdf"])
     assert_keys_match(EcdfCurve, [outputs[0]["ecdf_curve"]])
@@ -96,6 +98,7 @@ def test_density_summary_declares_what_density_results_write() -> None:
                       + [_robustness(True).to_dict()["metrics"]["mce"]])  # robustness adds "method"
     required, optional = declared(AlignmentSummary)
     assert set(outputs[1]["alignment"]) == required | optional
+    assert_keys_match(SamplePair, outputs[3]["sample_pairs"])
 
 
 def test_flatness_summary_declares_what_flatness_comparisons_write() -> None:
