@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from pytest_psa import _timings
 from pytest_psa._settings import _positive_int as _positive
+from pytest_psa._version import __version__
 
 # Before torch loads (as in the pytest plugin): spinning OpenMP threads make training on a busy
 # 2-core machine many times slower; passive waiting changes no result. A user's own setting wins.
@@ -50,6 +54,13 @@ def _csv_words(text: str) -> tuple[str, ...]:
     return words
 
 
+def _severities(text: str) -> tuple[int, ...]:
+    words = _csv_words(text)
+    if not all(w.isdigit() and 1 <= int(w) <= 5 for w in words):
+        raise argparse.ArgumentTypeError(f"severities are integers 1 to 5 separated by commas, got {text!r}")
+    return tuple(int(w) for w in words)
+
+
 def _seed(text: str) -> int:
     try:
         n = int(text)
@@ -63,6 +74,7 @@ def _seed(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psa", description="pytest-psa outside pytest: audit augmentations "
                                      "(proximal density, flatness over ERM, robustness) and gate on saved runs.")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="{audit,compare,report,list}")
 
     a = sub.add_parser("audit", help="density, flatness and robustness of augmentations vs ERM",
@@ -101,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-measure", type=_positive, default=None, help="training images the metrics use (1000)")
     g = a.add_argument_group("robustness (Table 3)")
     g.add_argument("--corruptions", type=_csv_words, default=None, help="cifar10-c (default), all, or names")
-    g.add_argument("--severities", type=_csv_words, default=None, help="severities, e.g. 1,3,5 (all five)")
+    g.add_argument("--severities", type=_severities, default=None, help="severities, e.g. 1,3,5 (all five)")
     g.add_argument("--attacks", type=_csv_words, default=None, help="default, none, or specs like linf:8/255:20")
     g.add_argument("--robust-images", type=_positive, default=None, help="images under corruption (1000)")
     g.add_argument("--attack-images", type=_positive, default=None, help="images attacked (500)")
@@ -110,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--no-{check}", action="store_true", help=f"skip the {check} check")
     g.add_argument("--json", default=None, metavar="PATH", help="write the run (psa run format) to PATH")
     g.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR (needs matplotlib)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or step lines")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars, step lines or stage times")
     a.set_defaults(func=cmd_audit)
 
     c = sub.add_parser("compare", help="compare two saved runs; exit 1 on a regression",
@@ -135,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version_line() -> str:
+    """``psa --version``: the package's version and Python's (cheap: nothing heavy is imported)."""
+    return f"psa (pytest-psa) {__version__}, Python {platform.python_version()}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``psa`` console script; returns the exit status."""
     from pytest_psa.errors import PsaError
@@ -142,9 +159,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except PsaError as exc:
-        print(f"psa {args.command}: error: {exc}", file=sys.stderr)
+    except PsaError as exc:  # one message, in this command's flags; no traceback
+        print(f"psa {args.command}: error: {cli_spelling(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+
+
+# The pytest options whose messages the library shares with this command, and this command's flag for each.
+CLI_FLAGS = {"--psa-data-root": "--data-root", "--psa-data": "--data", "--psa-cache-dir": "--cache-dir",
+             "--psa-seed": "--seed", "--psa-device": "--device", "--psa-preset": "--preset",
+             "--psa-distance": "--distance", "--psa-n-images": "--n-images", "--psa-draws": "--draws",
+             "--psa-json": "--json", "--psa-plots": "--plots", "--psa-compare-fail": "--fail"}
+
+
+def cli_spelling(text: str) -> str:
+    """A message written for pytest, in this command's terms: ``--psa-data-root`` becomes ``--data-root``,
+    ini keys (pytest only) are dropped, and advice to pass an option this command lacks
+    (``--psa-allow-download``) goes. Commands quoted as ``pytest --psa-...`` stay as they are."""
+    text = re.sub(r"\(ini psa_\w+, (env \$\w+)\)", r"(\1)", text)  # "(ini psa_data_root, env $X)" -> "(env $X)"
+    text = re.sub(r" / psa_\w+ / ", " / ", text)  # "--psa-data-root / psa_data_root / $X"
+    text = re.sub(r"[;,]? *or (allow a download with|pass) --psa-allow-download", "", text)
+    text = re.sub(r"(?<!pytest )(?<![\w-])(--psa-[a-z0-9-]+)(=?)(?![\w-])",
+                  lambda m: _cli_flag(m.group(1), m.group(2)), text)
+    return re.sub(r"(--[a-z0-9-]+) / \1(?![\w-])", r"\1", text)  # "--plots / --plots" after the mapping
+
+
+def _cli_flag(flag: str, equals: str) -> str:
+    mapped = CLI_FLAGS.get(flag)
+    if mapped is None:
+        return flag + equals
+    return mapped + (" " if equals else "")  # argparse takes "--fail SPEC"; "--fail=SPEC" works too, but reads worse
 
 
 # -- audit ------------------------------------------------------------------------------------------
@@ -157,15 +200,19 @@ class _Audit:
         self.skipped: list[dict[str, str]] = []
         self.overrides = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train),
                                             ("batch_size", args.batch_size)) if v is not None}
+        self.stage_mark = _timings.count()
 
     def say(self, text: str) -> None:
         if not self.args.quiet:
             print(f"psa: {text}", file=sys.stderr, flush=True)
 
     def record(self, aug_key: str, kind: str, summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
-        from pytest_psa._records import AuditRecord
+        from pytest_psa._records import AuditRecord, StageTimingRecord
 
-        self.records.append(AuditRecord(f"psa-audit::{aug_key}", summary, verdicts, kind=kind))
+        # the stages since the previous record are this audit's
+        stages = [cast(StageTimingRecord, t.to_dict()) for t in _timings.collect()[self.stage_mark:]]
+        self.stage_mark = _timings.count()
+        self.records.append(AuditRecord(f"psa-audit::{aug_key}", summary, verdicts, kind=kind, timings=stages))
 
     def unavailable(self, check: str, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -219,7 +266,7 @@ class _Audit:
                 a.corruptions[0] if len(a.corruptions) == 1 and a.corruptions[0] in ("cifar10-c", "all") \
                 else list(a.corruptions)
         if a.severities:
-            kw["severities"] = tuple(int(s) for s in a.severities)
+            kw["severities"] = a.severities
         if a.attacks:
             kw["attacks"] = None if a.attacks == ("none",) else a.attacks[0] if a.attacks == ("default",) \
                 else list(a.attacks)
@@ -261,9 +308,9 @@ def _tables(records: list[Any]) -> list[str]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from pytest_psa import _progress as progress
     from pytest_psa.augment.known import resolve_augmentation
     from pytest_psa.data.sources import load_data
-    from pytest_psa import _progress as progress
 
     if args.quiet:
         progress.configure(enabled=False)
@@ -276,11 +323,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print("psa audit: every check was switched off (--no-density --no-flatness --no-robustness): nothing to do",
               file=sys.stderr)
         return EXIT_USAGE
+    _check_audit_args(args, checks)  # every name and path before any work
     if "density" in checks:  # a --distance that contradicts --scale fails before any work
         _density_scale(args)
     if os.getcwd() not in sys.path and "" not in sys.path:  # module:attr of the project it runs in, as python -m
         sys.path.insert(0, os.getcwd())
-    probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
+    _timings.reset()
+    with _timings.stage("data", detail=f"{args.data} (image size probe)"):
+        probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
     augs = {spec: resolve_augmentation(spec, image_size=max(probe.image_size)) for spec in args.augmentations}
     audit = _Audit(args)
     for check in checks:
@@ -291,17 +341,90 @@ def cmd_audit(args: argparse.Namespace) -> int:
         except ImportError as exc:  # an optional piece of this installation is missing
             audit.unavailable(check, exc)
     print("\n".join(_tables(audit.records)))
-    _write_outputs(audit.records, args, source="psa audit", skipped=audit.skipped)
+    with _timings.stage("outputs", detail="--json / --plots"):
+        timings = _timings.summarize(_timings.collect())
+        _write_outputs(audit.records, args, source="psa audit", skipped=audit.skipped, timings=timings)
+    if not args.quiet:  # where the time went; on stderr, with the step lines, so stdout stays the tables
+        from pytest_psa.report.terminal import stage_lines
+
+        print("\n".join(stage_lines(_timings.summarize(_timings.collect()))), file=sys.stderr)
     return EXIT_INCOMPLETE if audit.skipped else EXIT_OK
 
 
+def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
+    """The names and paths `psa audit` was given, checked before any data is loaded or model trained:
+    augmentations, --data and --data-root, --distance, --metrics, --corruptions and --attacks."""
+    import difflib
+
+    from pytest_psa._paths import default_data_root
+    from pytest_psa._settings import distance_problem, known_distances
+    from pytest_psa._specs import CORRUPTION_NAMES, CORRUPTION_SETS, FLATNESS_METRICS, resolve_attacks
+    from pytest_psa.augment.known import KNOWN_AUGMENTATIONS
+    from pytest_psa.errors import PsaUsageError
+
+    def unknown(what: str, value: str, valid: Sequence[str], fix: str) -> PsaUsageError:
+        close = difflib.get_close_matches(value, valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return PsaUsageError(f"unknown {what} {value!r}{hint}", fix=fix)
+
+    for spec in args.augmentations:
+        if ":" not in spec and spec.strip().lower() not in KNOWN_AUGMENTATIONS:
+            raise unknown("augmentation", spec, list(KNOWN_AUGMENTATIONS),
+                          f"use one of {', '.join(KNOWN_AUGMENTATIONS)} (`psa list`) or an import path module:attr")
+    if args.data_root is not None and not os.path.isdir(os.path.expanduser(args.data_root)):
+        raise PsaUsageError(f"--data-root {args.data_root} is not a folder",
+                            fix="pass the folder that holds your data sets (cifar-10-batches-py/, cifar10*.tar.gz, "
+                                "...), or leave --data-root out to use $PSA_DATA_ROOT")
+    names = ("synthetic", "cifar10", "cifar100")
+    if args.data not in names:
+        root = args.data_root or default_data_root()
+        candidates = [os.path.expanduser(args.data)] + ([os.path.join(os.path.expanduser(str(root)), args.data)]
+                                                        if root else [])
+        if not any(os.path.exists(c) for c in candidates) and not _registered_source(args.data):
+            close = difflib.get_close_matches(args.data, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PsaUsageError(f"--data {args.data!r} is neither a data set name nor an existing path{hint}",
+                                observed=f"looked at {', '.join(candidates)}",
+                                fix=f"pass {', '.join(names)}, or a path (a CIFAR folder, an image folder, a .tar.gz "
+                                    "or .npz), absolute or under --data-root")
+    if "density" in checks and args.distance and (problem := distance_problem(args.distance, known_distances())):
+        raise PsaUsageError(f"--distance {args.distance!r} {problem}")
+    if "flatness" in checks:
+        for metric in args.metrics or ():
+            if metric not in FLATNESS_METRICS:
+                raise unknown("flatness metric", metric, FLATNESS_METRICS,
+                              f"--metrics takes names from {', '.join(FLATNESS_METRICS)}, separated by commas")
+    if "robustness" in checks:
+        corruptions = () if args.corruptions in (None, ("none",)) or args.corruptions[0] in CORRUPTION_SETS \
+            else args.corruptions
+        for name in corruptions:
+            if name not in CORRUPTION_NAMES:
+                raise unknown("corruption", name, CORRUPTION_NAMES,
+                              f"--corruptions takes {', '.join(CORRUPTION_SETS)}, none, or names from "
+                              f"{', '.join(CORRUPTION_NAMES)} (as in CIFAR-10-C)")
+        if args.attacks and args.attacks not in (("none",), ("default",)):
+            try:
+                resolve_attacks(list(args.attacks))
+            except PsaUsageError as exc:
+                raise PsaUsageError(f"--attacks: {exc.problem}", observed=exc.observed, fix=exc.fix) from None
+
+
+def _registered_source(name: str) -> bool:
+    """A data source a plugin registered in this process (the registry is read only if already loaded)."""
+    sources = sys.modules.get("pytest_psa.data.sources")
+    return sources is not None and name in getattr(sources, "_SOURCES", {})
+
+
 def _write_outputs(records: list[Any], args: argparse.Namespace, *, source: str,
-                   skipped: list[dict[str, str]] | None = None) -> None:
+                   skipped: list[dict[str, str]] | None = None, timings: dict[str, Any] | None = None) -> None:
     from pytest_psa.report.json_report import run_document, write_json
 
     if getattr(args, "json", None):
         settings = {k: v for k, v in vars(args).items() if k not in ("func", "json", "plots", "quiet")}
-        doc = run_document(records, settings=settings, source=source, extra={"skipped": skipped or []})
+        extra: dict[str, Any] = {"skipped": skipped or []}
+        if timings is not None:
+            extra["timings"] = timings  # per stage: wall seconds, runs, cache hits
+        doc = run_document(records, settings=settings, source=source, extra=extra)
         print(f"psa: run written to {write_json(args.json, doc)}")
     if getattr(args, "plots", None):
         from pytest_psa.report.plots import write_plots
@@ -317,7 +440,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     specs = [s for spec in args.fail for s in spec.split()]
     comparison = compare_runs(_run_path(args.baseline), _run_path(args.current), fail=specs,
                               ignore_key=args.ignore_key)
-    print(comparison.render())
+    print(cli_spelling(comparison.render()))  # "--fail SPEC", not pytest's --psa-compare-fail
     if args.json:
         from pytest_psa.report.json_report import write_json
 
