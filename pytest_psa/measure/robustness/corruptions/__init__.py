@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_psa._specs.names import BENCHMARK_CORRUPTIONS as BENCHMARK
@@ -108,29 +108,62 @@ def corrupt(
 
     params = record.params(level, table)
     kernel = record.compat_kernel if (compat and record.compat_kernel is not None) else record.kernel
-    per_image = batch[0].numel()
-    block = max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // max(per_image, 1))
-    if getattr(kernel, "whole_batch", False):  # it sizes its own chunks (chunking.whole_batch)
-        block = batch.shape[0]
-    out: torch.Tensor | None = None
-    with torch.no_grad():
-        for start in range(0, batch.shape[0], block):
-            chunk = batch[start : start + block]
-            rng = CounterRNG(seed, ids[start : start + block], record.name, level, device=batch.device)
-            result = kernel(chunk, params, rng)
-            if compat:
-                result = _truncate_to_uint8_levels(result)
-            if start == 0 and start + block >= batch.shape[0]:
-                out = result.to(batch.dtype).contiguous()  # one chunk: no copy into a new tensor
-                break
-            if out is None:
-                out = torch.empty_like(batch, memory_format=torch.contiguous_format)
-            out[start : start + block].copy_(result)  # while the chunk is still in cache
-    if out is None:  # the batch is not empty, so the loop ran at least once
-        raise RuntimeError(f"corrupt({record.name!r}): the kernel loop produced no output")
+    threads = torch.get_num_threads() if batch.device.type == "cpu" else 1
+    units = _work_units(batch, getattr(kernel, "whole_batch", False), threads)
+
+    def run(start: int, stop: int) -> torch.Tensor:
+        rng = CounterRNG(seed, ids[start:stop], record.name, level, device=batch.device)
+        with torch.no_grad():  # grad mode is per thread: pool workers start with it on
+            result = kernel(batch[start:stop], params, rng)
+        return _truncate_to_uint8_levels(result) if compat else result
+
+    if len(units) == 1:
+        out = run(0, batch.shape[0]).to(batch.dtype).contiguous()  # one piece: no copy into a new tensor
+    else:
+        out = torch.empty_like(batch, memory_format=torch.contiguous_format)
+
+        def fill(unit: tuple[int, int]) -> None:
+            out[unit[0] : unit[1]].copy_(run(*unit))  # while the piece is still in cache
+
+        if threads > 1:
+            _run_on_threads(fill, units, threads)
+        else:
+            for unit in units:
+                fill(unit)
     if out.data_ptr() == batch.data_ptr():
         out = out.clone()
     return out[0] if single else out
+
+
+#: Below this many elements a batch is not split across threads: starting the pool costs more.
+_MIN_THREADED_ELEMENTS = 64 * 3 * 32 * 32
+
+
+def _work_units(batch: torch.Tensor, whole_batch: bool, threads: int) -> list[tuple[int, int]]:
+    """(start, stop) pieces of the batch for the kernel: cache-sized blocks (or the whole batch for
+    kernels that chunk themselves), and at least one piece per thread on CPU when the batch is big
+    enough. Every kernel is per sample with per-sample random keys, so the split changes no bit."""
+    n = int(batch.shape[0])
+    per_image = max(1, batch[0].numel())
+    block = n if whole_batch else max(1, (_CUDA_BLOCK if batch.device.type == "cuda" else _CPU_BLOCK) // per_image)
+    if threads > 1 and n > 1 and batch.numel() >= _MIN_THREADED_ELEMENTS:
+        block = min(block, -(-n // threads))
+    return [(start, min(n, start + block)) for start in range(0, n, block)]
+
+
+def _run_on_threads(fill: Callable[[tuple[int, int]], None], units: list[tuple[int, int]], threads: int) -> None:
+    """``fill`` every unit on a pool of ``threads`` threads, each running torch on one intra-op thread.
+
+    Per-image parallelism beats intra-op threads on corruptions: their ops are small (32 px images,
+    per-image FFTs and libjpeg calls), and torch ops, PIL's codec and the FFTs release the GIL.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pytest_psa._threads import single_thread
+
+    with single_thread(), ThreadPoolExecutor(max_workers=min(threads, len(units))) as pool:
+        for done in pool.map(fill, units):  # re-raises a worker's exception here
+            del done
 
 
 def _truncate_to_uint8_levels(x: torch.Tensor) -> torch.Tensor:

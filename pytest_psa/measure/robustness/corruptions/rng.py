@@ -280,8 +280,9 @@ def _cdf_table(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, i
     """(flat cdf [K * L], flat guide [K * (B + 1)], L, B) for these levels, cached: a kernel applied
     chunk by chunk reuses one table instead of re-evaluating K * L incomplete gamma functions."""
     key = (str(levels.device), levels.numel(), levels.cpu().numpy().tobytes())
-    if key in _TABLES:
-        return _TABLES[key]
+    cached = _TABLES.get(key)  # one lookup: another thread may clear the dict in between
+    if cached is not None:
+        return cached
     top = float(levels.max()) if levels.numel() else 0.0
     width = int(math.ceil(top + 14.0 * math.sqrt(top) + 40.0))
     ks = torch.arange(width, dtype=torch.float64, device=levels.device)

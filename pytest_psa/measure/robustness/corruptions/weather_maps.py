@@ -46,31 +46,58 @@ def plasma_fractal(
         raise ValueError(f"plasma_fractal needs a power-of-two mapsize >= 2, got {mapsize}")
     n = rng.n
     device = rng.device
-    grid = torch.zeros((n, mapsize, mapsize), dtype=dtype, device=device)
-    step, wibble, level = mapsize, 100.0, 0
+    # The lattice of the current step as a compact tensor (the reference's strided view
+    # maparray[0::step, 0::step]); each level computes its three new point sets compactly and
+    # interleaves them into the next, finer lattice. The same float operations in the same order as
+    # the reference's strided views and rolls (same bits), but on contiguous memory, rolls done as
+    # shifted slice adds and the noise term in place: strided writes and roll copies dominated at 256 px.
+    corners = torch.zeros((n, 1, 1), dtype=dtype, device=device)
+    wibble, level = 100.0, 0
 
     def wibbled_mean(total: torch.Tensor, sub: int) -> torch.Tensor:
         noise = rng.uniform(tuple(total.shape[1:]), stream=stream + 3 * level + sub).to(dtype)
-        return total / 4 + wibble * (noise * (2 * wibble) - wibble)
+        # total / 4 + wibble * (noise * (2 * wibble) - wibble), in place (IEEE + and * commute exactly)
+        return noise.mul_(2 * wibble).sub_(wibble).mul_(wibble).add_(total.div_(4))
 
-    while step >= 2:
-        half = step // 2
-        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
-        squares = corners + torch.roll(corners, shifts=-1, dims=1)
-        squares = squares + torch.roll(squares, shifts=-1, dims=2)
-        grid[:, half:mapsize:step, half:mapsize:step] = wibbled_mean(squares, 0)
-        centres = grid[:, half:mapsize:step, half:mapsize:step]
-        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
-        left = centres + torch.roll(centres, shifts=1, dims=1) + corners + torch.roll(corners, shifts=-1, dims=2)
-        grid[:, 0:mapsize:step, half:mapsize:step] = wibbled_mean(left, 1)
-        top = centres + torch.roll(centres, shifts=1, dims=2) + corners + torch.roll(corners, shifts=-1, dims=1)
-        grid[:, half:mapsize:step, 0:mapsize:step] = wibbled_mean(top, 2)
-        step //= 2
+    while corners.shape[1] < mapsize:
+        m = corners.shape[1]
+        squares = _plus_rolled(corners, corners, -1, 1)
+        centres = wibbled_mean(_plus_rolled(squares, squares, -1, 2), 0)
+        left = _plus_rolled(centres, centres, 1, 1).add_(corners)
+        lefts = wibbled_mean(_add_rolled_(left, corners, -1, 2), 1)  # points (i, j + 1/2)
+        top = _plus_rolled(centres, centres, 1, 2).add_(corners)
+        tops = wibbled_mean(_add_rolled_(top, corners, -1, 1), 2)  # points (i + 1/2, j)
+        finer = torch.empty((n, m, 2, m, 2), dtype=dtype, device=device)
+        finer[:, :, 0, :, 0] = corners
+        finer[:, :, 0, :, 1] = lefts
+        finer[:, :, 1, :, 0] = tops
+        finer[:, :, 1, :, 1] = centres
+        corners = finer.reshape(n, 2 * m, 2 * m)
         wibble /= wibbledecay
         level += 1
+    grid = corners
     low = grid.amin(dim=(1, 2), keepdim=True)
     grid = grid - low
     return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+
+
+def _plus_rolled(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
+    """``a + torch.roll(b, shift, dim)`` for shift +-1, as two slice adds (no rolled copy of ``b``)."""
+    return _add_rolled_(a.clone(), b, shift, dim) if a.shape[dim] > 1 else a + b
+
+
+def _add_rolled_(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
+    """``a += torch.roll(b, shift, dim)`` in place for shift +-1; returns ``a``."""
+    m = a.shape[dim]
+    if m == 1:
+        return a.add_(b)
+    if shift == -1:  # roll(b, -1)[i] = b[i + 1]
+        a.narrow(dim, 0, m - 1).add_(b.narrow(dim, 1, m - 1))
+        a.narrow(dim, m - 1, 1).add_(b.narrow(dim, 0, 1))
+    else:  # roll(b, 1)[i] = b[i - 1]
+        a.narrow(dim, 1, m - 1).add_(b.narrow(dim, 0, m - 1))
+        a.narrow(dim, 0, 1).add_(b.narrow(dim, m - 1, 1))
+    return a
 
 
 def next_power_of_two(size: int) -> int:
