@@ -1,6 +1,8 @@
-"""On-disk cache of per-model robustness evaluations: evaluate a model once, reuse it everywhere.
+"""On-disk cache of per-model evaluations: evaluate (or measure) a model once, reuse it everywhere.
 
-An entry is one ``<root>/robustness/<key>.npz`` (numpy arrays, loaded with ``allow_pickle=False``:
+Two kinds of entries live here, each in its own folder: robustness evaluations
+(``<root>/robustness``) and flatness measurements (``<root>/flatness``, written by
+`pytest_psa.audits.measurement_cache`). An entry is one ``<root>/<kind>/<key>.npz`` (numpy arrays, loaded with ``allow_pickle=False``:
 nothing executes on load) holding the per-image outputs of one evaluation (predictions under each
 corruption, attack outcomes, perturbation predictions) and a JSON ``meta`` string with the key
 material. The key is the SHA-256 of everything that determines those outputs: the model's weight
@@ -10,8 +12,10 @@ seed, the source of the code that produces them, library versions and the device
 Writes go to a temporary file in the same folder, then `os.replace` (atomic), so a reader sees a
 complete entry or none. A `filelock.FileLock` per key makes concurrent pytest-xdist workers compute
 an entry once; the others wait, then load it. Locks are always taken in key order, so workers that
-need several entries cannot deadlock (both from `pytest_psa._storage`). An unreadable entry raises
-`CacheError` naming the file.
+need several entries cannot deadlock (both from `pytest_psa._storage`). Each entry records the
+SHA-256 of its arrays. `load` raises `CacheError` naming an unreadable entry (a truncated file, a bad
+checksum, another key's file); `get_or_compute` heals it instead, as the model cache does: a
+`PsaWarning` names the file, the entry is deleted and computed again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +35,11 @@ import numpy as np
 
 from pytest_psa._paths import default_cache_dir
 from pytest_psa._storage import atomic_write_bytes, locked_all, sha256_hex
-from pytest_psa.errors import CacheError
+from pytest_psa.errors import CacheError, PsaWarning
 
 FORMAT = 1
 _DIR = "robustness"
+KINDS = ("robustness", "flatness")  # one folder each under the cache root
 
 
 def model_checksum(model: Any) -> str:
@@ -66,9 +72,15 @@ def code_version(*modules: str) -> str:
 class EvaluationStore:
     """A folder of evaluation entries; see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, kind: str = _DIR) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"EvaluationStore: unknown kind {kind!r}; use one of {KINDS}")
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self.dir = self.root / _DIR
+        self.kind = kind
+        self.dir = self.root / kind
+        self.hits = 0  # entries served from disk by get_or_compute
+        self.computed = 0  # entries computed (and stored) by get_or_compute
+        self.healed = 0  # damaged entries deleted and computed again
 
     def __repr__(self) -> str:
         return f"EvaluationStore({str(self.dir)!r})"
@@ -91,8 +103,11 @@ class EvaluationStore:
             meta = json.loads(str(arrays.pop("meta")))
             if meta.get("key") != key:
                 raise ValueError(f"the entry says it is {str(meta.get('key'))[:16]}..., not {key[:16]}...")
+            # entries written before the checksum was recorded have none (the zip's CRC still guards them)
+            if "sha256" in meta and meta["sha256"] != _arrays_checksum(arrays):
+                raise ValueError("the arrays do not match the checksum recorded with them")
         except Exception as exc:
-            raise CacheError(f"the robustness cache entry {path} is damaged and cannot be read",
+            raise CacheError(f"the {self.kind} cache entry {path} is damaged and cannot be read",
                              observed=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                              fix=f"delete {path} (it is recomputed on the next run), or clear {self.dir}") from None
         return {**arrays, "meta": meta}  # type: ignore[dict-item]
@@ -104,16 +119,17 @@ class EvaluationStore:
         `compute` gets the positions (in `entries`) still missing and returns their arrays in that
         order; they are stored before returning. Returns the arrays and "hit"/"miss" per entry.
         """
-        out: list[dict[str, Any] | None] = [self.load(k) for k, _ in entries]
+        out: list[dict[str, Any] | None] = [self._load_or_heal(k) for k, _ in entries]
         status = ["hit" if o is not None else "miss" for o in out]
         missing = [i for i, o in enumerate(out) if o is None]
         if not missing:
+            self.hits += len(entries)
             return out, status  # type: ignore[return-value]
         self.dir.mkdir(parents=True, exist_ok=True)
         # taken in sorted (= key) order: no deadlock between workers
         with locked_all(self.dir / f"{entries[i][0]}.lock" for i in missing):
             for i in missing:  # another worker may have stored some meanwhile
-                out[i] = self.load(entries[i][0])
+                out[i] = self._load_or_heal(entries[i][0])
                 status[i] = "hit" if out[i] is not None else "miss"
             todo = [i for i in missing if out[i] is None]
             if todo:
@@ -121,6 +137,8 @@ class EvaluationStore:
                     key, material = entries[i]
                     self._store(key, material, arrays)
                     out[i] = {**arrays, "meta": {"key": key, "material": material}}
+            self.computed += len(todo)
+        self.hits += len(entries) - sum(s == "miss" for s in status)
         return out, status  # type: ignore[return-value]
 
     def clear(self) -> int:
@@ -135,17 +153,40 @@ class EvaluationStore:
                     f.unlink()
         return n
 
+    def _load_or_heal(self, key: str) -> dict[str, Any] | None:
+        """`load`, but a damaged entry is reported (PsaWarning), deleted and treated as absent."""
+        try:
+            return self.load(key)
+        except CacheError as exc:
+            warnings.warn(PsaWarning(f"pytest-psa {self.kind} cache: {exc.problem}; it is deleted and computed "
+                                     f"again ({exc.observed})"), stacklevel=4)
+            with contextlib.suppress(FileNotFoundError):
+                self.path(key).unlink()
+            self.healed += 1
+            return None
+
     def _store(self, key: str, material: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
-        meta = json.dumps({"key": key, "format": FORMAT, "material": material}, sort_keys=True, default=str)
+        meta = json.dumps({"key": key, "format": FORMAT, "material": material,
+                           "sha256": _arrays_checksum(arrays)}, sort_keys=True, default=str)
         # allow_pickle named (as `load` reads it): so no entry of **arrays can land on the flag
         np.savez(buf, allow_pickle=False, meta=np.array(meta), **arrays)
         path = self.path(key)
         try:
             atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
-            raise CacheError(f"cannot write the robustness cache entry {path}", observed=f"{type(exc).__name__}: {exc}",
+            raise CacheError(f"cannot write the {self.kind} cache entry {path}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
 
 
-__all__ = ["EvaluationStore", "code_version", "model_checksum"]
+def _arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the arrays' names, dtypes, shapes and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+__all__ = ["KINDS", "EvaluationStore", "code_version", "model_checksum"]

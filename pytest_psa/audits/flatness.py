@@ -40,10 +40,14 @@ def flatness(
     is "erm" (no augmentation) or another augmentation; `preset` is "smoke" (default), "fast",
     "paper" or a Preset; keyword `train_overrides` replace preset fields (``epochs=2, n_train=2000``).
     `measure_options` go to `measure_flatness` (e.g. ``{"power_iters": 20}``).
+    Each model's metric values are cached beside the models (`measurement_cache`: keyed by the
+    weights, the measured images, the metric's settings and the seed), so a second audit measures
+    nothing it measured before; ``report.cached`` says which values were read back.
     `sanity` "error" refuses (`PsaSanityError`) models that learned nothing or a training set too
     small to measure (`trained_pair.SANITY_RULE`); "warn" measures anyway. Its record: ``settings["sanity"]``.
     """
-    from pytest_psa.measure.flatness.measure import measure_flatness
+    from pytest_psa.audits.evaluation_cache import EvaluationStore
+    from pytest_psa.audits.measurement_cache import KIND, measure_cached
 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -61,9 +65,13 @@ def flatness(
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
                       roles=(BASELINE, SUBJECT), order="seed", sanity=sanity)
 
+    store = EvaluationStore(cache_dir, kind=KIND)  # beside the models and the robustness evaluations
+
     def measured_reports(role: str) -> tuple[FlatnessReport, ...]:
-        return tuple(measure_flatness(t.model, measured, metrics=list(metrics), seed=s, device=device,
-                                      **(measure_options or {})) for t, s in zip(pair.models(role), pair.seeds))
+        label = "erm" if role == BASELINE else "augmented"
+        return tuple(measure_cached(t.model, measured, metrics=list(metrics), seed=s, device=device, store=store,
+                                    detail=f"{label} seed {s}", options=measure_options)
+                     for t, s in zip(pair.models(role), pair.seeds))
 
     erm_reports, aug_reports = measured_reports(BASELINE), measured_reports(SUBJECT)
     comparisons = {m: compare_metric(m, tuple(compared_value(r, m) for r in erm_reports),

@@ -13,7 +13,9 @@ from pytest_psa.measure.flatness.metric_values import MetricResult, plain
 class FlatnessReport:
     """Per-metric results (`results`, raw; `invariant`, filter-normalized when asked for), the clean
     loss L0 and accuracy on the measured data, weight norms of the perturbed tensors, seed, device,
-    timing and the full configuration. Index it by metric name: ``report["lpf"].value``."""
+    timing and the full configuration. Index it by metric name: ``report["lpf"].value``.
+    `cached` says, per metric, whether its value was read from the measurement cache
+    (`pytest_psa.audits.measurement_cache`); empty when the report was measured directly."""
 
     results: dict[str, MetricResult]
     invariant: dict[str, MetricResult] = field(default_factory=dict)
@@ -27,6 +29,7 @@ class FlatnessReport:
     seconds: float
     config: dict[str, Any]
     versions: dict[str, str]
+    cached: dict[str, bool] = field(default_factory=dict)
 
     def __getitem__(self, metric: str) -> MetricResult:
         return self.results[metric]
@@ -62,7 +65,7 @@ class FlatnessReport:
             "seed": self.seed, "device": self.device, "seconds": self.seconds,
             "config": {k: (v if isinstance(v, (int, float, str, bool, type(None), tuple, list)) else repr(v))
                        for k, v in self.config.items()},
-            "versions": dict(self.versions),
+            "versions": dict(self.versions), "cached": dict(self.cached),
         }))
 
     def table(self) -> str:

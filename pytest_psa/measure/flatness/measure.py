@@ -53,6 +53,17 @@ DEFAULTS: dict[str, Any] = {
     "hvp_cache": "auto",  # keep first-order graphs between Hessian-vector products if they fit
     "hvp_cache_bytes": DEFAULT_CACHE_BYTES,
 }
+# Which settings change which metric's value: the key of a cached measurement
+# (pytest_psa/audits/measurement_cache.py) holds the common ones and the metric's own.
+COMMON_OPTIONS: tuple[str, ...] = ("max_images", "chunk_size", "params", "scale_invariant", "accuracy")
+METRIC_OPTIONS: dict[str, tuple[str, ...]] = {
+    "pac_bayes": ("n_samples", "target", "target_type", "sigma0", "sigma_rtol"),
+    "pac_bayes_mag": ("n_samples", "target", "target_type", "sigma0", "sigma_rtol", "mag_eps"),
+    "lpf": ("n_samples", "lpf_sigma", "lpf_normalization"),
+    "eps_sharpness": ("eps", "ascent_steps", "restarts"),
+    "hessian_top": ("power_iters", "power_tol", "hvp_cache", "hvp_cache_bytes"),
+    "hessian_trace": ("trace_samples", "hvp_cache", "hvp_cache_bytes"),
+}
 _SCALED = {"pac_bayes", "lpf", "eps_sharpness", "hessian_top", "hessian_trace"}  # have a filter variant
 LPF_NORMALIZATIONS = ("none", "bisla")  # the geometries report["lpf"] can be measured in
 
@@ -103,6 +114,20 @@ def _check_config(config: dict[str, Any], n_samples: int) -> dict[str, Any]:
         raise PsaUsageError("measure_flatness: max_images must be a positive integer or None",
                             observed=cfg["max_images"], fix="use e.g. max_images=1000")
     return cfg
+
+
+def metric_settings(metric: str, n_samples: int = 16, **config: Any) -> dict[str, Any] | None:
+    """Every setting that changes `metric`'s value (defaults filled in, checked as `measure_flatness`
+    checks them), or None when one of them is not plain data (a callable `params` or `accuracy`):
+    such a measurement cannot be named by its settings, so it is not cached."""
+    (name,) = _check_metrics(metric)
+    cfg = {**_check_config(config, n_samples), "n_samples": n_samples}
+    out = {k: cfg[k] for k in (*COMMON_OPTIONS, *METRIC_OPTIONS[name])}
+    plain = (str, int, float, bool, type(None))
+    if not all(isinstance(v, plain) or (isinstance(v, (list, tuple)) and all(isinstance(i, str) for i in v))
+               for v in out.values()):
+        return None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
 def _device_of(model: nn.Module) -> torch.device:
