@@ -178,7 +178,7 @@ def cli_spelling(text: str) -> str:
     text = re.sub(r"\(ini psa_\w+, (env \$\w+)\)", r"(\1)", text)  # "(ini psa_data_root, env $X)" -> "(env $X)"
     text = re.sub(r" / psa_\w+ / ", " / ", text)  # "--psa-data-root / psa_data_root / $X"
     text = re.sub(r"[;,]? *or (allow a download with|pass) --psa-allow-download", "", text)
-    text = re.sub(r"(?<!pytest )(?<![\w-])(--psa-[a-z0-9-]+)(=?)(?![\w-])",
+    text = re.sub(r"(?<!pytest )(?<![\w-])(--psa-[a-z0-9-]+)(?![\w-])(=?)",
                   lambda m: _cli_flag(m.group(1), m.group(2)), text)
     return re.sub(r"(--[a-z0-9-]+) / \1(?![\w-])", r"\1", text)  # "--plots / --plots" after the mapping
 
