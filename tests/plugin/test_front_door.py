@@ -186,3 +186,11 @@ def test_psa_markdown_github_appends_to_the_step_summary(pytester: pytest.Pytest
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)  # outside GitHub Actions: said, and nothing fails
     result.stdout.fnmatch_lines(["*could not write ini psa_markdown=github: $GITHUB_STEP_SUMMARY is not set*"])
+
+
+def test_the_builtin_distance_names_are_what_the_registry_registers() -> None:
+    code = ("from pytest_psa._specs.names import DISTANCE_NAMES\n"
+            "from pytest_psa.measure.density.distances import available_distances\n"
+            "print(sorted(DISTANCE_NAMES) == available_distances())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
