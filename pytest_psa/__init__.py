@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "tensor_augmentation": "pytest_psa.augment.adapters",
     "numpy_augmentation": "pytest_psa.augment.adapters",
     "batched_augmentation": "pytest_psa.augment.adapters",
+    "check_contract": "pytest_psa.augment.check",
     "ImageData": "pytest_psa.data.image_data",
     "load_data": "pytest_psa.data.sources",
     "register_data_source": "pytest_psa.data.sources",
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         pil_augmentation,
         tensor_augmentation,
     )
+    from pytest_psa.augment.check import check_contract
     from pytest_psa.data.image_data import ImageData, from_arrays
     from pytest_psa.data.sources import load_data, register_data_source
     from pytest_psa.data.synthetic import synthetic

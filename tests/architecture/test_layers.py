@@ -25,7 +25,7 @@ FOUNDATION = ("errors", "_version", "_records", "_validation", "_fail_spec", "_s
               "_seeding", "_settings", "_session", "_devices", "hookspec")
 LAYERS: dict[str, int] = {
     **{name: 0 for name in FOUNDATION},
-    "data": 1, "augment": 2, "train": 3, "measure": 4, "sco": 4, "results": 5, "audits": 6,
+    "data": 1, "augment": 2, "strategies": 2, "train": 3, "measure": 4, "sco": 4, "results": 5, "audits": 6,
     "report": 7, "_xdist": 8, "_replay": 8, "fixture": 8, "cli": 9, "plugin": 10,
 }
 
