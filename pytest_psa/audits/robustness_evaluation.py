@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pytest_psa._threads import single_thread
+from pytest_psa._timings import stage
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.audits.evaluation_cache import EvaluationStore, code_version
 
@@ -123,43 +124,99 @@ class CorruptionSettings:
                 "resolution": self.resolution}
 
 
+class CorruptedChunks:
+    """The corrupted images of one evaluation, one (corruption, severity, chunk) at a time.
+
+    Each chunk is generated once and handed to every model that still needs it (ERM and the
+    augmented model, every seed), so a comparison costs one generation, not one per model, and
+    memory stays at one chunk (float32, as the models see it: storing uint8 would round the
+    kernels' outputs). `images` counts the corrupted images made and `seconds` the time spent
+    making them: what the audit reports and the tests check.
+    """
+
+    def __init__(self, images: torch.Tensor, ids: torch.Tensor, settings: CorruptionSettings,
+                 device: torch.device) -> None:
+        self.source, self.ids, self.settings, self.device = images, ids, settings, device
+        self.images = 0
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        n = len(self.source)
+        return len(self.settings.names) * len(self.settings.severities) * len(range(0, n, CHUNK))
+
+    def __iter__(self) -> Iterator[tuple[int, int, slice, torch.Tensor]]:
+        from pytest_psa.measure.robustness.corruptions import corrupt
+
+        s = self.settings
+        for ci, name in enumerate(s.names):
+            for si, sev in enumerate(s.severities):
+                for part in _chunks(len(self.source), CHUNK):
+                    t0 = time.perf_counter()
+                    # one intra-op thread: same bits as two (every kernel works per image), and 5x
+                    # faster on 2 busy cores, where this ran at 2 threads and dominated the audit
+                    with single_thread() if self.device.type == "cpu" else contextlib.nullcontext():
+                        x = corrupt(self.source[part].to(self.device), name, sev, seed=s.seed, indices=self.ids[part],
+                                    resolution=s.resolution)
+                    self.seconds += time.perf_counter() - t0
+                    self.images += len(x)
+                    yield ci, si, part, x
+
+
 def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings: CorruptionSettings,
                          store: EvaluationStore, *, batch_size: int = 256) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
     """Clean and corrupted predictions of each subject on `data`: arrays ``clean`` [N] and ``pred`` [C, S, N].
 
-    Returns the arrays per subject, "hit"/"miss" per subject and timing (generation and prediction seconds).
+    Returns the arrays per subject, "hit"/"miss" per subject and timing: generation and prediction
+    seconds, and ``generated_images`` (corrupted images made; N x C x S when any model missed, 0 on
+    a full cache hit, whatever the number of models).
     """
-    from pytest_psa.measure.robustness.corruptions import corrupt
-
-    timing = {"generate_s": 0.0, "predict_s": 0.0}
+    timing = {"generate_s": 0.0, "predict_s": 0.0, "generated_images": 0}
     version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.audits.robustness_evaluation")
     entries = _entries("corruptions", subjects, data, settings.to_dict(), version)
+    detail = (f"{len(data)} images x {len(settings.names) * len(settings.severities)} variants, "
+              f"{len(subjects)} models")
 
-    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+    def compute(todo: list[int], staged: bool) -> list[dict[str, np.ndarray]]:
         models = [subjects[i].model for i in todo]
         images = data.float_images()
-        ids = sample_indices(data)
         c, s, n = len(settings.names), len(settings.severities), len(data)
         preds = [np.zeros((c, s, n), np.int16) for _ in todo]
+        chunks = CorruptedChunks(images, sample_indices(data), settings, model_device(models[0]))
         with _EvalMode(models):
-            t0 = time.perf_counter()
-            clean = [predict(m, images, batch_size) for m in models]
-            timing["predict_s"] += time.perf_counter() - t0
-            for ci, name in enumerate(settings.names):
-                for si, sev in enumerate(settings.severities):
-                    for part in _chunks(n, CHUNK):
-                        t0 = time.perf_counter()
-                        x = corrupt(images[part].to(model_device(models[0])), name, sev, seed=settings.seed,
-                                    indices=ids[part], resolution=settings.resolution)
-                        t1 = time.perf_counter()
-                        for k, m in enumerate(models):
-                            preds[k][ci, si, part] = predict(m, x, batch_size)
-                        timing["generate_s"] += t1 - t0
-                        timing["predict_s"] += time.perf_counter() - t1
+            with _stage(staged, "clean", f"{n} images, {len(models)} models"):
+                t0 = time.perf_counter()
+                clean = [predict(m, images, batch_size) for m in models]
+                timing["predict_s"] += time.perf_counter() - t0
+            with _stage(staged, "corruptions", f"{detail}, {len(models)} computed"):
+                for ci, si, part, x in chunks:
+                    t1 = time.perf_counter()
+                    for k, m in enumerate(models):
+                        preds[k][ci, si, part] = predict(m, x, batch_size)
+                    timing["predict_s"] += time.perf_counter() - t1
+        timing["generate_s"] += chunks.seconds
+        timing["generated_images"] += chunks.images
         return [{"clean": cl, "pred": p} for cl, p in zip(clean, preds)]
 
-    arrays, status = store.get_or_compute(entries, compute)
+    arrays, status = _get_or_compute(store, entries, compute, "corruptions", detail)
     return arrays, status, timing
+
+
+def _get_or_compute(store: EvaluationStore, entries: list[tuple[str, dict[str, Any]]],
+                    compute: Callable[[list[int], bool], list[dict[str, np.ndarray]]], name: str,
+                    detail: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """`store.get_or_compute` with stage timings: `compute` times its own stages; when every entry
+    is on disk the load is one cached stage `name` (and a damaged entry recomputed there is timed
+    by it, not twice)."""
+    if all(store.path(key).is_file() for key, _ in entries):
+        with stage(name, detail, cached=True) as st:
+            arrays, status = store.get_or_compute(entries, lambda todo: compute(todo, False))
+            st.cached = "miss" not in status
+        return arrays, status
+    return store.get_or_compute(entries, lambda todo: compute(todo, True))
+
+
+def _stage(staged: bool, name: str, detail: str) -> contextlib.AbstractContextManager[Any]:
+    return stage(name, detail) if staged else contextlib.nullcontext()
 
 
 # -- perturbation sequences -----------------------------------------------------------------------
@@ -175,12 +232,14 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
     settings = {"names": list(names), "seed": seed, "frames": frames}
     entries = _entries("perturbations", subjects, data, settings, version)
 
-    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+    detail = f"{len(data)} images x {len(names)} sequences, {len(subjects)} models"
+
+    def compute(todo: list[int], staged: bool) -> list[dict[str, np.ndarray]]:
         models = [subjects[i].model for i in todo]
         dev = model_device(models[0])
         images, ids = data.float_images(), sample_indices(data)
         out: list[dict[str, np.ndarray]] = [{} for _ in todo]
-        with _EvalMode(models):
+        with _EvalMode(models), _stage(staged, "perturbations", f"{detail}, {len(models)} computed"):
             for name in names:
                 cols: list[list[np.ndarray]] = [[] for _ in todo]
                 for part in _chunks(len(data), CHUNK):
@@ -199,7 +258,7 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
                     out[k][name] = np.concatenate(cols[k], 0)
         return out
 
-    arrays, status = store.get_or_compute(entries, compute)
+    arrays, status = _get_or_compute(store, entries, compute, "perturbations", detail)
     return arrays, status, timing
 
 
@@ -219,13 +278,16 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
     settings = {**spec.settings, "seed": seed}
     entries = _entries("attack", subjects, data, settings, version, attack=spec.label)
 
-    def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
+    detail = f"{spec.label}, {len(data)} images, {len(subjects)} models"
+
+    def compute(todo: list[int], staged: bool) -> list[dict[str, np.ndarray]]:
         out = []
         images = data.float_images()
         for i in todo:
             model = subjects[i].model
             dev = model_device(model)
-            with single_thread() if dev.type == "cpu" else contextlib.nullcontext():  # 5x faster on busy cores
+            with (single_thread() if dev.type == "cpu" else contextlib.nullcontext(),  # 5x faster on busy cores
+                  _stage(staged, "attacks", f"{spec.label}, {len(data)} images, {subjects[i].label}")):
                 result = run_attack(model, images.to(dev), data.labels.to(dev), batch_size=ATTACK_BATCH,
                                     label=spec.label, **settings)
             info = {k: v for k, v in result.to_dict().items() if k not in ("robust_interval",)}
@@ -234,7 +296,7 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
                         "info": np.array(json.dumps(info, default=str))})
         return out
 
-    arrays, status = store.get_or_compute(entries, compute)
+    arrays, status = _get_or_compute(store, entries, compute, "attacks", detail)
     for a in arrays:
         a["info"] = json.loads(str(a["info"])) if not isinstance(a["info"], dict) else a["info"]
     return arrays, status
