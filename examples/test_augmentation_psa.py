@@ -61,7 +61,7 @@ SMALL_ROBUSTNESS = dict(corruptions=["gaussian_noise", "contrast", "jpeg_compres
                         n_images=500, n_attack_images=100)
 
 
-@pytest.mark.psa(vs_erm={"mce": 0.05}, max_adv_error={"l2,0.25": 1.0})
+@pytest.mark.psa(vs_erm={"mce": "+5pp"}, max_adv_error={"l2,0.25": 1.0})
 def test_my_augmentation_is_not_less_robust_than_erm(psa):
     result = psa.robustness(my_augmentation, **SMALL_ROBUSTNESS)
     print(result.table())
