@@ -24,7 +24,9 @@ import torch
 from pytest_psa._seeding import draw_seeds as draw_seeds  # the (seed, image, draw) seed table, re-exported
 from pytest_psa._time_budget import check_budget
 from pytest_psa._threads import single_thread
-from pytest_psa.augment.adapters import Augmentation, as_augmentation
+from pytest_psa._timings import stage
+from pytest_psa.augment.adapters import Augmentation
+from pytest_psa.augment.known import resolve_augmentation
 from pytest_psa.data.sources import load_data
 from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
 from pytest_psa.results.density import DensityResult
@@ -52,6 +54,10 @@ def density(
 ) -> DensityResult:
     """Audit the proximal density of `augmentation` (see `DensityResult` for what comes back).
 
+    `augmentation` is anything `as_augmentation` takes, a known name ("augmix") or a ``module:attr``
+    path. Before any draw it must pass the determinism self-check (`Augmentation.check_determinism`):
+    the same probe images and seeds must give the same outputs twice, or the audit could not be
+    repeated; `AugmentationContractError` names the cause and the fix otherwise.
     `data` is anything `pytest_psa.load_data` accepts (default: the embedded synthetic set);
     `n_images` images are picked from its `split` with `seed` (class-balanced), each augmented
     `draws` times. `seed=None` means 0: every run is reproducible unless a seed is chosen.
@@ -62,14 +68,32 @@ def density(
     if int(chunk_size) < 1:
         raise PsaUsageError(f"chunk_size must be >= 1, got {chunk_size}")
     seed = 0 if seed is None else int(seed)
+    with stage("density", detail=_label(augmentation)):
+        return _density(augmentation, data, int(n_images), int(draws), distance, seed, exclude_identity, split,
+                        data_root, cache_dir, allow_download, int(chunk_size))
+
+
+def _label(augmentation: Any) -> str:
+    return augmentation if isinstance(augmentation, str) else getattr(augmentation, "name", type(augmentation).__name__)
+
+
+def _density(augmentation: Any, data: Any, n_images: int, draws: int, distance: Any, seed: int,
+             exclude_identity: bool, split: str, data_root: Any, cache_dir: Any, allow_download: bool,
+             chunk_size: int) -> DensityResult:
+    __tracebackhide__ = True
     started = time.perf_counter()
-    aug = as_augmentation(augmentation)
-    aug.reset_observed()  # the output range this audit sees goes into the result
+    # an object is checked before any data is loaded; a name needs the image size first
+    aug = None if isinstance(augmentation, str) else resolve_augmentation(augmentation)
     dist = get_distance(distance)
     images = load_data(data, split=split, root=data_root, cache_dir=cache_dir, allow_download=allow_download,
                        n=int(n_images), seed=seed)
+    if aug is None:
+        aug = resolve_augmentation(augmentation, image_size=max(images.image_size))
     positions = images.indices.numpy() if images.indices is not None else np.arange(len(images))
     seeds = draw_seeds(seed, positions, int(draws))
+    probing = time.perf_counter()
+    aug.check_determinism(tuple(images.images.shape[1:]))  # the probe; cached per augmentation and shape
+    aug.reset_observed()  # the output range this audit sees goes into the result
     loaded = time.perf_counter()
     # a distance that depends on the data (an encoder to find or train, a radius for the image size)
     dist = dist.bind(DistanceContext(images=images, data=data, split=split, data_root=data_root,
@@ -110,7 +134,8 @@ def density(
         augmentation=aug.name, distance=dist.name, distances=distances, identity=identity, seed=seed,
         data={**images.to_dict(), "describe": images.describe()}, distance_info=dist.to_dict(),
         gammas=dist.gammas, exclude_identity=exclude_identity, image_indices=positions,
-        timing={"total_s": finished - started, "load_s": loaded - started, "distance_setup_s": bound - loaded,
+        timing={"total_s": finished - started, "load_s": probing - started, "probe_s": loaded - probing,
+                "distance_setup_s": bound - loaded,
                 "augment_s": augment_s, "measure_s": finished - bound - augment_s,
                 "draws_per_s": n * k / max(finished - bound, 1e-9)},
         environment={**environment(), "augmentation_range": _observed(aug)}, details=details,

@@ -9,8 +9,18 @@ Kinds (`Augmentation.kind`):
   (kornia style). torchvision v2 transforms are NOT batched in this sense: called on a batch they
   draw one parameter set for all of it, so they are applied image by image.
 
-Every per-image draw is seeded from an explicit integer (torch's, numpy's and Python's global
-generators), and those global states are restored afterwards: the audit neither relies on nor disturbs them.
+Every per-image draw is seeded from an explicit integer (torch's generator; numpy's and Python's global
+generators unless the pipeline is torchvision-only; albumentations 2.x through ``set_random_seed``:
+`pytest_psa.augment.seeding`), and those states are restored afterwards: the audit neither relies on
+nor disturbs them.
+
+Identity (`Augmentation.identity(shape=...)`): what the augmentation does, from its outputs on a
+fixed probe set of the audited shape (`pytest_psa.augment.probe`), combined with what is cheaply
+known (adapter, type, repr, source) and an optional user ``cache_key``. The same probe, run twice,
+is the determinism self-check (`Augmentation.check_determinism`).
+
+Kind detection falls back once: a plain callable guessed as ``"tensor"`` whose first call fails
+inside PIL is audited with the PIL adapter instead, with a `PsaWarning` saying so.
 
 Outputs that leave [0, 1] as a tail (unclamped noise; the rule is in `pytest_psa.augment.contract`)
 are kept as they are; the adapter records the range it saw (`Augmentation.observed_range`) and
@@ -19,11 +29,10 @@ warns once (a `PsaWarning` naming the augmentation and the range).
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import hashlib
-import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +40,8 @@ import torch
 
 from pytest_psa._threads import single_thread
 from pytest_psa.augment.contract import check_batch_range, check_single
+from pytest_psa.augment.probe import behaviour, check_deterministic, static_description
+from pytest_psa.augment.seeding import DrawSeeder, contains_kornia, module_of
 from pytest_psa.data.image_data import describe_value
 from pytest_psa.errors import AugmentationContractError, PsaUsageError, PsaWarning
 
@@ -48,6 +59,7 @@ class Augmentation:
     def __init__(
         self, fn: Callable[..., Any] | None, *, kind: Kind, name: str | None = None,
         dtype: Literal["float", "uint8"] = "float", albumentations: bool = False,
+        cache_key: str | None = None, guessed: bool = False,
     ) -> None:
         if kind != "identity" and not callable(fn):
             raise AugmentationContractError(
@@ -56,15 +68,23 @@ class Augmentation:
             )
         if dtype not in ("float", "uint8"):
             raise PsaUsageError(f"dtype must be 'float' or 'uint8', not {dtype!r}")
+        if cache_key is not None and not isinstance(cache_key, str):
+            raise PsaUsageError(f"cache_key must be a string, not {type(cache_key).__name__}",
+                                fix="name the augmentation's version, e.g. cache_key='myaug-v3'")
         self.fn = fn
         self.kind: Kind = kind
         self.dtype = dtype
         self.albumentations = albumentations
         self.name = name or ("none" if fn is None else _readable_name(fn))
-        # torchvision transforms draw only from torch's generator and never write to their input:
+        self.cache_key = cache_key  # the user's version label, for changes the probe cannot see
+        self._seeder = DrawSeeder(fn, batched=kind == "batched")
+        # torchvision-only pipelines draw only from torch's generator and never write to their input:
         # skip seeding numpy/random and the defensive copy for them (~15 us of ~50 us per draw)
-        self._trusted = type(fn).__module__.startswith("torchvision.transforms")
+        self._trusted = self._seeder.torchvision_only
+        self._guessed = guessed and kind == "tensor"  # may still fall back to the PIL adapter
+        self._kornia = fn is not None and kind != "batched" and contains_kornia(fn)
         self._batch_checked = False
+        self._probed: dict[tuple[tuple[int, int, int], str], str] = {}  # (shape, static) -> probe digest
         self.reset_observed()
 
     def reset_observed(self) -> None:
@@ -77,11 +97,51 @@ class Augmentation:
     def __repr__(self) -> str:
         return f"Augmentation({self.name}, kind={self.kind!r})"
 
-    def identity(self) -> str:
-        """A stable fingerprint of what this augmentation is (type, configuration, adapter)."""
-        fn = self.fn
-        what = "none" if fn is None else f"{type(fn).__module__}.{type(fn).__qualname__}:{_stable_repr(fn)}"
-        return hashlib.sha256(f"{self.kind}|{self.dtype}|{self.albumentations}|{what}".encode()).hexdigest()
+    def identity(self, shape: Sequence[int] | None = None) -> str:
+        """A stable fingerprint of what this augmentation does (64-hex SHA-256).
+
+        With `shape` (C, H, W), the images it will see: the hash of its outputs on the probe set of
+        that shape (`pytest_psa.augment.probe`; checked for determinism, cached per shape), combined
+        with the adapter, the type, repr and source, and `cache_key`. Any change that alters its
+        outputs on the probe changes it. Without a shape the probe cannot run: only what is
+        cheaply known, which misses changes to a function's globals or hidden parameters.
+        """
+        probe = "no probe" if shape is None or self.kind == "identity" else self.behaviour_key(shape)
+        static = static_description(self.fn)  # after the probe: a PIL fallback changes the kind
+        text = f"{self.kind}|{self.dtype}|{self.albumentations}|{static}|key={self.cache_key!r}|{probe}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def behaviour_key(self, shape: Sequence[int]) -> str:
+        """The probe digest for images of `shape` (C, H, W); raises `AugmentationContractError` when
+        two probe runs with the same seeds differ (see `check_determinism`)."""
+        __tracebackhide__ = True
+        chw = _shape3(shape)
+        if self.kind == "identity":
+            return "identity"
+        key = (chw, static_description(self.fn))  # a changed configuration is probed again
+        if key not in self._probed:
+            self._probed[key] = self._probe(chw)
+        return self._probed[key]
+
+    def check_determinism(self, shape: Sequence[int]) -> None:
+        """Raise `AugmentationContractError` naming the cause and fix unless the same images and seeds
+        give the same outputs twice (the probe of `identity`; a cached probe is not run again)."""
+        __tracebackhide__ = True
+        self.behaviour_key(shape)
+
+    def _probe(self, shape: tuple[int, int, int]) -> str:
+        __tracebackhide__ = True
+        saved = (self.observed_range, self.excursion_images, self.checked_images, self._warned)
+        self._warned = True  # the probe's outputs are not the audit's: no range warning, no counts
+        try:
+            with single_thread():
+                per_image = self.kind != "batched"
+                first = behaviour(self.apply, shape, per_image=per_image)
+                second = behaviour(self.apply, shape, per_image=per_image)
+        finally:
+            self.observed_range, self.excursion_images, self.checked_images, self._warned = saved
+        check_deterministic(first, second, self.fn, self.name)
+        return first.digest
 
     # -- application -------------------------------------------------------------------------
     def apply(self, images: torch.Tensor, seeds: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -99,24 +159,53 @@ class Augmentation:
         if self.kind == "identity":
             return images.to(torch.float32, copy=True)
         if self.kind == "batched":
-            with _preserved_global_rng(numpy=False):
+            with self._seeder.preserved():
                 return self._apply_batched(images, seeds)
-        # any other callable may draw from numpy or `random`: seed and restore those too
-        other_rngs = not self._trusted
-        with _preserved_global_rng(numpy=other_rngs), single_thread():
-            out = torch.empty(images.shape, dtype=torch.float32)
-            for i, (x, s) in enumerate(zip(images, seeds)):
-                _seed_globals(s, numpy=other_rngs)
-                out[i] = self._one(x)
-        return self._checked(out)
+        # the batch check too: thread hand-offs on small tensors cost more than they save
+        with self._seeder.preserved(), single_thread():
+            return self._checked(self._draw_each(images, seeds))
+
+    def _draw_each(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """One seeded draw per image into a float32 batch (unchecked range: `_checked` does the batch)."""
+        __tracebackhide__ = True
+        out = torch.empty(images.shape, dtype=torch.float32)
+        seed, one = self._seeder.seed, self._one
+        try:
+            for i, s in enumerate(seeds):
+                seed(s)
+                out[i] = one(images[i])
+        except AugmentationContractError as err:
+            if self._fall_back_to_pil(err):
+                return self._draw_each(images, seeds)  # start over: every draw through the PIL adapter
+            raise
+        self._guessed = False  # a whole batch went through: the kind is settled
+        return out
+
+    def _fall_back_to_pil(self, err: AugmentationContractError) -> bool:
+        """Switch a guessed tensor kind to the PIL adapter when its call failed inside PIL; warn once."""
+        if not (self._guessed and self.kind == "tensor" and _failed_inside_pil(err.__cause__)):
+            return False
+        self.kind, self._guessed = "pil", False
+        cause = err.__cause__
+        warnings.warn(PsaWarning(
+            f"augmentation {self.name}: given a float tensor it failed inside PIL ({type(cause).__name__}: "
+            f"{cause}); auditing it with the PIL adapter instead (pass pytest_psa.pil_augmentation(aug) "
+            "to say so and silence this warning)"), stacklevel=4)
+        return True
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Apply to one float (C, H, W) image using the current global RNG (e.g. inside a DataLoader)."""
+        __tracebackhide__ = True
         if self.kind == "identity":
             return image
         if self.kind == "batched":
             return self._checked(self._call_user(image[None]))[0]
-        return self._checked(self._one(image)[None])[0]
+        try:
+            return self._checked(self._one(image)[None])[0]
+        except AugmentationContractError as err:
+            if self._fall_back_to_pil(err):
+                return self._checked(self._one(image)[None])[0]
+            raise
 
     def _checked(self, out: torch.Tensor) -> torch.Tensor:
         """`check_batch`, recording the range and warning once about kept excursions."""
@@ -144,7 +233,14 @@ class Augmentation:
                 if isinstance(out, torch.Tensor) and out.dtype == torch.uint8:
                     out = out.float().div_(255.0)
                 return check_single(out, x, self.name, float_input=False)
-            return check_single(self._call_user(x if self._trusted else x.clone()), x, self.name)
+            out = self._call_user(x if self._trusted else x.clone())
+            if self._kornia and isinstance(out, torch.Tensor) and out.ndim == x.ndim + 1:
+                raise AugmentationContractError(
+                    "a kornia module returns an (N, C, H, W) batch, also for one image",
+                    property="shape", observed=tuple(out.shape),
+                    fix="use batched_augmentation(module): kornia draws parameters per sample of a batch",
+                    augmentation=self.name)
+            return check_single(out, x, self.name)
         if self.kind == "pil":
             from PIL import Image
 
@@ -172,7 +268,7 @@ class Augmentation:
         x = images.to(torch.float32)
         if not self._batch_checked:
             self._check_independent_draws(x[0], seeds[0])
-        torch.default_generator.manual_seed(seeds[0])
+        self._seeder.seed(seeds[0])
         out = self._call_user(x.clone())
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             check_single(out, x, self.name)  # raises with the right property
@@ -210,40 +306,62 @@ class Augmentation:
             raise AugmentationContractError(
                 f"calling the augmentation raised {type(exc).__name__}: {exc}",
                 property="exception", observed=f"input {describe_value(arg)}",
-                fix=_fix_for_exception(self.kind, arg),
+                fix=_fix_for_exception(self.kind, arg, kornia=self._kornia),
                 augmentation=self.name,
             ) from exc
 
 
 # -- constructors -----------------------------------------------------------------------------
+# ``cache_key``: a version label for a change the probe cannot see (one that alters the outputs only
+# at sizes or on images the probe does not use); it is combined with the probe's hash, not used instead.
 def tensor_augmentation(fn: Callable[[torch.Tensor], torch.Tensor], *, dtype: Literal["float", "uint8"] = "float",
-                        name: str | None = None) -> Augmentation:
+                        name: str | None = None, cache_key: str | None = None) -> Augmentation:
     """A callable on one (C, H, W) tensor: float in [0, 1] by default, or uint8 with ``dtype="uint8"``."""
-    return Augmentation(fn, kind="tensor", dtype=dtype, name=name)
+    return Augmentation(fn, kind="tensor", dtype=dtype, name=name, cache_key=cache_key)
 
 
-def pil_augmentation(fn: Callable[[Any], Any], *, name: str | None = None) -> Augmentation:
-    """A callable on one PIL image (torchvision v1 style); it may return PIL or a float tensor."""
-    return Augmentation(fn, kind="pil", name=name)
+def pil_augmentation(fn: Callable[[Any], Any], *, name: str | None = None, cache_key: str | None = None) -> Augmentation:
+    """A callable on one PIL image (torchvision v1, timm's RandAugment/AugMix); it may return PIL or a float tensor."""
+    return Augmentation(fn, kind="pil", name=name, cache_key=cache_key)
 
 
 def numpy_augmentation(fn: Callable[..., Any], *, dtype: Literal["float", "uint8"] = "uint8",
-                       albumentations: bool = False, name: str | None = None) -> Augmentation:
+                       albumentations: bool = False, name: str | None = None,
+                       cache_key: str | None = None) -> Augmentation:
     """A callable on one HWC numpy image (uint8 by default); ``albumentations=True`` calls ``fn(image=x)["image"]``."""
-    return Augmentation(fn, kind="numpy", dtype=dtype, albumentations=albumentations, name=name)
+    return Augmentation(fn, kind="numpy", dtype=dtype, albumentations=albumentations, name=name, cache_key=cache_key)
 
 
-def batched_augmentation(module: Callable[[torch.Tensor], torch.Tensor], *, name: str | None = None) -> Augmentation:
+def batched_augmentation(module: Callable[[torch.Tensor], torch.Tensor], *, name: str | None = None,
+                         cache_key: str | None = None) -> Augmentation:
     """A module on an (N, C, H, W) float batch that draws independent parameters per sample (kornia style)."""
-    return Augmentation(module, kind="batched", name=name)
+    return Augmentation(module, kind="batched", name=name, cache_key=cache_key)
 
 
-def as_augmentation(obj: Any) -> Augmentation:
-    """Wrap `obj` in the adapter its type calls for (see the module docstring); `None` is the identity."""
+# PIL-based operations of libraries whose objects are not torchvision types
+_PIL_MODULES = ("timm.data.auto_augment", "timm.data.transforms", "PIL")
+
+
+def as_augmentation(obj: Any, *, cache_key: str | None = None) -> Augmentation:
+    """Wrap `obj` in the adapter its type calls for (see the module docstring); `None` is the identity.
+
+    A name ("augmix") is not an augmentation here: `pytest_psa.augment.resolve_augmentation` resolves
+    names and ``module:attr`` paths. `cache_key` labels a version the probe cannot tell apart.
+    """
+    __tracebackhide__ = True
     if isinstance(obj, Augmentation):
-        return obj
+        if cache_key is None or cache_key == obj.cache_key:
+            return obj
+        labelled = copy.copy(obj)
+        labelled.cache_key, labelled._probed = cache_key, dict(obj._probed)
+        return labelled
     if obj is None:
-        return Augmentation(None, kind="identity", name="none")
+        return Augmentation(None, kind="identity", name="none", cache_key=cache_key)
+    if isinstance(obj, str):
+        raise AugmentationContractError(
+            f"the augmentation is a name ({obj!r}), not a callable", property="callable", observed="str",
+            fix="resolve names and module:attr paths with pytest_psa.augment.resolve_augmentation(name) "
+                "(pytest_psa.density and the psa fixture do), or pass the transform itself")
     if not callable(obj):
         raise AugmentationContractError(
             "the augmentation is not callable", property="callable", observed=type(obj).__name__,
@@ -251,38 +369,48 @@ def as_augmentation(obj: Any) -> Augmentation:
         )
     module = type(obj).__module__ or ""
     if module.startswith("torchvision.transforms.v2"):
-        return Augmentation(obj, kind="tensor")
-    if module.startswith("torchvision.transforms"):
-        return Augmentation(obj, kind="pil")
+        return Augmentation(obj, kind="tensor", cache_key=cache_key)
+    if module.startswith("torchvision.transforms") or module_of(obj).startswith(_PIL_MODULES):
+        return Augmentation(obj, kind="pil", cache_key=cache_key)
     if module.startswith("albumentations"):
-        return Augmentation(obj, kind="numpy", dtype="uint8", albumentations=True)
-    if module.startswith("kornia"):
-        return Augmentation(obj, kind="batched")
-    return Augmentation(obj, kind="tensor")
+        return Augmentation(obj, kind="numpy", dtype="uint8", albumentations=True, cache_key=cache_key)
+    if module.startswith("kornia") or _kornia_container(obj):
+        return Augmentation(obj, kind="batched", cache_key=cache_key)
+    return Augmentation(obj, kind="tensor", cache_key=cache_key, guessed=True)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _preserved_global_rng(*, numpy: bool) -> Iterator[None]:
-    torch_state = torch.get_rng_state()
-    np_state = np.random.get_state() if numpy else None
-    py_state = random.getstate() if numpy else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        if np_state is not None:  # saved iff numpy
-            np.random.set_state(np_state)
-        if py_state is not None:
-            random.setstate(py_state)
+def _kornia_container(obj: Any) -> bool:
+    """An nn.Sequential / ModuleList whose members are all kornia modules (a batched pipeline)."""
+    if not isinstance(obj, (torch.nn.Sequential, torch.nn.ModuleList)):
+        return False
+    children = list(obj.children())
+    return bool(children) and all(
+        type(c).__module__.startswith("kornia") or _kornia_container(c) for c in children)
 
 
-def _seed_globals(seed: int, *, numpy: bool) -> None:
-    # default_generator.manual_seed costs ~1 us; torch.manual_seed ~100 us (it also seeds CUDA)
-    torch.default_generator.manual_seed(seed)
-    if numpy:
-        np.random.seed(seed & 0xFFFFFFFF)
-        random.seed(seed)
+def _failed_inside_pil(exc: BaseException | None) -> bool:
+    """Whether an exception came from PIL code, or from asking a tensor for a PIL.Image attribute."""
+    if exc is None:
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("PIL"):
+            return True
+        tb = tb.tb_next
+    if isinstance(exc, AttributeError) and isinstance(getattr(exc, "obj", None), torch.Tensor):
+        from PIL import Image
+
+        return hasattr(Image.Image, str(getattr(exc, "name", "")))
+    return False
+
+
+def _shape3(shape: Sequence[int]) -> tuple[int, int, int]:
+    dims = tuple(int(v) for v in shape)
+    if len(dims) != 3 or min(dims) < 1:
+        raise PsaUsageError(f"an image shape is (C, H, W) with positive sizes, got {tuple(shape)}",
+                            fix="pass the shape of one image, e.g. tuple(images.shape[1:])")
+    return (dims[0], dims[1], dims[2])
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -317,7 +445,10 @@ def _numpy_to_tensor(out: Any, like: torch.Tensor, name: str) -> Any:
     )
 
 
-def _fix_for_exception(kind: str, arg: Any) -> str:
+def _fix_for_exception(kind: str, arg: Any, *, kornia: bool = False) -> str:
+    if kornia:
+        return ("it is a kornia module, which works on (N, C, H, W) batches and draws parameters per sample: "
+                "use batched_augmentation(module)")
     if kind == "tensor":
         return ("it was given a float (C, H, W) tensor in [0, 1]; if it expects a PIL image use "
                 "pytest_psa.pil_augmentation(aug), for numpy HWC use numpy_augmentation(aug), for uint8 "
@@ -335,10 +466,3 @@ def _readable_name(fn: Any) -> str:
         text = getattr(fn, "__qualname__", getattr(fn, "__name__", type(fn).__name__))
     text = " ".join(text.split())
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _stable_repr(fn: Any) -> str:
-    text = repr(fn)
-    if " at 0x" in text:  # default object repr: fall back to the qualified name only
-        text = getattr(fn, "__qualname__", type(fn).__qualname__)
-    return text

@@ -5,6 +5,10 @@ destructive one used in tests and examples, and ``module:attr`` import paths for
     resolve_augmentation("cropflip", image_size=64)     # RandomCrop(64, padding=4) + flip
     resolve_augmentation("mypkg.augs:MyAug")            # a class is instantiated without arguments;
     resolve_augmentation("mypkg.augs:my_function")      # anything else is used as it is
+    resolve_augmentation(v2.AugMix())                   # not a string: as_augmentation(obj)
+
+`resolve_augmentation` is what takes a user's augmentation argument where a name is allowed
+(`pytest_psa.density`, the ``psa`` fixture, the command line).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.errors import PsaUsageError
 
 
@@ -68,10 +73,11 @@ KNOWN_AUGMENTATIONS: dict[str, tuple[Callable[[int], Any], str]] = {
 }
 
 
-def resolve_augmentation(spec: str, image_size: int = 32) -> Any:
-    """An `Augmentation` for a registered name or a ``module:attr`` path, named after `spec`."""
-    from pytest_psa.augment.adapters import as_augmentation
-
+def resolve_augmentation(spec: Any, image_size: int = 32, *, cache_key: str | None = None) -> Augmentation:
+    """An `Augmentation` for a registered name or a ``module:attr`` path, named after `spec`;
+    anything that is not a string goes to `as_augmentation` (with `cache_key`)."""
+    if not isinstance(spec, str):
+        return as_augmentation(spec, cache_key=cache_key)
     if ":" in spec:
         obj = _import(spec)
         label = spec.rsplit(":", 1)[1]
@@ -79,12 +85,15 @@ def resolve_augmentation(spec: str, image_size: int = 32) -> Any:
         key = spec.strip().lower()
         if key not in KNOWN_AUGMENTATIONS:
             close = difflib.get_close_matches(key, KNOWN_AUGMENTATIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PsaUsageError(f"unknown augmentation {spec!r}{hint}",
-                                fix=f"use one of {', '.join(KNOWN_AUGMENTATIONS)} or an import path module:attr")
+            if close:
+                raise PsaUsageError(f"unknown augmentation {spec!r} (did you mean {close[0]!r}?)",
+                                    fix=f"known names: {', '.join(KNOWN_AUGMENTATIONS)}")
+            raise PsaUsageError(f"unknown augmentation {spec!r}",
+                                fix=f"use a module:attr path or pass a callable (known names: "
+                                    f"{', '.join(KNOWN_AUGMENTATIONS)})")
         obj = KNOWN_AUGMENTATIONS[key][0](int(image_size))
         label = key
-    aug = as_augmentation(obj)
+    aug = as_augmentation(obj, cache_key=cache_key)
     aug.name = label  # the tables and plots show what the user typed; the cache keys on the transform itself
     return aug
 

@@ -14,8 +14,9 @@ training is a pure function of its plan plus the run-time knobs that do not chan
 
 `fingerprint` is the SHA-256 of `key_material` (model identity, training-data fingerprint,
 augmentation identity, the preset's weight-determining fields, seed, optimizer, versions, device
-kind, autocast): the same JSON the model cache has keyed on since its format 1, so existing
-cache entries keep their keys (tests/train/test_plan.py pins some). The model's identity is
+kind, autocast). The augmentation identity is taken by behaviour (`Augmentation.identity(shape)`:
+its outputs on a probe set of the training images' shape, which also checks that it is
+reproducible), so format 2 keys differ from format 1 ones and old entries are never reused. The model's identity is
 computed on first use, because plain `train` accepts factories (lambdas) that cannot be
 identified, and only the cache needs to name them.
 """
@@ -37,7 +38,7 @@ from pytest_psa.train import models as _models
 from pytest_psa.train.presets import Preset, resolve_preset
 from pytest_psa.train.record import versions
 
-FORMAT = 1  # the key format; the model cache's entry files carry the same number
+FORMAT = 2  # the key format (2: augmentation identity by behaviour); the model cache's entry files carry it
 
 OptimizerName = Literal["sgd", "sam", "asam"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sam", "asam")
@@ -58,7 +59,7 @@ class TrainingPlan:
     data: ImageData                    # the images trained on: the preset's class-balanced n_train subset
     data_fingerprint: str              # data.fingerprint()
     augmentation: Augmentation         # the adapter (`as_augmentation`); kind "identity" for ERM
-    augmentation_identity: str         # augmentation.identity()
+    augmentation_identity: str         # augmentation.identity(shape of one training image): by behaviour
     preset: Preset                     # after the overrides and `for_image_size`
     optimizer: str                     # one of OPTIMIZERS
     seed: int
@@ -102,7 +103,7 @@ class TrainingPlan:
         return cls(
             model=p.model if model is None else model, cache_key=cache_key,
             data=train_set, data_fingerprint=train_set.fingerprint(),
-            augmentation=aug, augmentation_identity=aug.identity(),
+            augmentation=aug, augmentation_identity=aug.identity(tuple(train_set.images.shape[1:])),
             preset=p, optimizer=str(optimizer), seed=int(seed),
             device=dev, device_kind=device_kind(dev), autocast=autocast_name(amp),
             num_classes=data.num_classes, in_channels=int(data.images.shape[1]), image_size=size,
