@@ -40,7 +40,7 @@ def replay(item: pytest.Item, first: PSAViolation, records: list[Any]) -> None:
         "CUBLAS_WORKSPACE_CONFIG=:4096:8), or look for state shared between tests.\n"
         f"  The first failure was:\n{first}",
         first=first,
-    ) from first
+    ).with_traceback(first.__traceback__) from None  # at the user's failed check; its text is in the message
 
 
 def _add_note(exc: BaseException, note: str) -> None:

@@ -1,0 +1,58 @@
+"""An augmentation that breaks the image contract inside a DataLoader worker surfaces as the same
+`AugmentationContractError` the density audit raises (its property and fix), not as torch's
+RuntimeError carrying the worker's traceback as text."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pytest_psa
+from pytest_psa.data.synthetic import synthetic
+from pytest_psa.errors import AugmentationContractError
+from pytest_psa.train.trainer import train
+
+
+def times255(x: torch.Tensor) -> torch.Tensor:
+    return x * 255.0  # the 0-255 scale: a contract error the density audit names
+
+
+def _density_error() -> AugmentationContractError:
+    with pytest.raises(AugmentationContractError) as info:
+        pytest_psa.density(pytest_psa.tensor_augmentation(times255, name="times255"), n_images=4, draws=1)
+    return info.value
+
+
+def test_a_worker_side_contract_error_is_the_density_audits_error() -> None:
+    aug = pytest_psa.tensor_augmentation(times255, name="times255")
+    with pytest.raises(AugmentationContractError) as info:
+        # 2 worker processes: the failing batch is augmented in a worker, not in this process
+        train(None, synthetic("train", n=400), aug, epochs=1, n_train=400, batch_size=50, workers=2,
+              train_eval_n=0, progress=False)
+    err, expected = info.value, _density_error()
+    assert (err.property, err.fix, err.augmentation) == (expected.property, expected.fix, expected.augmentation)
+    assert "DataLoader worker" not in str(err) and "Traceback" not in str(err)
+    assert err.__cause__ is None and err.__suppress_context__
+
+
+def test_the_report_shows_the_error_and_no_worker_traceback(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_worker="""
+        import pytest_psa
+        from pytest_psa.data.synthetic import synthetic
+        from pytest_psa.train.trainer import train
+
+        def times255(x):
+            return x * 255.0
+
+        def test_train_with_workers():
+            train(None, synthetic("train", n=400), pytest_psa.tensor_augmentation(times255, name="times255"),
+                  epochs=1, n_train=400, batch_size=50, workers=2, train_eval_n=0, progress=False)
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "AugmentationContractError: augmentation times255: value range" in out
+    assert "fix: pixel values look like the 0-255 scale" in out
+    for worker_trace in ("Original Traceback", "DataLoader worker process", "_worker_loop", "RuntimeError"):
+        assert worker_trace not in out
+    assert "pytest_psa/" not in out  # no library frame: the user's line and the message
