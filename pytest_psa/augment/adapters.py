@@ -461,7 +461,10 @@ def _fix_for_exception(kind: str, arg: Any, *, kornia: bool = False) -> str:
 
 
 def _readable_name(fn: Any) -> str:
-    text = repr(fn)
+    try:
+        text = repr(fn)
+    except Exception:  # a repr that raises (albumentations' Lambda without a name) must not stop the audit
+        text = type(fn).__qualname__
     if text.startswith("<function") or text.startswith("<bound"):
         text = getattr(fn, "__qualname__", getattr(fn, "__name__", type(fn).__name__))
     text = " ".join(text.split())
