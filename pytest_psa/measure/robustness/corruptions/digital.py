@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from pytest_psa.measure.robustness.corruptions.blur import apply_separable
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
@@ -188,19 +189,57 @@ def _box_resize_axis(x: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
     return out
 
 
+#: From this size on, the float pixelate gathers instead of multiplying by dense resize matrices,
+#: whose cost per pixel grows with the side (measured one thread: 32 px GEMM 6x faster, 224 px 4x slower).
+_PIXELATE_GATHER_MIN_PIXELS = 64 * 64
+
+
+@functools.lru_cache(maxsize=64)
+def _nearest_is_pil(n_in: int, n_out: int, dtype: torch.dtype) -> bool:
+    """Whether torch's "nearest-exact" upscale picks PIL's BOX-upscale source pixels for these sizes.
+
+    Both take floor((j + 0.5) * n_in / n_out), but torch computes the scale in the input's float type,
+    so the choice is checked once per size pair (on an arange) rather than assumed; the interpolation
+    kernel is ~3x faster than two gathers and two transposes.
+    """
+    if n_out < n_in:
+        return False
+    probe = torch.arange(n_in, dtype=dtype).reshape(1, 1, 1, n_in)
+    picked = F.interpolate(probe, size=(1, n_out), mode="nearest-exact").reshape(-1).to(torch.int64)
+    index, weight = _box_taps_cached(n_in, n_out)
+    return index.shape[1] == 1 and bool((weight == 1).all()) and torch.equal(picked, index[:, 0])
+
+
 def _pixelate(x: torch.Tensor, fraction: float, rounding: bool) -> torch.Tensor:
-    """BOX down to int(size * fraction) then BOX up (nearest), width pass first as PIL does;
-    ``rounding``: round half up after each pass, as PIL's 8-bit passes store."""
+    """BOX down to int(size * fraction), then BOX up (nearest neighbour).
+
+    ``rounding``: PIL's 8-bit passes, width first, each rounded half up. Without it (floats) the passes
+    are ordered for speed instead (the result differs by float rounding only): gathers along the
+    height copy whole rows, so the full-size image is only ever touched by row gathers, and the
+    element-wise gathers along the width run on the small image.
+    """
     n, c, h, w = x.shape
     small_h, small_w = max(1, int(h * fraction)), max(1, int(w * fraction))
-    small = _box_resize_axis(x, 3, small_w)
-    if rounding:
-        small = torch.floor(small + 0.5)
-    small = _box_resize_axis(small, 2, small_h)
-    if rounding:
-        small = torch.floor(small + 0.5)
-    big = _box_resize_axis(_box_resize_axis(small, 3, w), 2, h)
-    return torch.floor(big + 0.5) if rounding else big
+    if not rounding:
+        if h * w < _PIXELATE_GATHER_MIN_PIXELS:  # small images: one fused GEMM per axis is cheaper
+            downs = [box_resize_matrix(a, b, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
+            ups = [box_resize_matrix(b, a, x.dtype, x.device) for a, b in ((h, small_h), (w, small_w))]
+            return apply_separable(x, ups[0] @ downs[0], ups[1] @ downs[1]).clamp_(0.0, 1.0)
+        if h % small_h == 0 and w % small_w == 0:  # whole factors: PIL's box is the k x k mean
+            small = F.avg_pool2d(x, (h // small_h, w // small_w))
+        else:
+            # Gathers along dim 2 copy whole rows, those along the last dim single elements (slow),
+            # so the width pass runs on a transposed copy of the height-reduced image.
+            reduced = _box_resize_axis(x, 2, small_h).transpose(2, 3).contiguous()  # [n, c, w, small_h]
+            small = _box_resize_axis(reduced, 2, small_w).transpose(2, 3).contiguous()
+        small = small.clamp_(0.0, 1.0)  # before the upscale, which only copies: 1/c times fewer values
+        if x.device.type == "cpu" and _nearest_is_pil(small_h, h, x.dtype) and _nearest_is_pil(small_w, w, x.dtype):
+            return F.interpolate(small, size=(h, w), mode="nearest-exact")
+        widened = _box_resize_axis(small.transpose(2, 3).contiguous(), 2, w)
+        return _box_resize_axis(widened.transpose(2, 3).contiguous(), 2, h)
+    small = torch.floor(_box_resize_axis(x, 3, small_w).add_(0.5))
+    small = torch.floor(_box_resize_axis(small, 2, small_h).add_(0.5))
+    return _box_resize_axis(_box_resize_axis(small, 3, w), 2, h)  # nearest: copies of 8-bit levels
 
 
 def pixelate(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
@@ -209,7 +248,7 @@ def pixelate(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch
     params = (c,); the reduced size uses the image's own height and width.
     """
     (fraction,) = params
-    return _pixelate(x, fraction, rounding=False).clamp_(0.0, 1.0)
+    return _pixelate(x, fraction, rounding=False)
 
 
 def pixelate_uint8(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
@@ -262,6 +301,39 @@ def _jpeg_pil(levels: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
+def _jpeg_pil_float(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """:func:`_jpeg_pil` for float CPU images, image by image from and to the caller's dtype.
+
+    Rounding to 8 bits and back runs on one image at a time in reused buffers, in numpy (its float to
+    uint8 cast is ~6x faster than torch's), with the channel planes handed to PIL separately (merge and
+    split are cheaper than transposing to HWC): on whole batches those conversions cost as much as
+    libjpeg itself at 224 px. Same values as ``round(x * 255)`` -> PIL -> ``.to(dtype) / 255``.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    n, c, h, w = x.shape
+    source = x.contiguous().numpy()
+    out = torch.empty((n, c, h, w), dtype=x.dtype)
+    target = out.numpy()
+    scaled = np.empty((c, h, w), dtype=source.dtype)
+    planes = np.empty((c, h, w), dtype=np.uint8)
+    divisor = source.dtype.type(255.0)
+    for i in range(n):
+        np.multiply(source[i], 255.0, out=scaled)
+        np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled)
+        np.copyto(planes, scaled, casting="unsafe")  # whole numbers in [0, 255]: exact
+        buffer = io.BytesIO()
+        Image.merge("RGB", [Image.fromarray(plane) for plane in planes]).save(buffer, "JPEG", quality=quality)
+        decoded = Image.frombytes("RGB", (w, h), buffer.getbuffer(), "jpeg", "RGB", "")
+        for channel, plane in enumerate(decoded.split()):
+            # uint8 / a scalar of the output's dtype computes in that dtype: torch's .to(dtype) / 255
+            np.divide(np.asarray(plane), divisor, out=target[i, channel])
+    return out
+
+
 #: From this many pixels per image PIL's libjpeg-turbo (SIMD) beats torchvision's batched libjpeg per
 #: image on CPU; below it, PIL's per-call overhead loses (measured side by side, one thread: 32 px
 #: torchvision 0.32 vs PIL 0.50 ms, 64 px 0.55 vs 0.82, 224 px 4.0 vs 1.6).
@@ -273,23 +345,22 @@ def jpeg_compression(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) 
     tables, islow DCT, fancy upsampling): the same pixels as the reference's ``PIL.Image.save``.
 
     The image is rounded to 8 bits first, as the reference's PIL image is. On CPU libjpeg itself runs:
-    through PIL per image for large images, through torchvision's batched codec for small ones (while
-    its deprecated codecs exist). On CUDA, and on CPU when neither applies, the batched torch
+    through PIL image by image for large images, through torchvision's batched codec for small ones
+    (while its deprecated codecs exist). On CUDA, and on CPU when neither applies, the batched torch
     re-implementation in ``jpeg.py`` runs. Sizes that are not multiples of 16 always go through a
     library (libjpeg's edge padding). params = (quality,).
     """
     from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip, supports
 
     (quality,) = params
-    levels = torch.round(x.detach() * 255.0).clamp_(0, 255)
     h, w = x.shape[-2:]
+    if x.device.type == "cpu" and h * w >= PIL_JPEG_MIN_PIXELS and x.shape[1] == 3:
+        return _jpeg_pil_float(x.detach(), int(quality))
+    levels = torch.round(x.detach() * 255.0).clamp_(0, 255)
     decoded = None
     if x.device.type == "cpu" or not supports(h, w):
         cpu_levels = levels.to("cpu", torch.uint8).contiguous()
-        if h * w >= PIL_JPEG_MIN_PIXELS:
-            decoded = _jpeg_pil(cpu_levels, int(quality))
-        else:
-            decoded = _jpeg_torchvision(cpu_levels, int(quality))
+        decoded = _jpeg_torchvision(cpu_levels, int(quality))
         if decoded is None and not supports(h, w):
             decoded = _jpeg_pil(cpu_levels, int(quality))
     if decoded is None:
