@@ -162,7 +162,7 @@ def bench(kind: str, n: int, old: Path | None) -> dict[str, Any] | None:
           f"load {os.getloadavg()[0]:.1f}")
     # warm-up: first-call setup (zoom operators, JPEG tables) is paid by every column once, not here
     audit_path(data.subset(16, seed=0), models, tuple(BENCHMARK))
-    rows = []
+    rows: list[dict[str, Any]] = []
     clean = inference(data, models, 1)
     print(f"{'corruption':<20}{'a 1 thr':>9}{'a dflt':>9}{'b audit':>9}{'b plain':>9}{'c':>9}{'c/(a+b)':>9}")
     for name in BENCHMARK:

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-import pytest_psa
 from pytest_psa import _timings
 from pytest_psa.audits import robustness_evaluation as RE
 from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
+from pytest_psa.audits.robustness import robustness
+from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.synthetic import synthetic
 from pytest_psa.measure.robustness.corruptions import corrupt
 
@@ -43,7 +44,8 @@ class NearestMean(torch.nn.Module):
             self.linear.bias.copy_(-0.5 * (means**2).sum(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.nn.functional.avg_pool2d(x, self.pool).flatten(1))
+        out: torch.Tensor = self.linear(torch.nn.functional.avg_pool2d(x, self.pool).flatten(1))
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +54,17 @@ def trained() -> list[torch.nn.Module]:
 
 
 @pytest.fixture(scope="module")
-def data() -> pytest_psa.ImageData:
+def data() -> ImageData:
     return synthetic("test").subset(N, seed=0)
 
 
 @pytest.fixture(scope="module")
-def models(trained) -> list[torch.nn.Module]:
+def models(trained: list[torch.nn.Module]) -> list[torch.nn.Module]:
     return trained[:2]
 
 
 @pytest.fixture(scope="module")
-def reference(data, models) -> list[np.ndarray]:
+def reference(data: ImageData, models: list[torch.nn.Module]) -> list[np.ndarray]:
     """Predictions [C, S, N] per model, each model on its own corrupted copies (the kernel, called directly)."""
     images, ids = data.float_images(), RE.sample_indices(data)
     out = [np.zeros((len(NAMES), len(SEVERITIES), N), np.int16) for _ in models]
@@ -79,8 +81,9 @@ def _subjects(models: list[torch.nn.Module]) -> list[RE.Subject]:
     return [RE.Subject(f"m{k}", m, model_checksum(m)) for k, m in enumerate(models)]
 
 
-def test_shared_chunks_give_the_kernels_predictions_and_are_made_once(data, models, reference, tmp_path: Path,
-                                                                      trained, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shared_chunks_give_the_kernels_predictions_and_are_made_once(
+        data: ImageData, models: list[torch.nn.Module], reference: list[np.ndarray], tmp_path: Path,
+        trained: list[torch.nn.Module], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RE, "CHUNK", 96)  # three chunks of 200: chunk borders are crossed
     settings = RE.CorruptionSettings(NAMES, SEVERITIES, seed=7)
     store = EvaluationStore(tmp_path)
@@ -110,7 +113,7 @@ def test_shared_chunks_give_the_kernels_predictions_and_are_made_once(data, mode
     np.testing.assert_array_equal(arrays[0]["pred"], reference[0])
 
 
-def test_chunks_count_what_they_make(data) -> None:
+def test_chunks_count_what_they_make(data: ImageData) -> None:
     settings = RE.CorruptionSettings(("brightness",), (2, 4), seed=0)
     chunks = RE.CorruptedChunks(data.float_images(), RE.sample_indices(data), settings, torch.device("cpu"))
     seen = [(ci, si, part.start, part.stop, tuple(x.shape)) for ci, si, part, x in chunks]
@@ -118,11 +121,13 @@ def test_chunks_count_what_they_make(data) -> None:
     assert seen[0] == (0, 0, 0, N, (N, 3, 32, 32)) and seen[1][:2] == (0, 1)
 
 
-def test_the_audit_generates_once_for_both_models(data, models, reference, tmp_path: Path) -> None:
+def test_the_audit_generates_once_for_both_models(data: ImageData, models: list[torch.nn.Module],
+                                                  reference: list[np.ndarray], tmp_path: Path) -> None:
     """robustness_of_model with a baseline: its numbers are the reference's errors, from one generation."""
-    result = pytest_psa.robustness(models[0], baseline=models[1], data="synthetic", corruptions=list(NAMES),
+    result = robustness(models[0], baseline=models[1], data="synthetic", corruptions=list(NAMES),
                                    severities=SEVERITIES, attacks=None, n_images=N, seed=7, cache_dir=tmp_path)
     labels = data.labels.numpy()
     np.testing.assert_array_equal(result.samples.corruption, (reference[0] != labels).astype(np.float64))
+    assert result.baseline_samples is not None
     np.testing.assert_array_equal(result.baseline_samples.corruption, (reference[1] != labels).astype(np.float64))
     assert result.timing["corruptions_generated_images"] == N * len(NAMES) * len(SEVERITIES)
