@@ -32,7 +32,7 @@ def _quick_start() -> dict[str, str]:
     return {"file": name.group(1), "code": python[0], "command": commands[0], "expected": expected[0]}
 
 
-def test_the_quick_start_is_complete_and_compiles():
+def test_the_quick_start_is_complete_and_compiles() -> None:
     qs = _quick_start()
     compile(qs["code"], qs["file"], "exec")
     assert qs["file"] in qs["command"]
@@ -41,7 +41,7 @@ def test_the_quick_start_is_complete_and_compiles():
 
 
 @pytest.mark.slow
-def test_the_quick_start_passes_as_written(tmp_path):
+def test_the_quick_start_passes_as_written(tmp_path) -> None:
     qs = _quick_start()
     (tmp_path / qs["file"]).write_text(qs["code"], encoding="utf-8")
     args = shlex.split(qs["command"])

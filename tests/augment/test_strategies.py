@@ -30,7 +30,7 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
                                               ("pil", Image.Image), ("numpy", np.ndarray)])
 @FAST
 @given(data=st.data())
-def test_each_dtype_draws_what_its_adapter_receives(dtype, kind, data):
+def test_each_dtype_draws_what_its_adapter_receives(dtype, kind, data) -> None:
     img = data.draw(images(dtype=dtype))
     assert isinstance(img, kind)
     if dtype == "float":
@@ -68,21 +68,21 @@ def _is(kind: str, img: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("kind", EDGE_CASES)
-def test_every_edge_case_is_drawn(kind):
+def test_every_edge_case_is_drawn(kind) -> None:
     # find() searches the strategy's own distribution: an edge case it never draws is not found
     found = find(images(channels=3), lambda img: _is(kind, img),
                  settings=settings(max_examples=2000, database=None, deadline=None))
     assert _is(kind, found)
 
 
-def test_edge_cases_get_a_fair_share_and_large_stays_rare():
+def test_edge_cases_get_a_fair_share_and_large_stays_rare() -> None:
     strategy = images(channels=3)
     counts = {k: 0 for k in EDGE_CASES}
     seen = []
 
     @settings(max_examples=300, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def collect(img):
+    def collect(img) -> None:
         seen.append(img)
 
     collect()
@@ -93,10 +93,10 @@ def test_edge_cases_get_a_fair_share_and_large_stays_rare():
     assert counts["large"] < 0.1 * len(seen), counts
 
 
-def test_edge_cases_can_be_switched_off_and_fixed_sizes_are_kept():
+def test_edge_cases_can_be_switched_off_and_fixed_sizes_are_kept() -> None:
     @settings(max_examples=60, database=None, deadline=None)
     @given(images(size=(12, 20), edge_cases=False, channels=1))
-    def check(img):
+    def check(img) -> None:
         assert tuple(img.shape) == (1, 12, 20)
         assert not _is("constant_0", img) and not _is("constant_1", img)
 
@@ -110,7 +110,7 @@ def test_edge_cases_can_be_switched_off_and_fixed_sizes_are_kept():
     fixed()
 
 
-def test_render_is_deterministic_and_in_range():
+def test_render_is_deterministic_and_in_range() -> None:
     for kind in ("noise", "gradient", "blocks", "blobs", *EDGE_CASES):
         a, b = render(kind, 10, 14, 3, seed=5), render(kind, 10, 14, 3, seed=5)
         assert np.array_equal(a, b) and a.min() >= 0.0 and a.max() <= 1.0 and a.shape[2] == 3
@@ -118,12 +118,12 @@ def test_render_is_deterministic_and_in_range():
 
 @pytest.mark.parametrize("bad", [dict(dtype="half"), dict(channels=4), dict(channels=()), dict(size=0),
                                  dict(size=(3, 4, 5))])
-def test_bad_arguments_are_usage_errors(bad):
+def test_bad_arguments_are_usage_errors(bad) -> None:
     with pytest.raises(PsaUsageError):
         images(**bad)
 
 
-def test_importing_the_package_does_not_import_hypothesis():
+def test_importing_the_package_does_not_import_hypothesis() -> None:
     code = "import pytest_psa, sys; print('hypothesis' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
@@ -137,30 +137,30 @@ def good_tensor(x: torch.Tensor) -> torch.Tensor:
 
 @FAST
 @given(images())
-def test_a_correct_tensor_augmentation_passes_on_every_image(image):
+def test_a_correct_tensor_augmentation_passes_on_every_image(image) -> None:
     out = check_contract(good_tensor, image, seed=3)
     assert out.shape == image.shape and out.dtype == torch.float32
 
 
 @FAST
 @given(images(dtype="pil"))
-def test_a_correct_pil_callable_passes(image):
+def test_a_correct_pil_callable_passes(image) -> None:
     check_contract(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), image)
 
 
 @FAST
 @given(images(dtype="numpy"))
-def test_a_correct_numpy_callable_passes(image):
+def test_a_correct_numpy_callable_passes(image) -> None:
     check_contract(lambda a: np.ascontiguousarray(a[::-1]), image)
 
 
 @FAST
 @given(images(dtype="uint8", size=st.integers(8, 40)))
-def test_a_torchvision_v2_transform_passes(image):
+def test_a_torchvision_v2_transform_passes(image) -> None:
     check_contract(v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(0.4, 0.4, 0.4)]), image)
 
 
-def test_the_output_is_the_seeded_draw():
+def test_the_output_is_the_seeded_draw() -> None:
     x = torch.from_numpy(render("noise", 16, 16, 3, seed=1).transpose(2, 0, 1).astype(np.float32))
     a = check_contract(good_tensor, x, seed=1)
     b = check_contract(good_tensor, x, seed=2)
@@ -176,11 +176,11 @@ def _fails(aug, prop: str, image=None) -> AugmentationContractError:
     return info.value
 
 
-def test_catches_a_wrong_shape():
+def test_catches_a_wrong_shape() -> None:
     _fails(lambda x: x[:, 1:, 1:], "shape")
 
 
-def test_catches_nan_from_normalizing_a_constant_image():
+def test_catches_nan_from_normalizing_a_constant_image() -> None:
     # a per-image standardization divides by std 0 on a constant image: an edge case finds it
     def standardize(x: torch.Tensor) -> torch.Tensor:
         return ((x - x.mean()) / x.std()).sigmoid()
@@ -189,11 +189,11 @@ def test_catches_nan_from_normalizing_a_constant_image():
     _fails(standardize, "finiteness", torch.zeros(3, 8, 8))
 
 
-def test_catches_values_off_the_pixel_scale():
+def test_catches_values_off_the_pixel_scale() -> None:
     _fails(lambda x: x * 255.0, "value range")
 
 
-def test_catches_a_nondeterministic_augmentation():
+def test_catches_a_nondeterministic_augmentation() -> None:
     calls = itertools.count()
 
     def drifting(x: torch.Tensor) -> torch.Tensor:  # state kept between calls: same seed, other output
@@ -203,7 +203,7 @@ def test_catches_a_nondeterministic_augmentation():
     assert "same seed" in str(err)
 
 
-def test_catches_a_generator_the_audit_cannot_seed():
+def test_catches_a_generator_the_audit_cannot_seed() -> None:
     rng = np.random.default_rng()  # unseeded, private: the audit cannot replay its draws
 
     def private(x: torch.Tensor) -> torch.Tensor:
@@ -212,13 +212,13 @@ def test_catches_a_generator_the_audit_cannot_seed():
     _fails(private, "determinism")
 
 
-def test_hypothesis_finds_the_edge_case_that_breaks_an_augmentation():
+def test_hypothesis_finds_the_edge_case_that_breaks_an_augmentation() -> None:
     def standardize(x: torch.Tensor) -> torch.Tensor:
         return ((x - x.mean()) / x.std()).sigmoid()
 
     @settings(max_examples=200, database=None, deadline=None)
     @given(images())
-    def prop(image):
+    def prop(image) -> None:
         check_contract(standardize, image)
 
     with pytest.raises(AugmentationContractError) as info:
@@ -228,16 +228,16 @@ def test_hypothesis_finds_the_edge_case_that_breaks_an_augmentation():
 
 @pytest.mark.parametrize("image", [torch.rand(2, 3, 8, 8), torch.rand(3, 8, 8) * 255, torch.zeros(3, 8, 8,
                                    dtype=torch.int64), "image.png", Image.new("CMYK", (8, 8))])
-def test_bad_images_are_usage_errors(image):
+def test_bad_images_are_usage_errors(image) -> None:
     with pytest.raises(PsaUsageError):
         check_contract(good_tensor, image)
 
 
-def test_exported_lazily_from_the_package():
+def test_exported_lazily_from_the_package() -> None:
     assert pytest_psa.check_contract is check_contract and "check_contract" in pytest_psa.__all__
 
 
-def test_a_two_line_property_test_in_a_users_repository(pytester):
+def test_a_two_line_property_test_in_a_users_repository(pytester) -> None:
     pytester.makepyfile(test_my_aug="""
         import torch
         from hypothesis import given, settings
@@ -250,7 +250,7 @@ def test_a_two_line_property_test_in_a_users_repository(pytester):
 
 
         @given(images())
-        def test_my_flip_keeps_the_contract(image):
+        def test_my_flip_keeps_the_contract(image) -> None:
             check_contract(my_flip, image)
 
 
@@ -260,7 +260,7 @@ def test_a_two_line_property_test_in_a_users_repository(pytester):
 
         @settings(database=None)
         @given(images())
-        def test_broken_augmentation_is_caught(image):
+        def test_broken_augmentation_is_caught(image) -> None:
             check_contract(brightness_255, image)
     """)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")

@@ -14,7 +14,7 @@ from pytest_psa.train import train
 
 
 @pytest.mark.slow
-def test_smoke_erm_does_not_fit_the_default_synthetic_set():
+def test_smoke_erm_does_not_fit_the_default_synthetic_set() -> None:
     trained = train(None, synthetic("train"), None, preset="smoke", seed=0, test_data=synthetic("test"),
                     progress=False)
     acc = trained.record.test_accuracy
