@@ -118,6 +118,28 @@ def test_second_call_is_a_cache_hit_with_the_same_numbers(result, cache_dir) -> 
 
 
 @pytest.mark.slow
+def test_corruption_numbers_are_each_models_own_kernel_outputs(result, cache_dir) -> None:
+    """The audit generates each corrupted set once for ERM and the augmented model together; its
+    errors must equal those of each model fed its own copies straight from `corrupt` (the
+    per-model path), and its counter must read one set, not two."""
+    from pytest_psa.audits.robustness_evaluation import predict
+    from pytest_psa.data.synthetic import synthetic
+    from pytest_psa.measure.robustness.corruptions import corrupt
+    from pytest_psa.train import ModelCache, resolve_preset
+
+    cache, recipe = ModelCache(cache_dir), resolve_preset("smoke", **TRAIN)
+    models = [cache.get_or_train(None, synthetic("train"), aug, preset=recipe, seed=0,
+                                 test_data=synthetic("test")).model.eval() for aug in (NOISE, None)]
+    data = synthetic("test").subset(500, seed=0)
+    images, ids, labels = data.float_images(), data.indices, data.labels.numpy()
+    for model, samples in zip(models, (result.samples, result.baseline_samples)):
+        errors = np.array([[predict(model, corrupt(images, name, sev, seed=0, indices=ids)) != labels
+                            for sev in result.severities] for name in CORRUPTIONS], np.float64)
+        np.testing.assert_array_equal(samples.corruption, errors)
+    assert result.timing["corruptions_generated_images"] == 500 * len(CORRUPTIONS) * 5
+
+
+@pytest.mark.slow
 def test_assert_budget_passes_fails_and_warns(result) -> None:
     assert result.assert_budget(max_mce=0.9, max_clean_error=0.5, max_adv_error=0.9, max_mfp=0.5) is result
     with pytest.raises(PSAViolation) as info:
