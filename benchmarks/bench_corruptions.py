@@ -1,48 +1,76 @@
-"""All 15 x 5 CIFAR-10-C corruptions on 10,000 images: pytest-psa's batched kernels vs `imagecorruptions`.
+"""pytest-psa's batched corruption kernels against the per-image reference, ``imagecorruptions``.
 
-    python benchmarks/bench_corruptions.py [--n-images 10000] [--ref-images 40] [--threads 2]
-                                           [--repeats 3] [--data auto|cifar10|synthetic] [--only NAME ...]
-                                           [--no-reference] [--fidelity] [--json PATH]
+Two modes:
 
-Data: the real CIFAR-10 test split when $PSA_DATA_ROOT holds it (``--data auto``), else the synthetic
-shapes set. For each corruption, side by side and interleaved (so drift on a shared machine hits both):
+    python benchmarks/bench_corruptions.py --sizes 32,64,224 --threads 1 [--images 32:200,64:64,224:16]
+    python benchmarks/bench_corruptions.py --full --threads 2 [--n-images 10000] [--ref-images 40]
 
-- ours: ``pytest_psa.corrupt`` on all N images, severities 1..5, CIFAR table, ``--threads`` torch
-  threads; one-time setup (zoom operators, Poisson tables, first JPEG call) is included.
-- reference: ``imagecorruptions.corrupt`` (bethgelab, PyPI 1.1.2) image by image on a random
-  ``--ref-images`` subsample, severities 1..5, cv2 and numpy on one thread, extrapolated to N. It is
-  NOT a project dependency: ``.venv/bin/pip install imagecorruptions`` for this script only. It applies
-  ImageNet parameters at every size (its per-image work differs from the CIFAR table's; see
-  docs/corruptions.md), imports ``pkg_resources`` (absent from setuptools-free environments; a
-  five-line shim is installed below) and some of its corruptions fail on numpy 2 / scikit-image 0.26:
-  those are reported with their exception and left out of the ratio.
+common options: [--repeats 3] [--data auto|cifar10|synthetic] [--only NAME ...] [--clock wall|cpu]
+                [--no-reference] [--fidelity] [--json PATH]
 
-Each variant is timed ``--repeats`` times, ours and the reference alternating, and the fastest run of
-each counts (on a shared machine the minimum is the least disturbed measurement).
+Sizes mode (default): for each size, the same images (CIFAR-10 test images, bicubic-upscaled to 64 and
+224 px; the synthetic shapes without ``$PSA_DATA_ROOT``) go through ``pytest_psa.corrupt`` as one batch
+and through the reference image by image, severities 1..5, interleaved ``--repeats`` times (ours, then
+the reference, per corruption: drift on a shared machine hits both); the fastest run of each counts.
+Reported per size and corruption: ms per image for both and the speed ratio reference / ours, then the
+geometric mean of the ratios, and a side-by-side table of the ratios over the sizes. The reference
+always applies its ImageNet parameters; ours applies the table of the image size (CIFAR at 32 px,
+Tiny ImageNet at 64, ImageNet at 224), so only 224 px compares like with like.
 
-Reported: seconds per corruption (sum over 5 severities), the total for all 75 variants, the speed
-ratio reference / ours over the corruptions both ran, and what is missing. ``--fidelity`` also compares
-the deterministic corruptions with imagecorruptions at 224 px, where both use the ImageNet table.
+Full mode: all 15 x 5 CIFAR-10-C variants on ``--n-images`` (10,000) CIFAR-10 test images at 32 px,
+against the reference on a random ``--ref-images`` subsample extrapolated to N (the goal of issue 15:
+<= 30 s on 2 cores and >= 20x the reference).
+
+``--threads``: torch's thread count for ours (``corrupt`` splits a batch over that many pool threads);
+the reference runs one image at a time on one thread (cv2, numba and numpy's BLAS held to one thread).
+Each run prints the load average (``uptime``) before and after: compare ratios, and take final figures
+on an idle machine. ``--clock cpu`` times process CPU time instead of wall time, which is steadier on a
+loaded machine but hides any threads' parallelism (use it with ``--threads 1`` only).
+
+The reference is NOT a project dependency. On numpy 2 / scikit-image 0.26 the maintained fork
+``imagecorruptions-imaug`` (1.1.5; the same ``imagecorruptions`` module, numba for glass_blur) runs all
+19 corruptions; bethgelab's ``imagecorruptions`` 1.1.2 fails glass_blur and fog there and imports
+``pkg_resources`` (a five-line shim is installed below). Install one for this script only:
+``.venv/bin/pip install --no-deps imagecorruptions-imaug scikit-image numba`` (its opencv-python
+requirement is met by opencv-python-headless). A corruption the reference fails on is reported with its
+exception and left out of the ratios. ``--fidelity`` also compares the deterministic corruptions with it
+at 224 px, where both use the ImageNet table.
+
+Run times on the 2-core development machine: sizes mode ~6 min at --repeats 3 (224 px dominates: the
+reference's frost, glass and zoom take 20-100 ms per image there); full mode ~4 min (--repeats 3).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
 import types
 import warnings
 
-import numpy as np
-import torch
+# The reference runs on one thread: set before numpy, cv2 and numba are imported.
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import pytest_psa
-from pytest_psa.measure.robustness.corruptions import BENCHMARK, available_corruptions, corrupt
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import pytest_psa  # noqa: E402
+from pytest_psa.measure.robustness.corruptions import BENCHMARK, available_corruptions, corrupt  # noqa: E402
 
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression")
+DEFAULT_IMAGES = {32: 200, 64: 64, 224: 16}
+CLOCK = time.perf_counter
+
+
+def load_avg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def load_images(kind: str, n: int) -> tuple[torch.Tensor, str]:
@@ -60,8 +88,19 @@ def load_images(kind: str, n: int) -> tuple[torch.Tensor, str]:
     return images, f"synthetic shapes ({len(images)} images; real CIFAR-10 not found)"
 
 
+def upscale(images: torch.Tensor, size: int) -> torch.Tensor:
+    """32 px images to ``size`` px by PIL's bicubic resize on 8-bit levels (photo-like inputs at 224 px)."""
+    if images.shape[-1] == size:
+        return images
+    from PIL import Image
+
+    u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    big = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in u8])
+    return torch.from_numpy(big).permute(0, 3, 1, 2).float().div_(255)
+
+
 def load_reference():
-    """imagecorruptions.corrupt, or None with the reason."""
+    """(imagecorruptions.corrupt, "name version") or (None, the reason)."""
     if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
         # imagecorruptions 1.1.2 only needs resource_filename(package, path) to find its frost images.
         shim = types.ModuleType("pkg_resources")
@@ -76,17 +115,23 @@ def load_reference():
         import cv2
         from imagecorruptions import corrupt as reference
     except ImportError as exc:
-        return None, f"imagecorruptions not importable ({exc}); .venv/bin/pip install imagecorruptions"
+        return None, (f"imagecorruptions not importable ({exc}); .venv/bin/pip install --no-deps "
+                      "imagecorruptions-imaug scikit-image numba")
     cv2.setNumThreads(1)
-    return reference, ""
+    for dist in ("imagecorruptions-imaug", "imagecorruptions"):
+        try:
+            return reference, f"{dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return reference, "imagecorruptions (version unknown)"
 
 
 def time_ours(images: torch.Tensor, name: str) -> list[float]:
     seconds = []
     for severity in range(1, 6):
-        start = time.perf_counter()
+        start = CLOCK()
         corrupt(images, name, severity, seed=0)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(CLOCK() - start)
     return seconds
 
 
@@ -94,7 +139,7 @@ def time_reference(reference, images_u8: np.ndarray, name: str) -> tuple[list[fl
     """Seconds per image for each severity, or None and the error of the first failure."""
     per_image = []
     for severity in range(1, 6):
-        start = time.perf_counter()
+        start = CLOCK()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -102,8 +147,162 @@ def time_reference(reference, images_u8: np.ndarray, name: str) -> tuple[list[fl
                     reference(image, corruption_name=name, severity=severity)
         except Exception as exc:  # noqa: BLE001 - the point is to record how it fails
             return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
-        per_image.append((time.perf_counter() - start) / len(images_u8))
+        per_image.append((CLOCK() - start) / len(images_u8))
     return per_image, ""
+
+
+def side_by_side(reference, images: torch.Tensor, ref_images: torch.Tensor, name: str, repeats: int):
+    """(ours seconds per severity, reference seconds per image per severity or None, error)."""
+    images_u8 = (ref_images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    ours, per_image, error = None, None, ""
+    for severity in range(1, 6):  # one-time setup (operators, tables, caches) out of the timed runs
+        corrupt(images[:2], name, severity)
+    for _ in range(max(1, repeats)):
+        run = time_ours(images, name)
+        ours = run if ours is None else [min(a, b) for a, b in zip(ours, run)]
+        if reference is not None and not error:
+            ref_run, error = time_reference(reference, images_u8, name)
+            if ref_run is not None:
+                per_image = ref_run if per_image is None else [min(a, b) for a, b in zip(per_image, ref_run)]
+    return ours, per_image, error
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def sizes_mode(args, reference, why_not: str) -> dict:
+    counts = dict(DEFAULT_IMAGES)
+    for item in filter(None, (args.images or "").split(",")):
+        size, count = item.split(":")
+        counts[int(size)] = int(count)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    base, description = load_images(args.data, max(counts.get(s, 16) for s in sizes))
+    names = [name for name in BENCHMARK if args.only is None or name in args.only]
+    print(f"data: {description}, upscaled per size; torch threads {torch.get_num_threads()} "
+          f"(ours); reference {why_not or reference_name(reference)}, one image at a time, one thread; "
+          f"clock {args.clock}; fastest of {args.repeats}")
+    print(f"before: {load_avg()}")
+    results: dict[int, list[dict]] = {}
+    for size in sizes:
+        images = upscale(base[: counts.get(size, 16)], size).contiguous()
+        n = len(images)
+        print(f"\n{size} px, {n} images ({'ImageNet' if size == 224 else 'Tiny ImageNet' if size == 64 else 'CIFAR'}"
+              f" table for ours, ImageNet parameters for the reference)")
+        header = f"{'corruption':18s} {'ours ms/img':>11s} {'ref ms/img':>11s} {'ratio':>7s}  note"
+        print(header + "\n" + "-" * len(header))
+        rows = []
+        for name in names:
+            ours, per_image, error = side_by_side(reference, images, images, name, args.repeats)
+            ours_ms = 1000 * sum(ours) / (5 * n)
+            row = {"corruption": name, "ours_ms_per_image": ours_ms}
+            if per_image is not None:
+                row["reference_ms_per_image"] = 1000 * sum(per_image) / 5
+                row["ratio"] = row["reference_ms_per_image"] / ours_ms
+            if error:
+                row["reference_error"] = error
+            rows.append(row)
+            ref_text = f"{row['reference_ms_per_image']:11.3f}" if "ratio" in row else f"{'-':>11s}"
+            ratio = f"{row['ratio']:7.2f}" if "ratio" in row else f"{'-':>7s}"
+            print(f"{name:18s} {ours_ms:11.3f} {ref_text} {ratio}  {('reference fails: ' + error) if error else ''}",
+                  flush=True)
+        ratios = [r["ratio"] for r in rows if "ratio" in r]
+        below = [r["corruption"] for r in rows if "ratio" in r and r["ratio"] < 1]
+        print(f"geometric mean {geometric_mean(ratios):.2f}x over {len(ratios)} corruptions; "
+              f"below 1x: {', '.join(below) or 'none'}")
+        results[size] = rows
+    print(f"\nratio reference / ours (threads {torch.get_num_threads()}):")
+    print(f"{'corruption':18s} " + " ".join(f"{str(s) + ' px':>8s}" for s in sizes))
+    for i, name in enumerate(names):
+        cells = [results[s][i].get("ratio") for s in sizes]
+        print(f"{name:18s} " + " ".join(f"{c:8.2f}" if c else f"{'-':>8s}" for c in cells))
+    print(f"{'geometric mean':18s} " + " ".join(
+        f"{geometric_mean([r['ratio'] for r in results[s] if 'ratio' in r]):8.2f}" for s in sizes))
+    print(f"after: {load_avg()}")
+    return {"mode": "sizes", "data": description, "threads": torch.get_num_threads(), "clock": args.clock,
+            "reference": why_not or reference_name(reference), "results": {str(k): v for k, v in results.items()}}
+
+
+def reference_name(reference) -> str:
+    return REFERENCE_NAME if reference is not None else "none"
+
+
+REFERENCE_NAME = ""
+
+
+def full_mode(args, reference, why_not: str) -> dict:
+    images, description = load_images(args.data, args.n_images)
+    n = len(images)
+    names = [name for name in BENCHMARK if args.only is None or name in args.only]
+    have = set(available_corruptions())
+    missing = [name for name in names if name not in have]
+    pick = np.random.default_rng(0).choice(n, size=min(args.ref_images, n), replace=False)
+
+    print(f"data: {description}; torch threads {torch.get_num_threads()}; reference "
+          f"{why_not or reference_name(reference)} on a subsample of {len(pick)}, extrapolated; clock {args.clock}")
+    print(f"before: {load_avg()}")
+    if missing:
+        print(f"missing kernels (not benchmarked): {', '.join(missing)}")
+    header = f"{'corruption':18s} {'ours s':>8s} {'ours ms/img':>11s} {'ref s (extrap.)':>15s} {'ratio':>7s}  note"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name in names:
+        if name in missing:
+            rows.append({"corruption": name, "missing": True})
+            print(f"{name:18s} {'-':>8s} {'-':>11s} {'-':>15s} {'-':>7s}  no kernel yet")
+            continue
+        ours, per_image, error = side_by_side(reference, images, images[pick], name, args.repeats)
+        row = {"corruption": name, "ours_s": ours, "ours_total_s": sum(ours)}
+        note = ""
+        if error:
+            row["reference_error"] = error
+            note = f"reference fails: {error}"
+        elif per_image is not None:
+            row["reference_s_per_image"] = per_image
+            row["reference_total_s"] = sum(per_image) * n
+        rows.append(row)
+        ref_total = row.get("reference_total_s")
+        ratio = f"{ref_total / row['ours_total_s']:7.1f}" if ref_total else f"{'-':>7s}"
+        ref_text = f"{ref_total:15.1f}" if ref_total else f"{'-':>15s}"
+        per_image_ms = 1000 * row["ours_total_s"] / (5 * n)
+        print(f"{name:18s} {row['ours_total_s']:8.2f} {per_image_ms:11.3f} {ref_text} {ratio}  {note}", flush=True)
+
+    done = [r for r in rows if not r.get("missing")]
+    both = [r for r in done if r.get("reference_total_s")]
+    ours_total = sum(r["ours_total_s"] for r in done)
+    summary = {
+        "mode": "full",
+        "data": description,
+        "n_images": n,
+        "threads": torch.get_num_threads(),
+        "clock": args.clock,
+        "repeats": args.repeats,
+        "reference": why_not or reference_name(reference),
+        "reference_images": int(len(pick)),
+        "variants_timed": 5 * len(done),
+        "ours_total_s": ours_total,
+        "missing": missing,
+        "reference_failures": {r["corruption"]: r["reference_error"] for r in done if "reference_error" in r},
+        "rows": rows,
+    }
+    if both:
+        ours_both = sum(r["ours_total_s"] for r in both)
+        ref_both = sum(r["reference_total_s"] for r in both)
+        summary.update(ours_on_common_s=ours_both, reference_on_common_s=ref_both, ratio=ref_both / ours_both)
+    print("-" * len(header))
+    print(f"ours: {5 * len(done)} variants on {n} images in {ours_total:.1f} s on {torch.get_num_threads()} "
+          f"thread(s) (goal <= 30 s for all 75 on 2 cores)")
+    if both:
+        print(
+            f"on the {len(both)} corruptions both ran: ours {summary['ours_on_common_s']:.1f} s, reference "
+            f"{summary['reference_on_common_s']:.0f} s extrapolated from {len(pick)} images, ratio "
+            f"{summary['ratio']:.1f}x (goal >= 20x)"
+        )
+    for name, error in summary["reference_failures"].items():
+        print(f"reference {name}: {error}")
+    print(f"after: {load_avg()}")
+    return summary
 
 
 def fidelity_224(reference) -> list[dict]:
@@ -133,11 +332,16 @@ def fidelity_224(reference) -> list[dict]:
 
 
 def main() -> None:
+    global CLOCK, REFERENCE_NAME
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="32,64,224", help="sizes mode: comma-separated image sizes")
+    parser.add_argument("--images", default=None, help="images per size, e.g. 32:200,64:64,224:16")
+    parser.add_argument("--full", action="store_true", help="all 75 variants on --n-images at 32 px")
     parser.add_argument("--n-images", type=int, default=10_000)
     parser.add_argument("--ref-images", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--data", choices=["auto", "cifar10", "synthetic"], default="auto")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--no-reference", action="store_true")
@@ -145,90 +349,21 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
-    images, description = load_images(args.data, args.n_images)
-    n = len(images)
-    names = [name for name in BENCHMARK if args.only is None or name in args.only]
-    have = set(available_corruptions())
-    missing = [name for name in names if name not in have]
-    reference, why_not = (None, "--no-reference") if args.no_reference else load_reference()
-    pick = np.random.default_rng(0).choice(n, size=min(args.ref_images, n), replace=False)
-    images_u8 = (images[pick] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-    print(f"data: {description}; torch threads {torch.get_num_threads()}; reference subsample {len(pick)}")
-    if missing:
-        print(f"missing kernels (not benchmarked): {', '.join(missing)}")
-    if reference is None:
-        print(f"reference: skipped ({why_not})")
-    header = f"{'corruption':18s} {'ours s':>8s} {'ours ms/img':>11s} {'ref s (extrap.)':>15s} {'ratio':>7s}  note"
-    print(header)
-    print("-" * len(header))
-    rows = []
-    for name in names:
-        if name in missing:
-            rows.append({"corruption": name, "missing": True})
-            print(f"{name:18s} {'-':>8s} {'-':>11s} {'-':>15s} {'-':>7s}  no kernel yet")
-            continue
-        ours, per_image, error = None, None, ""
-        for _ in range(max(1, args.repeats)):
-            run = time_ours(images, name)
-            ours = run if ours is None else [min(a, b) for a, b in zip(ours, run)]
-            if reference is not None and not error:
-                ref_run, error = time_reference(reference, images_u8, name)
-                if ref_run is not None:
-                    per_image = ref_run if per_image is None else [min(a, b) for a, b in zip(per_image, ref_run)]
-        row = {"corruption": name, "ours_s": ours, "ours_total_s": sum(ours)}
-        note = ""
-        if error:
-            row["reference_error"] = error
-            note = f"reference fails: {error}"
-        elif per_image is not None:
-            row["reference_s_per_image"] = per_image
-            row["reference_total_s"] = sum(per_image) * n
-        rows.append(row)
-        ref_total = row.get("reference_total_s")
-        ratio = f"{ref_total / row['ours_total_s']:7.1f}" if ref_total else f"{'-':>7s}"
-        ref_text = f"{ref_total:15.1f}" if ref_total else f"{'-':>15s}"
-        per_image_ms = 1000 * row["ours_total_s"] / (5 * n)
-        print(f"{name:18s} {row['ours_total_s']:8.2f} {per_image_ms:11.3f} {ref_text} {ratio}  {note}")
-
-    done = [r for r in rows if not r.get("missing")]
-    both = [r for r in done if r.get("reference_total_s")]
-    ours_total = sum(r["ours_total_s"] for r in done)
-    summary = {
-        "data": description,
-        "n_images": n,
-        "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "reference_images": int(len(pick)),
-        "variants_timed": 5 * len(done),
-        "ours_total_s": ours_total,
-        "missing": missing,
-        "reference_failures": {r["corruption"]: r["reference_error"] for r in done if "reference_error" in r},
-    }
-    if both:
-        ours_both = sum(r["ours_total_s"] for r in both)
-        ref_both = sum(r["reference_total_s"] for r in both)
-        summary.update(ours_on_common_s=ours_both, reference_on_common_s=ref_both, ratio=ref_both / ours_both)
-    print("-" * len(header))
-    print(f"ours: {5 * len(done)} variants on {n} images in {ours_total:.1f} s (goal <= 30 s for all 75 on 2 cores)")
-    if both:
-        print(
-            f"on the {len(both)} corruptions both ran: ours {summary['ours_on_common_s']:.1f} s, imagecorruptions "
-            f"{summary['reference_on_common_s']:.0f} s extrapolated from {len(pick)} images, ratio "
-            f"{summary['ratio']:.1f}x (goal >= 20x)"
-        )
-    for name, error in summary["reference_failures"].items():
-        print(f"imagecorruptions {name}: {error}")
+    reference, why_not = (None, "skipped (--no-reference)") if args.no_reference else load_reference()
+    if reference is not None:
+        REFERENCE_NAME, why_not = why_not, ""
+    summary = full_mode(args, reference, why_not) if args.full else sizes_mode(args, reference, why_not)
     if args.fidelity and reference is not None:
         summary["fidelity_224"] = fidelity_224(reference)
-        print("\nfidelity vs imagecorruptions at 224 px (levels of 1/255; its output is np.uint8-truncated):")
+        print("\nfidelity vs the reference at 224 px (levels of 1/255; its output is np.uint8-truncated):")
         for r in summary["fidelity_224"]:
             print(f"  {r['corruption']:17s} {r['severity']}  float max {r['float_max_levels']:.3f}  "
                   f"compat max {r['compat_max_levels']:.0f} ({100 * r['compat_fraction_differing']:.2f} % differ)")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"summary": summary, "rows": rows}, handle, indent=1)
+            json.dump(summary, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -157,13 +157,18 @@ def _run_on_threads(fill: Callable[[tuple[int, int]], None], units: list[tuple[i
     Per-image parallelism beats intra-op threads on corruptions: their ops are small (32 px images,
     per-image FFTs and libjpeg calls), and torch ops, PIL's codec and the FFTs release the GIL.
     """
+    import warnings
     from concurrent.futures import ThreadPoolExecutor
 
     from pytest_psa._threads import single_thread
 
-    with single_thread(), ThreadPoolExecutor(max_workers=min(threads, len(units))) as pool:
-        for done in pool.map(fill, units):  # re-raises a worker's exception here
-            del done
+    # warnings.catch_warnings is process-wide, so the JPEG kernel's own filter for torchvision's codec
+    # deprecation races between workers: set it once here, on the calling thread.
+    with warnings.catch_warnings(), single_thread():
+        warnings.filterwarnings("ignore", message=".*TorchVision are deprecated", category=DeprecationWarning)
+        with ThreadPoolExecutor(max_workers=min(threads, len(units))) as pool:
+            for done in pool.map(fill, units):  # re-raises a worker's exception here
+                del done
 
 
 def _truncate_to_uint8_levels(x: torch.Tensor) -> torch.Tensor:

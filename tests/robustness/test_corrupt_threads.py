@@ -1,0 +1,171 @@
+"""Speed paths of the corruption kernels give the same values as the plain ones (issue 15).
+
+- ``corrupt`` splits a CPU batch over ``torch.get_num_threads()`` pool threads: bit-identical to one
+  thread, for every corruption and both output modes.
+- defocus_blur's FFT path (large disks), pixelate's gather path (large images) and JPEG's per-image PIL
+  path agree with the exact sums / the batched paths / PIL itself.
+- the plasma fractal on compact lattices is the reference's strided recursion, bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pytest_psa
+from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    return pytest_psa.load_data("synthetic", split="test").float_images()[:96]
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _one_thread(fn):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", available_corruptions(include_validation=True))
+def test_the_thread_pool_gives_the_single_thread_bits(batch, two_threads, name):
+    from pytest_psa.measure.robustness.corruptions import _work_units
+
+    assert len(_work_units(batch, True, 2)) == 2  # the batch really is split across the pool
+    for severity in (1, 5):
+        pooled = corrupt(batch, name, severity, seed=3)
+        single = _one_thread(lambda: corrupt(batch, name, severity, seed=3))
+        assert torch.equal(pooled, single), (name, severity)
+    compat = corrupt(batch, name, 3, compat="hendrycks")
+    assert torch.equal(compat, _one_thread(lambda: corrupt(batch, name, 3, compat="hendrycks"))), name
+
+
+def test_a_worker_error_reaches_the_caller(batch, two_threads, monkeypatch):
+    import dataclasses
+
+    from pytest_psa.measure.robustness import corruptions
+
+    def broken(x, params, rng):
+        raise RuntimeError("kernel failed")
+
+    record = dataclasses.replace(corruptions.get_corruption("contrast"), kernel=broken)
+    monkeypatch.setattr(corruptions, "get_corruption", lambda name: record)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        corrupt(batch, "contrast", 2)
+
+
+def _exact_correlation(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """float64 reflect-101 correlation as a plain sum of shifted images."""
+    from pytest_psa.measure.robustness.corruptions.blur import reflect101_index
+
+    side = kernel.shape[0]
+    pad = side // 2
+    n, c, h, w = x.shape
+    padded = x.double().index_select(2, reflect101_index(h, pad)).index_select(3, reflect101_index(w, pad))
+    out = torch.zeros(n, c, h, w, dtype=torch.float64)
+    for a in range(side):
+        for b in range(side):
+            out += kernel[a, b] * padded[:, :, a : a + h, b : b + w]
+    return out.clamp(0, 1)
+
+
+@pytest.mark.parametrize("radius_alias", [(3.0, 0.1), (6.0, 0.5), (10.0, 0.5)])
+def test_the_defocus_fft_path_equals_the_exact_correlation(radius_alias):
+    from pytest_psa.measure.robustness.corruptions.blur import FFT_MIN_SIDE, defocus_blur, defocus_kernel
+
+    kernel = defocus_kernel(*radius_alias)
+    assert kernel.shape[0] >= FFT_MIN_SIDE  # these take the FFT path
+    x = torch.rand(3, 3, 70, 90, generator=torch.Generator().manual_seed(0))
+    exact = _exact_correlation(x, kernel)
+    assert (defocus_blur(x, radius_alias, None).double() - exact).abs().max() < 2e-6
+    assert (defocus_blur(x.double(), radius_alias, None) - exact).abs().max() < 1e-12
+    alone = defocus_blur(x[1:2], radius_alias, None)
+    assert torch.equal(alone[0], defocus_blur(x, radius_alias, None)[1])  # one transform per image
+
+
+@pytest.mark.parametrize("size", [64, 100, 224, 230])
+@pytest.mark.parametrize("fraction", [0.95, 0.6, 0.5, 0.4, 0.3, 0.25])
+def test_pixelate_paths_agree_with_pil(size, fraction):
+    from pytest_psa.measure.robustness.corruptions.digital import _pixelate
+
+    rng = np.random.default_rng(size)
+    img = rng.integers(0, 256, (2, size, size + 6, 3), dtype=np.uint8)
+    small = (int(size * fraction), int((size + 6) * fraction))
+    ref = np.stack([
+        np.asarray(Image.fromarray(im).resize(small[::-1], Image.BOX).resize((size + 6, size), Image.BOX)) for im in img
+    ])
+    x = torch.from_numpy(img).permute(0, 3, 1, 2).float() / 255
+    compat = _pixelate(torch.round(x * 255), fraction, rounding=True).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(compat, ref)  # PIL's four 8-bit passes, bit for bit
+    floats = _pixelate(x, fraction, rounding=False).permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(floats - ref).max() <= 1.0 + 1e-4  # PIL rounds after each pass, floats do not
+
+
+def test_jpeg_per_image_path_gives_pil_pixels():
+    from pytest_psa.measure.robustness.corruptions.digital import PIL_JPEG_MIN_PIXELS, _jpeg_pil_float
+
+    size = 112
+    assert size * size >= PIL_JPEG_MIN_PIXELS
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.from_numpy(img).permute(0, 3, 1, 2).to(dtype) / 255
+        ours = _jpeg_pil_float(x, 18)
+        for i, im in enumerate(img):
+            buffer = io.BytesIO()
+            Image.fromarray(im).save(buffer, "JPEG", quality=18)
+            ref = torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1).to(dtype) / 255.0
+            assert torch.equal(ours[i], ref), (dtype, i)
+
+
+def _strided_plasma(rng, mapsize: int, decay: float, stream: int) -> torch.Tensor:
+    """The reference's recursion on strided views of the full map (the previous implementation)."""
+    n = rng.n
+    grid = torch.zeros((n, mapsize, mapsize), dtype=torch.float64)
+    step, wibble, level = mapsize, 100.0, 0
+
+    def wibbled_mean(total, sub):
+        noise = rng.uniform(tuple(total.shape[1:]), stream=stream + 3 * level + sub).double()
+        return total / 4 + wibble * (noise * (2 * wibble) - wibble)
+
+    while step >= 2:
+        half = step // 2
+        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
+        squares = corners + torch.roll(corners, shifts=-1, dims=1)
+        squares = squares + torch.roll(squares, shifts=-1, dims=2)
+        grid[:, half:mapsize:step, half:mapsize:step] = wibbled_mean(squares, 0)
+        centres = grid[:, half:mapsize:step, half:mapsize:step]
+        corners = grid[:, 0:mapsize:step, 0:mapsize:step]
+        left = centres + torch.roll(centres, shifts=1, dims=1) + corners + torch.roll(corners, shifts=-1, dims=2)
+        grid[:, 0:mapsize:step, half:mapsize:step] = wibbled_mean(left, 1)
+        top = centres + torch.roll(centres, shifts=1, dims=2) + corners + torch.roll(corners, shifts=-1, dims=1)
+        grid[:, half:mapsize:step, 0:mapsize:step] = wibbled_mean(top, 2)
+        step //= 2
+        wibble /= decay
+        level += 1
+    grid = grid - grid.amin(dim=(1, 2), keepdim=True)
+    return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+
+
+@pytest.mark.parametrize("mapsize", [2, 4, 32, 256])
+def test_the_compact_plasma_is_the_strided_recursion_bit_for_bit(mapsize):
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+    from pytest_psa.measure.robustness.corruptions.weather_maps import plasma_fractal
+
+    rng = CounterRNG(3, torch.arange(5), "fog", 2)
+    assert torch.equal(plasma_fractal(rng, mapsize, 1.7, stream=5), _strided_plasma(rng, mapsize, 1.7, 5))
