@@ -5,6 +5,7 @@ records, and ``--psa-markdown``."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,17 @@ def test_the_builtin_distance_names_are_what_the_registry_registers() -> None:
             "print(sorted(DISTANCE_NAMES) == available_distances())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.slow
+def test_under_xdist_the_header_and_the_stage_times_reach_the_controller(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(DENSITY_TEST)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--psa-seed=random")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    summary = out.split("[100%]", 1)[1]  # what the controller printed after the tests ran
+    assert re.search(r"^psa: seed=\d+ \(random\), device=auto", summary, re.M), summary  # once, in the summary
+    assert out.count("psa: seed=") == 1
+    line = next(line for line in summary.splitlines() if line.split()[:1] == ["mine"])
+    assert line.split()[2:] == ["2", "1"], line  # the worker's stages came back with its records
