@@ -299,6 +299,12 @@ def _optimizer(net: nn.Module, p: Preset, name: str) -> torch.optim.Optimizer:
 
 def _scheduler(opt: torch.optim.Optimizer, p: Preset, total: int) -> Any:
     if p.schedule == "onecycle":
+        if p.warmup_frac * total == 1:  # torch's OneCycleLR divides by zero on a warm-up of exactly one step
+            raise PsaUsageError(
+                f"{total} optimization steps give the one-cycle schedule a warm-up of exactly one step "
+                f"({p.warmup_frac:g} of the steps), which torch's OneCycleLR cannot run",
+                observed=f"n_train / batch_size x epochs = {total} steps",
+                fix="train on more images or for more epochs, use a smaller batch_size, or schedule='cosine'")
         # the measured recipe: linear warm-up over 25 % to lr, then linear decay to lr / 1000
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=p.lr, total_steps=total, pct_start=p.warmup_frac, anneal_strategy="linear",

@@ -56,3 +56,12 @@ def test_the_report_shows_the_error_and_no_worker_traceback(pytester: pytest.Pyt
     for worker_trace in ("Original Traceback", "DataLoader worker process", "_worker_loop", "RuntimeError"):
         assert worker_trace not in out
     assert "pytest_psa/" not in out  # no library frame: the user's line and the message
+
+
+def test_too_few_steps_for_the_one_cycle_schedule_is_a_usage_error() -> None:
+    from pytest_psa.errors import PsaUsageError
+
+    # 200 images / 50 per batch x 1 epoch = 4 steps: a warm-up of 0.25 x 4 = 1 step (torch divides by zero)
+    with pytest.raises(PsaUsageError, match="4 optimization steps give the one-cycle schedule a warm-up of exactly one step"):
+        train(None, synthetic("train", n=200), None, epochs=1, n_train=200, batch_size=50, workers=0,
+              train_eval_n=0, progress=False)
