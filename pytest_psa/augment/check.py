@@ -19,6 +19,7 @@ from pytest_psa.augment.adapters import (
     pil_augmentation,
     tensor_augmentation,
 )
+from pytest_psa.augment.seeding import determinism_fix
 from pytest_psa.errors import AugmentationContractError, PsaUsageError
 
 _LIBRARIES = ("torchvision.transforms", "albumentations", "kornia")
@@ -29,7 +30,9 @@ def check_contract(aug: Any, image: Any, *, seed: int = 0) -> torch.Tensor:
 
     Raises `AugmentationContractError` naming the property and the fix when the output breaks the
     image contract (type, shape, channels, dtype, finiteness, value range; docs/augmentations.md)
-    or when two draws with the same seed differ (determinism: the audit replays draws by seed).
+    or when two draws with the same seed differ (determinism: the audit replays draws by seed), first
+    through `Augmentation.check_determinism` (the audit's self-check on its probe images), then on
+    `image` itself.
 
     aug: anything `as_augmentation` takes. A plain callable is wrapped for the form of `image`:
       a PIL image -> `pil_augmentation`, an HWC numpy array -> `numpy_augmentation` (its dtype),
@@ -40,16 +43,15 @@ def check_contract(aug: Any, image: Any, *, seed: int = 0) -> torch.Tensor:
     __tracebackhide__ = True
     x, form = _canonical(image)
     wrapped = _wrap(aug, form)
-    first = wrapped.apply(x[None], [seed])[0]
+    wrapped.check_determinism(tuple(x.shape))  # the audit's own self-check, on its probe images
+    first = wrapped.apply(x[None], [seed])[0]  # then the drawn image itself, edge cases included
     second = wrapped.apply(x[None], [seed])[0]
     if not torch.equal(first, second):
         diff = (first - second).abs()
         raise AugmentationContractError(
             "two draws with the same seed differ", property="determinism",
             observed=f"max |difference| {float(diff.max()):.4g} over {int((diff > 0).sum())} values",
-            fix="draw randomness only from torch's, numpy's or Python's global generators (the audit seeds "
-                "them per draw) or from a generator seeded from them; keep no state between calls "
-                "(counters, caches, time, os.urandom)",
+            fix=determinism_fix(wrapped.fn),
             augmentation=wrapped.name,
         )
     return first
