@@ -5,7 +5,16 @@ code bisects with fresh Monte Carlo draws at every step, so its comparisons foll
 draws z are fixed once (common random numbers; antithetic pairs z, -z) and u_sigma = std(sigma) z,
 which makes the estimated D a smooth deterministic function of sigma. Near a minimum D grows like
 sigma^2, so log D is close to linear in log sigma: a secant step in log-log space brackets the
-crossing in a step or two and Brent's method (scipy.optimize.brentq) then needs only a few more.
+crossing in a step or two, and secant steps inside the bracket (Illinois rule) find it.
+
+Precision: the search stops as soon as an evaluated sigma is within `rtol` of the crossing sigma*
+of the fixed-draw curve in log sigma, judged by its residual: |log(D(sigma)/target)| / slope <=
+rtol, with the slope the secant's d log D / d log sigma (exact for a power law D = c sigma^p). Each
+evaluation costs n_samples forward passes, so stopping on the residual saves the evaluations
+Brent's method (`solver="brent"`, scipy.optimize.brentq with xtol = rtol, the search before issue
+15) spends shrinking its bracket around a point that already meets the tolerance. The two agree
+within 2 rtol in log sigma (each is within rtol of sigma*; tests/flatness/test_flatness_speed.py).
+The clean loss L(w) is computed once per model (`Problem.loss0`) and shared by every sigma.
 
 The standard error of sigma comes from the delta method: the spread of the per-pair increases at
 the root, divided by the local slope of D.
@@ -37,6 +46,7 @@ TARGET_CONVENTIONS: dict[str, str] = {
     "loss": "loss increase (LPF-SGD repository, Bisla et al.)",
     "accuracy": "0-1 error increase (Jiang et al. 2020)",
 }
+SOLVERS = ("secant", "brent")  # "brent": the reference (scipy's brentq on the same curve)
 LOG_SIGMA_RANGE = (math.log(1e-9), math.log(1e3))
 _MAX_BRACKET_STEPS = 30
 _BIG = 1e12  # stands in for an infinite / NaN increase
@@ -68,12 +78,20 @@ class _Curve:
         return float(self.pairs(t).mean())
 
 
-def _bracket(curve: _Curve, t0: float, target: float, slope0: float) -> tuple[float, float] | None:
-    """Evaluate until some t_lo < t_hi have D(t_lo) < target <= D(t_hi); None if the range ends."""
+def _close_enough(d: float, target: float, slope: float, rtol: float | None) -> bool:
+    """Whether a point with increase `d` lies within `rtol` (in log sigma) of the crossing, by its residual."""
+    return rtol is not None and 0 < d < _BIG and abs(math.log(d / target)) <= rtol * slope
+
+
+def _bracket(curve: _Curve, t0: float, target: float, slope0: float,
+             rtol: float | None = None) -> tuple[float, float] | None:
+    """Evaluate until some t_lo < t_hi have D(t_lo) < target <= D(t_hi); None if the range ends.
+    With `rtol`, a point already within it of the crossing (`_close_enough`) ends the search as (t, t)."""
     lo_lim, hi_lim = LOG_SIGMA_RANGE
     t = min(max(t0, lo_lim), hi_lim)
     for _ in range(_MAX_BRACKET_STEPS):
-        curve.mean(t)
+        if _close_enough(curve.mean(t), target, _slope_at(curve, t, slope0), rtol):
+            return t, t
         pts = sorted((s, curve.mean(s)) for s in curve.points)
         above = [s for s, d in pts if d >= target]
         if above:
@@ -93,7 +111,10 @@ def _bracket(curve: _Curve, t0: float, target: float, slope0: float) -> tuple[fl
         if d_ref <= 0:
             step = math.log(10.0)  # nothing measurable yet: up a decade
         else:
-            aim = 1.25 * target if d_ref < target else 0.8 * target  # overshoot a little to bracket
+            if rtol is not None:  # aim at the crossing itself: a hit within rtol ends the search
+                aim = target
+            else:  # the reference overshoots a little to bracket
+                aim = 1.25 * target if d_ref < target else 0.8 * target
             step = math.log(aim / min(d_ref, _BIG)) / slope
             step = math.copysign(min(max(abs(step), math.log(1.05)), math.log(100.0)), step)
         t_new = min(max(ref + step, lo_lim), hi_lim)
@@ -101,6 +122,42 @@ def _bracket(curve: _Curve, t0: float, target: float, slope0: float) -> tuple[fl
             return None  # hit the edge of the searched range
         t = t_new
     return None
+
+
+def _secant(curve: _Curve, bracket: tuple[float, float], target: float, rtol: float, slope0: float) -> float:
+    """The crossing in `bracket` by secant steps on h = log(D / target) against log sigma (the Illinois
+    rule halves a stale end's h so the bracket shrinks from both sides); stops at the first point
+    that is `_close_enough`, or when the bracket is narrower than 2 rtol (then its secant root)."""
+    def h(t: float) -> float:
+        return math.log(min(max(curve.mean(t), target * 1e-12), _BIG) / target)
+
+    a, b = bracket
+    if a == b:
+        return a
+    ha, hb = h(a), h(b)  # ha < 0 <= hb
+    fa, fb = ha, hb  # the values the interpolation uses (Illinois-scaled)
+    side = 0
+    for _ in range(100):
+        slope = min(max((hb - ha) / (b - a), 0.5), 4.0)  # the true secant slope, as in `_bracket`
+        for t, ht in ((a, ha), (b, hb)):
+            if abs(ht) <= rtol * slope:
+                return t
+        t = a - fa * (b - a) / (fb - fa)
+        if b - a <= 2 * rtol:
+            return t
+        t = min(max(t, a + 1e-3 * (b - a)), b - 1e-3 * (b - a))  # strictly inside: the bracket shrinks
+        ht = h(t)
+        if ht < 0:
+            a, ha, fa = t, ht, ht
+            if side == -1:
+                fb /= 2
+            side = -1
+        else:
+            b, hb, fb = t, ht, ht
+            if side == 1:
+                fa /= 2
+            side = 1
+    return a - fa * (b - a) / (fb - fa)
 
 
 def _slope_at(curve: _Curve, t_root: float, default: float) -> float:
@@ -129,11 +186,15 @@ def pac_bayes(
     sigma0: float | None = None,
     rtol: float = 1e-3,
     setup: Setup,
+    solver: str = "secant",
 ) -> PacBayesResult:
-    """Find sigma' (and 1/sigma'^2) for the isotropic or the magnitude-aware noise."""
+    """Find sigma' (and 1/sigma'^2) for the isotropic or the magnitude-aware noise, within `rtol` in log
+    sigma of the fixed-draw curve's crossing. `solver` "brent" is the search before issue 15 (the reference)."""
     t_start = time.perf_counter()
     if target_type not in TARGET_TYPES:
         raise PsaUsageError(f"pac_bayes: unknown target_type {target_type!r}", fix=f"use one of {TARGET_TYPES}")
+    if solver not in SOLVERS:
+        raise PsaUsageError(f"pac_bayes: unknown solver {solver!r}", fix=f"use one of {SOLVERS}")
     if target_type == "accuracy" and problem.accuracy0 is None:
         raise PsaUsageError(
             "pac_bayes: target_type='accuracy' needs a classifier's output",
@@ -154,7 +215,7 @@ def pac_bayes(
     slope0 = 2.0 if target_type == "loss" else 1.0  # quadratic loss rise; linear accuracy drop
     if sigma0 is None:
         sigma0 = 0.01 if not magnitude and scale is None else 0.05
-    bracket = _bracket(curve, math.log(sigma0), target, slope0)
+    bracket = _bracket(curve, math.log(sigma0), target, slope0, rtol if solver == "secant" else None)
     if bracket is None:
         pts = sorted(curve.points)
         t_root = pts[0] if curve.mean(pts[0]) >= target else pts[-1]
@@ -164,6 +225,8 @@ def pac_bayes(
             f"crosses the target {target} ({target_type}); sigma is reported at the edge as a bound",
             PsaWarning, stacklevel=3,
         )
+    elif solver == "secant":
+        t_root, bracketed = _secant(curve, bracket, target, rtol, slope0), True
     else:
         h = lambda t: math.log(max(curve.mean(t), target * 1e-12) / target)  # noqa: E731
         t_root = float(brentq(h, bracket[0], bracket[1], xtol=rtol, rtol=1e-12, maxiter=100))
