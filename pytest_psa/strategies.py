@@ -109,7 +109,7 @@ def render(kind: str, height: int, width: int, channels: int, seed: int = 0) -> 
         levels = rng.integers(0, 2, c).astype(np.float64)
         if c == 3 and levels.min() == levels.max():
             levels[int(rng.integers(0, 3))] = 1.0 - levels[0]
-        return np.broadcast_to(levels, (h, w, c)).copy()
+        return np.array(np.broadcast_to(levels, (h, w, c)))
     if kind == "checkerboard":
         cell = int(rng.integers(1, max(2, min(h, w) // 2) + 1))
         yy, xx = np.indices((h, w))
@@ -124,7 +124,7 @@ def render(kind: str, height: int, width: int, channels: int, seed: int = 0) -> 
     if kind == "gradient":
         yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
         a, b = rng.uniform(-1, 1, (2, c))
-        return np.clip(0.5 + a * (xx[..., None] - 0.5) + b * (yy[..., None] - 0.5), 0.0, 1.0)
+        return np.asarray(np.clip(0.5 + a * (xx[..., None] - 0.5) + b * (yy[..., None] - 0.5), 0.0, 1.0))
     if kind == "blocks":
         n = int(rng.integers(1, 5))
         small = rng.random((n, n, c))
