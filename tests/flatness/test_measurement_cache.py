@@ -24,20 +24,20 @@ from pytest_psa.audits.evaluation_cache import EvaluationStore
 from pytest_psa.audits.measurement_cache import KIND, measure_cached
 from pytest_psa.data.synthetic import synthetic
 from pytest_psa.measure.flatness.measure import COMMON_OPTIONS, DEFAULTS, METRIC_OPTIONS, METRICS, measure_flatness
-from pytest_psa.train.models import build_model
+from pytest_psa.train.models import SmallCNN
 
-FAST = {"n_samples": 4, "ascent_steps": 2, "restarts": 1, "chunk_size": 64}
+FAST = {"n_samples": 2, "ascent_steps": 2, "restarts": 1, "chunk_size": 48}
 TRIO = ("pac_bayes", "lpf", "eps_sharpness")
 
 
 @pytest.fixture(scope="module")
-def data():  # 64 real synthetic images: an ImageData with a content fingerprint
-    return synthetic("train", 64, seed=3)
+def data():  # 48 real synthetic images: an ImageData with a content fingerprint
+    return synthetic("train", 48, seed=3)
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model("small_cnn", 10, 3).eval()
+    return SmallCNN(10, 3, widths=(8, 16, 16, 32)).eval()  # narrow: the cache, not the model, is under test
 
 
 def _values(report) -> dict:
@@ -83,7 +83,7 @@ def test_a_warm_measurement_computes_nothing_and_returns_the_same_values(tmp_pat
     ({"options": {"lpf_sigma": 0.02}}, {"lpf"}),
     ({"options": {"target": 0.05}}, {"pac_bayes"}),
     ({"options": {"eps": 1e-3}}, {"eps_sharpness"}),
-    ({"options": {"n_samples": 6}}, {"pac_bayes", "lpf"}),
+    ({"options": {"n_samples": 4}}, {"pac_bayes", "lpf"}),
     ({"options": {"max_images": 32}}, set(TRIO)),
     ({"options": {"power_iters": 7}}, set()),  # a Hessian setting does not touch these three
     ({"weights": True}, set(TRIO)),
