@@ -1,29 +1,27 @@
 """The robustness audit's corruption evaluation against the parts it is made of (issue 15).
 
-    python benchmarks/bench_audit_path.py [--n-images 2000] [--data both|synthetic|cifar10]
+    python benchmarks/bench_audit_path.py [--n-images 2000] [--data auto|both|synthetic|cifar10]
                                           [--old PATH] [--json PATH]
 
-For each data set (synthetic, and the CIFAR-10 test split when $PSA_DATA_ROOT holds it), on the
-same N images and two smoke-preset models (the audit's CNN; inference time does not depend on
-the weights, so they are freshly initialized), one corruption at a time, interleaved so drift on a
-shared machine hits every column alike:
+On N images (the CIFAR-10 test split when $PSA_DATA_ROOT holds it, else the synthetic set;
+``--data both`` runs both) and two smoke-preset models (the audit's CNN; inference time does not
+depend on the weights, so they are freshly initialized), in this order:
 
-- (a) kernels: ``corrupt`` on the N images, severities 1..5, timed at one intra-op thread and at
-  the default thread count; the faster of the two counts (the kernels at their best);
-- (b) inference: both models' arg-max on N images five times (one per severity; the images are
-  the clean ones: the cost does not depend on the pixels), through the audit's `predict`, and
-  plain at the default thread count; the faster counts;
-- (c) the audit's path: `evaluate_corruptions` for the two models on that corruption, a fresh
-  evaluation store (nothing cached), as `pytest_psa.robustness` calls it.
+- (c old), with ``--old PATH`` (a checkout of the code before the change, e.g. ``git worktree add
+  /tmp/audit_old <commit>``): (c) run by that code in a fresh process;
+- (a) kernels: ``corrupt`` on the N images for all 15 x 5 variants, each corruption at one intra-op
+  thread and at the default count; the faster of the two counts per corruption (the kernels at
+  their best);
+- (b) inference: both models' arg-max on N images 76 times (75 variants + clean; the cost does not
+  depend on the pixels) through the audit's `predict`;
+- (c) the audit's path: one `evaluate_corruptions` call for both models on all 75 variants, a fresh
+  evaluation store (nothing cached), as `pytest_psa.robustness` makes it.
 
-The clean predictions (one pass per model) are added to (b) and are inside (c). Reported: the
-totals over the 15 corruptions, c / (a + b) (the issue's goal: at most 1.5), and with ``--old
-PATH`` (a checkout of the code before the change, e.g. ``git worktree add /tmp/audit_old
-<commit>``) the same (c) run by that code in a subprocess after the interleaved loop.
+Reported: seconds of each, c / (a + b) (issue 15's goal: at most 1.5) and old c / new c.
 
 Threads: OMP_WAIT_POLICY=PASSIVE is set as the ``psa`` command and the pytest plugin set it, so
-(c) runs as it does in an audit. The load average (``os.getloadavg``) is printed before and
-after. About 2.5 minutes per data set on an idle 2-core machine at N = 2,000.
+(c) runs as it does in an audit. The load average is printed with every step: on a shared machine
+compare ratios within one run. About 4 minutes on an idle 2-core machine at N = 2,000 with --old.
 """
 
 from __future__ import annotations
@@ -94,25 +92,18 @@ def kernels(data: ImageData, name: str) -> tuple[float, float]:
     return one, timed(run)
 
 
-def inference(data: ImageData, models: list[torch.nn.Module], passes: int) -> tuple[float, float]:
-    """Seconds for `passes` arg-max passes of every model over the images: the audit's `predict`, and plain."""
+def inference(data: ImageData, models: list[torch.nn.Module], passes: int) -> float:
+    """Seconds for `passes` arg-max passes of every model over the images, through the audit's `predict`."""
     from pytest_psa.audits.robustness_evaluation import predict
 
     x = data.float_images()
 
-    def audit_predict() -> None:
+    def run() -> None:
         for m in models:
             for _ in range(passes):
                 predict(m, x, 256)
 
-    @torch.no_grad()
-    def plain() -> None:
-        for m in models:
-            for _ in range(passes):
-                for i in range(0, len(x), 256):
-                    m(x[i:i + 256]).argmax(1)
-
-    return timed(audit_predict), timed(plain)
+    return timed(run)
 
 
 def audit_path(data: ImageData, models: list[torch.nn.Module], names: tuple[str, ...]) -> tuple[float, dict[str, float]]:
@@ -157,42 +148,39 @@ def bench(kind: str, n: int, old: Path | None) -> dict[str, Any] | None:
         print(f"{kind}: not found (set PSA_DATA_ROOT to a folder holding CIFAR-10); skipped")
         return None
     models = smoke_models()
+    names = tuple(BENCHMARK)
     print(f"\n{kind}: {len(data)} images, 2 x {resolve_model_name()} models, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-          f"load {os.getloadavg()[0]:.1f}")
-    # warm-up: first-call setup (zoom operators, JPEG tables) is paid by every column once, not here
-    audit_path(data.subset(16, seed=0), models, tuple(BENCHMARK))
-    rows: list[dict[str, Any]] = []
-    clean = inference(data, models, 1)
-    print(f"{'corruption':<20}{'a 1 thr':>9}{'a dflt':>9}{'b audit':>9}{'b plain':>9}{'c':>9}{'c/(a+b)':>9}")
-    for name in BENCHMARK:
-        a1, a2 = kernels(data, name)
-        b1, b2 = inference(data, models, len(SEVERITIES))
-        c, _ = audit_path(data, models, (name,))
-        a, b = min(a1, a2), min(b1, b2)
-        rows.append({"corruption": name, "a_one_thread_s": a1, "a_default_threads_s": a2, "b_predict_s": b1,
-                     "b_plain_s": b2, "c_s": c})
-        print(f"{name:<20}{a1:>9.2f}{a2:>9.2f}{b1:>9.2f}{b2:>9.2f}{c:>9.2f}{c / (a + b):>9.2f}", flush=True)
-    a = sum(min(r["a_one_thread_s"], r["a_default_threads_s"]) for r in rows)
-    b = sum(min(r["b_predict_s"], r["b_plain_s"]) for r in rows) + min(clean)
-    # (c) per corruption re-predicts the clean images once each call: count that as part of (b) too
-    b_with_clean_per_call = b + (len(rows) - 1) * min(clean)
-    c = sum(r["c_s"] for r in rows)
-    out: dict[str, Any] = {
-        "data": kind, "n_images": len(data), "rows": rows, "a_kernels_s": a, "b_inference_s": b_with_clean_per_call,
-        "c_audit_s": c, "ratio_c_over_a_plus_b": c / (a + b_with_clean_per_call),
-        "load_after": os.getloadavg()[0],
-    }
-    print(f"{'total':<20} a {a:.1f} s  b {b_with_clean_per_call:.1f} s  c {c:.1f} s  "
-          f"c / (a + b) = {out['ratio_c_over_a_plus_b']:.2f}  (goal <= 1.5)")
-    if old is not None:
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    out: dict[str, Any] = {"data": kind, "n_images": len(data)}
+    if old is not None:  # first, so the new code's warm-up below does not favour it
         prev = old_path(old, kind, n)
-        out["c_old_s"] = prev["seconds"]
-        out["c_old_code"] = prev["code"]
-        out["c_old_generate_s"] = prev["timing"].get("generate_s")
-        print(f"old code ({prev['code']}): c {prev['seconds']:.1f} s (generation {prev['timing']['generate_s']:.1f} s,"
-              f" prediction {prev['timing']['predict_s']:.1f} s), {prev['seconds'] / c:.1f}x the new path; "
-              f"load {os.getloadavg()[0]:.1f}")
+        out.update(c_old_s=prev["seconds"], c_old_timing=prev["timing"], c_old_code=prev["code"])
+        print(f"(c) old code ({prev['code']}): {prev['seconds']:.1f} s (generation {prev['timing']['generate_s']:.1f} s,"
+              f" prediction {prev['timing']['predict_s']:.1f} s); load {os.getloadavg()[0]:.1f}", flush=True)
+    # warm-up: first-call setup (zoom operators, JPEG tables) is paid once, not by one column
+    audit_path(data.subset(16, seed=0), models, names)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        a1, a2 = kernels(data, name)
+        rows.append({"corruption": name, "a_one_thread_s": a1, "a_default_threads_s": a2})
+    a = sum(min(r["a_one_thread_s"], r["a_default_threads_s"]) for r in rows)
+    print(f"(a) kernels, 75 variants: {a:.1f} s (one thread {sum(r['a_one_thread_s'] for r in rows):.1f} s, "
+          f"default {sum(r['a_default_threads_s'] for r in rows):.1f} s; the faster per corruption counts); "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    passes = len(names) * len(SEVERITIES) + 1  # + the clean images
+    b = inference(data, models, passes)
+    print(f"(b) inference, 2 models x {passes} x {len(data)} images: {b:.1f} s; load {os.getloadavg()[0]:.1f}",
+          flush=True)
+    c, timing = audit_path(data, models, names)
+    ratio = c / (a + b)
+    print(f"(c) the audit's evaluate_corruptions, both models: {c:.1f} s (generation {timing['generate_s']:.1f} s, "
+          f"prediction {timing['predict_s']:.1f} s, {int(timing['generated_images'])} images generated); "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"    c / (a + b) = {ratio:.2f} (goal <= 1.5)" +
+          (f"; old c / new c = {out['c_old_s'] / c:.2f}" if old is not None else ""), flush=True)
+    out.update(rows=rows, a_kernels_s=a, b_inference_s=b, c_audit_s=c, c_timing=timing, ratio_c_over_a_plus_b=ratio,
+               load_after=os.getloadavg()[0])
     return out
 
 
@@ -205,7 +193,7 @@ def resolve_model_name() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-images", type=int, default=2000)
-    ap.add_argument("--data", choices=("both", "synthetic", "cifar10"), default="both")
+    ap.add_argument("--data", choices=("auto", "both", "synthetic", "cifar10"), default="auto")
     ap.add_argument("--old", type=Path, default=None, help="checkout of the code before the change (its repo root)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -213,7 +201,9 @@ def main() -> None:
         raise SystemExit(f"--old {args.old}: no pytest_psa package there")
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     t0 = time.perf_counter()
-    kinds = ("synthetic", "cifar10") if args.data == "both" else (args.data,)
+    have_cifar = load("cifar10", 1) is not None
+    kinds = {"both": ("synthetic", "cifar10"), "auto": ("cifar10",) if have_cifar else ("synthetic",)}.get(
+        args.data, (args.data,))
     results = [r for k in kinds if (r := bench(k, args.n_images, args.old)) is not None]
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"wall {time.perf_counter() - t0:.0f} s")
