@@ -20,6 +20,7 @@ from pytest_psa.train import ModelCache
 
 NOISE = v2.GaussianNoise(sigma=0.1)
 TINY = {"epochs": 1, "n_train": 256, "workers": 0, "train_eval_n": 0}
+AT_CHANCE = {"sanity": "warn"}  # one epoch on 256 images is at chance: plumbing, no verdict
 EVAL = {"corruptions": ["gaussian_noise"], "severities": (1,), "attacks": None, "n_images": 50}
 
 
@@ -72,7 +73,7 @@ def test_the_entry_points_take_what_they_say() -> None:
 
 @pytest.mark.slow
 def test_the_pair_trains_each_role_and_seed_once_in_the_order_asked(tmp_path) -> None:
-    pair = train_pair(NOISE, seeds=[0, 1], cache_dir=tmp_path, overrides=TINY, progress=False,
+    pair = train_pair(NOISE, seeds=[0, 1], cache_dir=tmp_path, overrides=TINY, progress=False, **AT_CHANCE,
                       roles=(BASELINE, SUBJECT), order="seed")
     aug = pair.subject_name
     assert _trained(tmp_path) == [("none", 0), (aug, 0), ("none", 1), (aug, 1)]
@@ -80,7 +81,8 @@ def test_the_pair_trains_each_role_and_seed_once_in_the_order_asked(tmp_path) ->
     for role in pair.roles:
         assert [t.record.seed for t in pair.models(role)] == [0, 1]
         assert [r["cache"] for r in pair.records(role)] == ["miss", "miss"]
-    again = train_pair(NOISE, seeds=[1, 0], cache_dir=tmp_path, overrides=TINY, progress=False, order="role")
+    again = train_pair(NOISE, seeds=[1, 0], cache_dir=tmp_path, overrides=TINY, progress=False, **AT_CHANCE,
+                       order="role")
     assert len(_trained(tmp_path)) == 4  # nothing retrained
     assert again.roles == (SUBJECT, BASELINE)
     assert [t.record.cache for t in again.models(SUBJECT) + again.models(BASELINE)] == ["hit"] * 4
@@ -90,10 +92,10 @@ def test_the_pair_trains_each_role_and_seed_once_in_the_order_asked(tmp_path) ->
 @pytest.mark.slow
 def test_flatness_and_robustness_share_the_trained_models(tmp_path) -> None:
     flat = pytest_psa.flatness(NOISE, seeds=[3], metrics=["eps_sharpness"], n_measure=32, cache_dir=tmp_path, progress=False,
-                               **TINY)
+                               **TINY, **AT_CHANCE)
     assert flat.seeds == (3,) and len(_trained(tmp_path)) == 2
     # seeds=1 counts from seed=3: the models flatness trained for seed 3
-    rob = pytest_psa.robustness(NOISE, seed=3, seeds=1, cache_dir=tmp_path, **EVAL, **TINY)
+    rob = pytest_psa.robustness(NOISE, seed=3, seeds=1, cache_dir=tmp_path, **EVAL, **TINY, **AT_CHANCE)
     assert rob.seeds == (3,) and len(_trained(tmp_path)) == 2
     assert {k: v for k, v in rob.cache.items() if k.endswith(" model")} == {
         f"subject:{flat.augmentation} seed 3 model": "hit", "baseline:erm seed 3 model": "hit"}

@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 SYNC = Path(os.environ["G2_SYNC_DIR"])
 # one epoch of a small CNN on 256 images, no DataLoader worker processes: a training takes ~1 s
 TINY = dict(data="tiny", seeds=[0], metrics=["lpf"], n_measure=64, epochs=1, n_train=256, workers=0,
-            train_eval_n=0, measure_options={"n_samples": 4})
+            train_eval_n=0, measure_options={"n_samples": 4}, sanity="warn")  # at chance: plumbing, no verdict
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -31,7 +31,7 @@ def test_augmix_is_proximal(psa):
 def test_cropflip_three_audits(psa):
     psa.density(CROP_FLIP)
     psa.flatness(CROP_FLIP, **FLAT)
-    train = {k: FLAT[k] for k in ("epochs", "n_train", "batch_size")}  # the flatness models: cache hits
+    train = {k: FLAT[k] for k in ("epochs", "n_train", "batch_size", "sanity")}  # the flatness models: cache hits
     psa.robustness(CROP_FLIP, seeds=FLAT["seeds"], corruptions=["gaussian_noise", "contrast"], severities=(1, 5),
                    attacks=["linf:8/255:2"], n_images=50, n_attack_images=10, **train)
 """
