@@ -60,6 +60,42 @@ def _destructive(size: int) -> Any:
     return v2.Compose([v2.RandomInvert(p=1), v2.ColorJitter(0.8, 0.8, 0.8, 0.3), v2.RandomSolarize(0.5, p=1)])
 
 
+
+# -- the seed paper's zoo (pytest_psa.augment.zoo); the stand-ins are named as such everywhere --
+def _pixmix(size: int) -> Any:
+    from pytest_psa.augment.zoo import PixMix
+
+    return PixMix()
+
+
+def _deepaugment_standin(size: int) -> Any:
+    from pytest_psa.augment.zoo import DeepAugmentStandin
+
+    return DeepAugmentStandin()
+
+
+def _styleaug_standin(size: int) -> Any:
+    from pytest_psa.augment.zoo import RandConvStandin
+
+    return RandConvStandin()
+
+
+def _augmix_without_proximal(size: int) -> Any:
+    from pytest_psa.augment.zoo import without_proximal
+
+    # delta = the PSA verdict's default gamma (results.density.DEFAULT_GAMMA, normalized l2)
+    return without_proximal(resolve_augmentation("augmix", size), delta=0.05, distance="l2")
+
+
+def _mixture(a: str, b: str) -> Callable[[int], Any]:
+    def build(size: int) -> Any:
+        from pytest_psa.augment.zoo import compose
+
+        return compose(resolve_augmentation(a, size), resolve_augmentation(b, size), p=0.5)
+
+    return build
+
+
 # name -> (factory(image_size), one-line description)
 KNOWN_AUGMENTATIONS: dict[str, tuple[Callable[[int], Any], str]] = {
     "augmix": (_augmix, "torchvision v2.AugMix() (severity 3, width 3)"),
@@ -70,6 +106,21 @@ KNOWN_AUGMENTATIONS: dict[str, tuple[Callable[[int], Any], str]] = {
     "destructive": (_destructive, "RandomInvert + ColorJitter(0.8, 0.8, 0.8, 0.3) + RandomSolarize(0.5): "
                                   "never near the original (fails the PSA check)"),
     "none": (lambda size: None, "the identity (ERM): no augmentation"),
+    "pixmix": (_pixmix, "PixMix (k=4, beta=3, AugMix base ops at severity 3) on generated IFS fractals and "
+                        "patterns, not the released picture set"),
+    "deepaugment-standin": (_deepaugment_standin, "stand-in for DeepAugment: a random conv encoder/decoder with "
+                                                  "per-draw weight and activation perturbations"),
+    "styleaug-standin-randconv": (_styleaug_standin, "stand-in for StyleAug: RandConv, a random k x k convolution "
+                                                     "per draw, k in {1, 3, 5, 7}"),
+    "augmix-without-proximal": (_augmix_without_proximal, "AugMix with draws within l2 0.05 of the image redrawn: "
+                                                          "F(gamma) = 0 for gamma <= 0.05 (the ablation)"),
+    "deepaugment-standin|augmix": (_mixture("deepaugment-standin", "augmix"),
+                                   "deepaugment-standin or augmix, p = 1/2 each (Table 7's DeepAug + AugMix)"),
+    "styleaug-standin-randconv|augmix": (_mixture("styleaug-standin-randconv", "augmix"),
+                                         "styleaug-standin-randconv or augmix, p = 1/2 each (StyleAug + AugMix)"),
+    "deepaugment-standin|styleaug-standin-randconv": (
+        _mixture("deepaugment-standin", "styleaug-standin-randconv"),
+        "deepaugment-standin or styleaug-standin-randconv, p = 1/2 each (DeepAug + StyleAug)"),
 }
 
 
