@@ -53,6 +53,12 @@ _LAZY: dict[str, str] = {
     "attack": "pytest_psa.measure.robustness.attacks",
     "robustness": "pytest_psa.audits.robustness",
     "RobustnessResult": "pytest_psa.results.robustness",
+    "PixMix": "pytest_psa.augment.zoo",
+    "DeepAugmentStandin": "pytest_psa.augment.zoo",
+    "RandConvStandin": "pytest_psa.augment.zoo",
+    "without_proximal": "pytest_psa.augment.zoo",
+    "compose": "pytest_psa.augment.zoo",
+    "chain": "pytest_psa.augment.zoo",
 }
 
 __all__ = [
