@@ -152,11 +152,11 @@ class CorruptedChunks:
             for si, sev in enumerate(s.severities):
                 for part in _chunks(len(self.source), CHUNK):
                     t0 = time.perf_counter()
-                    # one intra-op thread: same bits as two (checked on all 75 variants), and on 2 busy
-                    # cores 2x faster with OMP_WAIT_POLICY=PASSIVE (as psa and the plugin set it), 5.5x without
-                    with single_thread() if self.device.type == "cpu" else contextlib.nullcontext():
-                        x = corrupt(self.source[part].to(self.device), name, sev, seed=s.seed, indices=self.ids[part],
-                                    resolution=s.resolution)
+                    # no single_thread() here: corrupt() splits the batch over a pool of
+                    # torch.get_num_threads() one-thread workers itself (same bits); at one thread it
+                    # would run serially. Intra-op threads inside it were 5.5x slower on busy cores.
+                    x = corrupt(self.source[part].to(self.device), name, sev, seed=s.seed, indices=self.ids[part],
+                                resolution=s.resolution)
                     self.seconds += time.perf_counter() - t0
                     self.images += len(x)
                     yield ci, si, part, x
