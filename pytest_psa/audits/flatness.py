@@ -83,7 +83,11 @@ def flatness(
         settings={"preset": recipe.name, "baseline": pair.baseline_name, "alpha": alpha,
                   "n_measure": len(measured), "optimizer": optimizer, "metrics": list(metrics),
                   "definitions": erm_reports[0].definitions(metrics),  # PAC-Bayes target, LPF normalization, ...
-                  "sanity": pair.sanity},  # the gate's rule and numbers (trained_pair.SANITY_RULE)
+                  "sanity": pair.sanity,  # the gate's rule and numbers (trained_pair.SANITY_RULE)
+                  # the clean training loss each side reached, and the verdicts' note when they differ
+                  "training_loss": pair.training_loss(),
+                  "arms": {"erm": spec.baseline_arm.to_dict() if spec.baseline_arm else None,
+                           "augmented": spec.subject_arm.to_dict() if spec.subject_arm else None}},
         repro=(f"pytest_psa.flatness(<the augmentation {pair.subject_name}>, seeds={list(pair.seeds)}, "
                f"preset={recipe.name!r})"),
     )

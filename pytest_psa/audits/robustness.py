@@ -186,6 +186,7 @@ class _Audited:
     training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)  # model cache status per subject
     sanity: dict[str, Any] | None = None  # trained_pair's sanity gate record (trained models only)
+    training_loss: dict[str, Any] | None = None  # trained_pair's clean-training-loss comparison (TrainedPair.training_loss)
 
 
 def _model_subjects(model: nn.Module, baseline: Any, *, data: Any, data_root: Any, cache_dir: Any,
@@ -218,12 +219,12 @@ def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds
         raise PsaUsageError("robustness() needs at least one training seed", fix="seeds=1 (or a list of seeds)")
     spec = PairSpec.resolve(augmentation, baseline, seeds=seeds_, data=data, data_root=data_root,
                             cache_dir=cache_dir, preset=preset, overrides=overrides)
-    erm_alone = spec.subject.kind == "identity" and spec.baseline is None  # ERM against itself: nothing to compare
+    erm_alone = spec.compares_nothing  # ERM against ERM trained the same way: nothing to compare
     # every seed of the audited augmentation, then every seed of the baseline: the order robustness has always trained in
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
                       roles=(SUBJECT,) if erm_alone else (SUBJECT, BASELINE), order="role",
                       sanity=sanity)
-    names = {SUBJECT: "erm" if spec.subject.kind == "identity" else pair.subject_name, BASELINE: pair.baseline_name}
+    names = {SUBJECT: pair.role_name(SUBJECT), BASELINE: pair.baseline_name}
     roles: dict[str, list[Subject]] = {}
     cache: dict[str, str] = {}
     for role in pair.roles:
@@ -234,7 +235,7 @@ def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds
             cache[f"{label} model"] = trained.record.cache
     return _Audited("augmentation", roles, names[SUBJECT], None if erm_alone else names[BASELINE], pair.test_data,
                     seeds=pair.seeds, preset=pair.preset.name, training={r: pair.records(r) for r in pair.roles},
-                    cache=cache, sanity=pair.sanity)
+                    cache=cache, sanity=pair.sanity, training_loss=pair.training_loss())
 
 
 def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optimizer: str,
@@ -315,7 +316,7 @@ def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optim
                   "perturbations": {"names": list(perts), "frames": ev.perturbation_frames, "seed": seed},
                   "attacks": {"seed": seed, "batch_size": ATTACK_BATCH, "specs": [sp.settings for sp in specs]},
                   "reference_model": reference_model if reference is not None else None, "optimizer": optimizer,
-                  "alpha": ev.alpha, "sanity": audited.sanity},
+                  "alpha": ev.alpha, "sanity": audited.sanity, "training_loss": audited.training_loss},
         attack_runs={role: {sp.label: [runs[s.label][sp.label] for s in members] for sp in specs}
                      for role, members in roles.items()},
         per_seed=per_seed, training=audited.training, cache=cache_status, timing=timing,

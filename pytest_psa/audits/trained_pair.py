@@ -39,8 +39,9 @@ from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
 from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
 from pytest_psa.train.model_cache import ModelCache
+from pytest_psa.train.arm import TrainingArm, split_arm
 from pytest_psa.train.presets import Preset, resolve_preset
-from pytest_psa.train.record import TrainedModel
+from pytest_psa.train.record import TrainedModel, loss_gap
 
 Role = Literal["subject", "baseline"]
 SUBJECT: Final = "subject"  # the audited augmentation's models
@@ -84,32 +85,53 @@ class PairSpec:
     preset: Preset
     seeds: tuple[int, ...]
     cache_dir: Any = None
+    subject_arm: TrainingArm | None = None   # the subject trained its own way (`pytest_psa.train.arm`)
+    baseline_arm: TrainingArm | None = None  # the baseline trained its own way (e.g. ERM + SAM)
 
     @classmethod
     def resolve(cls, augmentation: Any, baseline: Any = "erm", *, seeds: Sequence[int], data: Any = None,
                 data_root: Any = None, cache_dir: Any = None, preset: Any = None,
                 overrides: Mapping[str, Any] | None = None) -> PairSpec:
         """Wrap the augmentations (`baseline` "erm" or None is ERM), load both splits of `data` once and
-        resolve `preset` (default "smoke") with the training `overrides` once."""
+        resolve `preset` (default "smoke") with the training `overrides` once. Either side may be a
+        `TrainingArm` (`pytest_psa.train.arm(aug, optimizer=..., **preset_fields)`): that side then
+        trains with its own optimizer and preset fields on top of the shared recipe."""
         seeds = tuple(int(s) for s in seeds)
         if not seeds:
             raise PsaUsageError("a trained pair needs at least one seed", fix="pass seeds=seed_list(1, first=0)")
+        augmentation, subject_arm = split_arm(augmentation)
+        baseline, baseline_arm = split_arm(baseline)
         subject = as_augmentation(augmentation)
         base = None if baseline in ("erm", None) else as_augmentation(baseline)
         train_data = load_data(data, split="train", root=data_root, cache_dir=cache_dir)
         test_data = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
         recipe = resolve_preset(preset or "smoke", **dict(overrides or {}))
-        return cls(subject, base, train_data, test_data, recipe, seeds, cache_dir)
+        return cls(subject, base, train_data, test_data, recipe, seeds, cache_dir, subject_arm, baseline_arm)
 
     @property
     def subject_name(self) -> str:
-        """The audited augmentation's name ("none" for the identity)."""
-        return self.subject.name
+        """The audited augmentation's name ("none" for the identity), with its arm's suffix (``+sam``)."""
+        suffix = self.subject_arm.suffix if self.subject_arm else ""
+        return ("erm" if suffix and self.subject.kind == "identity" else self.subject.name) + suffix
 
     @property
     def baseline_name(self) -> str:
-        """"erm", or the baseline augmentation's name."""
-        return "erm" if self.baseline is None else self.baseline.name
+        """"erm", or the baseline augmentation's name, with its arm's suffix (``erm+sam``)."""
+        return ("erm" if self.baseline is None else self.baseline.name) + (
+            self.baseline_arm.suffix if self.baseline_arm else "")
+
+    @property
+    def compares_nothing(self) -> bool:
+        """ERM audited against ERM trained the same way: there is no second side to train."""
+        same = (self.subject_arm or TrainingArm()).to_dict() == (self.baseline_arm or TrainingArm()).to_dict()
+        return self.subject.kind == "identity" and self.baseline is None and same
+
+    def role_training(self, role: str, optimizer: str) -> tuple[Preset, str]:
+        """(preset, optimizer) a role trains with: the shared ones, with the role's arm on top."""
+        which = self.subject_arm if role == SUBJECT else self.baseline_arm
+        if which is None:
+            return self.preset, optimizer
+        return resolve_preset(self.preset, **dict(which.overrides)), which.optimizer_for(optimizer)
 
     def train(self, *, model: Any = None, optimizer: str = "sgd", device: Any = None, progress: bool = True,
               roles: Sequence[Role] = (SUBJECT, BASELINE), order: Literal["seed", "role"] = "role",
@@ -138,9 +160,10 @@ class PairSpec:
         trained: dict[str, list[TrainedModel]] = {r: [] for r in roles}
         for role, seed in steps:
             which = self.subject if role == SUBJECT else self.baseline
+            recipe, role_optimizer = self.role_training(role, optimizer)
             trained[role].append(cache.get_or_train(
-                model, self.train_data, which, preset=self.preset, seed=seed, device=device,
-                optimizer=optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
+                model, self.train_data, which, preset=recipe, seed=seed, device=device,
+                optimizer=role_optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
         pair = TrainedPair(self, {r: tuple(trained[r]) for r in roles})
         record = pair.sanity_record(sanity, size)
         object.__setattr__(pair, "sanity", record)  # frozen: set once, here
@@ -216,10 +239,18 @@ class TrainedPair:
         return [t.record.to_dict() for t in self.trained[role]]
 
     def role_name(self, role: str) -> str:
-        """Who a role's models are, in messages: "erm", or the augmentation's name."""
+        """Who a role's models are, in messages: "erm", or the augmentation's name (plus an arm's suffix)."""
         if role == BASELINE:
             return self.baseline_name
-        return "erm" if self.spec.subject.kind == "identity" else self.subject_name
+        return "erm" if self.spec.subject.kind == "identity" and not self.spec.subject_arm else self.subject_name
+
+    def training_loss(self) -> dict[str, Any] | None:
+        """The clean training loss each side reached and whether they differ by more than the tolerance
+        (`pytest_psa.train.record.loss_gap`: ``note`` is the verdicts' line); None with one side only."""
+        if SUBJECT not in self.trained or BASELINE not in self.trained:
+            return None
+        return loss_gap(self.records(BASELINE), self.records(SUBJECT), baseline_name=self.role_name(BASELINE),
+                        subject_name=self.role_name(SUBJECT))
 
     def sanity_record(self, mode: Sanity = "error", training_set: dict[str, Any] | None = None) -> dict[str, Any]:
         """`SANITY_RULE` applied to every trained model: its clean test accuracy, the chance level, the

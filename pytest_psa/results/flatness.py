@@ -254,6 +254,7 @@ class FlatnessComparison(Checked):
             f"got {comp.mean:+.3f}, lower bound {comp.low:+.3f}, p (no improvement) {comp.p_value:.3g} "
             f"over seeds {list(self.seeds)}",
             *caveat_lines(comp.metric, self.erm_reports, self.augmented_reports),  # e.g. an unconverged λ_max
+            *training_loss_lines(self.settings.get("training_loss")),  # a flatter model that trained less far
         ]
 
     def failure_message(self, metric: str, min_rel: float, comp: MetricComparison) -> str:
@@ -277,6 +278,8 @@ class FlatnessComparison(Checked):
         rows.append(("L0 (train loss)", f"{np.mean([r.loss0 for r in self.erm_reports]):.4g}",
                      f"{np.mean([r.loss0 for r in self.augmented_reports]):.4g}", "", "", "", ""))
         rows.append(("test accuracy", _mean_of(acc["erm"], "test_accuracy"), _mean_of(acc["augmented"], "test_accuracy"),
+                     "", "", "", ""))
+        rows.append(("clean train loss (nats)", _mean_of(acc["erm"], "train_loss"), _mean_of(acc["augmented"], "train_loss"),
                      "", "", "", ""))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
@@ -320,6 +323,18 @@ def compare_metric(metric: str, erm: tuple[float, ...], augmented: tuple[float, 
         low, high = -math.inf, math.inf  # no interval (null in JSON), as the per-seed t gave
     return MetricComparison(metric, tuple(map(float, e)), tuple(map(float, a)), tuple(map(float, 1.0 - a / e)),
                             mean, low, high, alpha, float(b.p_value[0]), b.test)
+
+
+def training_loss_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """The verdict's lines on the clean training loss each side reached (`TrainedPair.training_loss`):
+    the losses, and the note when they differ by more than the tolerance; none for older results."""
+    if not record or record.get("subject_mean") is None or record.get("baseline_mean") is None:
+        return []
+    lines = [f"  clean training loss reached (nats, seed mean): audited {record['subject_mean']:.3f}, "
+             f"baseline {record['baseline_mean']:.3f} (tolerance {record['tolerance']:g})"]
+    if record.get("note"):
+        lines.append(f"  note: {record['note']}")
+    return lines
 
 
 def _mean_of(records: list[dict[str, Any]], key: str) -> str:

@@ -213,6 +213,9 @@ def failure_message(r: Any, verdicts: list[Any]) -> str:
         lines.append("  attacks: " + "; ".join(f"{s.label} = {s.describe()}" for s in r.attacks)
                      + f" on {r.n_attack_images} images, seed {r.seed}")
     lines.append(f"  seeds: corruption/attack seed {r.seed}; training seeds {list(r.seeds) or '-'}")
+    from pytest_psa.results.flatness import training_loss_lines
+
+    lines += training_loss_lines(r.settings.get("training_loss"))  # a more robust model that trained less far
     if r.repro:
         lines.append(f"  reproduce: {r.repro}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ Importing this package imports torch; ``import pytest_psa`` does not import it.
 
 from __future__ import annotations
 
+from pytest_psa.train.arm import TrainingArm, arm
 from pytest_psa.train.model_cache import CacheEntry, ModelCache, default_cache_dir
 from pytest_psa.train.models import MODELS, build_model
 from pytest_psa.train.plan import TrainingPlan
@@ -28,8 +29,10 @@ __all__ = [
     "ModelCache",
     "Preset",
     "TrainedModel",
+    "TrainingArm",
     "TrainingPlan",
     "TrainingRecord",
+    "arm",
     "build_model",
     "default_cache_dir",
     "evaluate",

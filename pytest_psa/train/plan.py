@@ -148,7 +148,10 @@ class TrainingPlan:
     @property
     def label(self) -> str:
         """A short name for progress bars and messages: ``small_cnn + none [smoke]``."""
-        return f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} [{self.preset.name}]"
+        p = self.preset
+        regime = f", FGSM-AT eps {p.at_epsilon * 255:.3g}/255" if p.regime == "fgsm_at" else ""
+        optimizer = f", {self.optimizer}" if self.optimizer != "sgd" else ""
+        return f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} [{p.name}{optimizer}{regime}]"
 
     def check_test_data(self, test_data: Any) -> None:
         """Raise `PsaUsageError` unless `test_data` is None or an ImageData shaped like the training data."""

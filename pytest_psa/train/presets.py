@@ -15,8 +15,15 @@ from typing import Any, Literal
 
 from pytest_psa.errors import PsaUsageError
 
-Schedule = Literal["onecycle", "cosine"]
+Schedule = Literal["onecycle", "cosine", "constant"]
 Autocast = Literal["auto", "bf16", "fp16", "off"]
+Regime = Literal["standard", "fgsm_at"]
+REGIMES: tuple[str, ...] = ("standard", "fgsm_at")
+SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "constant")
+# fields that change the weights only when their switch is on: left out of the key otherwise, so
+# plans that use neither keep the keys (and the cached models) they had before these fields existed
+_STOPPING_FIELDS = ("target_train_loss", "target_eval_n")
+_AT_FIELDS = ("regime", "at_epsilon", "at_alpha")
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,8 @@ class Preset:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: Schedule = "onecycle"
-    warmup_frac: float = 0.25          # onecycle: share of steps rising to `lr`; cosine: linear warm-up share
+    schedule: Schedule = "onecycle"    # over all `epochs` (the cap when a target loss is set)
+    warmup_frac: float = 0.25          # onecycle: share of steps rising to `lr`; cosine/constant: linear warm-up share
     label_smoothing: float = 0.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     autocast: Autocast = "auto"        # auto: bf16 on CUDA, bf16 on CPUs with native bf16, else off
@@ -48,6 +55,15 @@ class Preset:
     train_eval_n: int | None = 10_000  # clean training images evaluated for the record (None = all)
     large_image_model: str | None = None   # model for images above 32 px (paper: ResNet-18)
     large_image_overrides: tuple[tuple[str, Any], ...] = ()
+    # stopping rule (Jiang et al. 2020): stop after the first epoch whose clean training loss (mean
+    # cross-entropy in nats, eval mode, on `target_eval_n` un-augmented training images) is <= the
+    # target; `epochs` is then the cap. None: train all `epochs`.
+    target_train_loss: float | None = None
+    target_eval_n: int | None = 2_000  # the fixed class-balanced subset (subset_seed) the rule reads; None = all
+    # "fgsm_at": FGSM adversarial training with a random start (Wong et al. 2020), on the augmented batch
+    regime: Regime = "standard"
+    at_epsilon: float = 8 / 255        # L-inf radius on the [0, 1] pixel scale
+    at_alpha: float | None = None      # the gradient-sign step; None = 1.25 * at_epsilon (Wong et al.)
 
     def __post_init__(self) -> None:
         problems = []
@@ -59,8 +75,8 @@ class Preset:
             problems.append(f"n_train={self.n_train} (need >= 2 or None)")
         if not self.lr > 0:
             problems.append(f"lr={self.lr} (need > 0)")
-        if self.schedule not in ("onecycle", "cosine"):
-            problems.append(f"schedule={self.schedule!r} (use 'onecycle' or 'cosine')")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule={self.schedule!r} (use one of {SCHEDULES})")
         if self.autocast not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"autocast={self.autocast!r} (use 'auto', 'bf16', 'fp16' or 'off')")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -71,6 +87,16 @@ class Preset:
             problems.append(f"aug_microbatch={self.aug_microbatch} (need >= 1)")
         if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 0):
             problems.append(f"workers={self.workers!r} (use 'auto' or an int >= 0)")
+        if self.target_train_loss is not None and not self.target_train_loss > 0:
+            problems.append(f"target_train_loss={self.target_train_loss} (need > 0 nats, or None for no stopping rule)")
+        if self.target_eval_n is not None and self.target_eval_n < 1:
+            problems.append(f"target_eval_n={self.target_eval_n} (need >= 1 or None)")
+        if self.regime not in REGIMES:
+            problems.append(f"regime={self.regime!r} (use one of {REGIMES})")
+        if not 0 < self.at_epsilon <= 1:
+            problems.append(f"at_epsilon={self.at_epsilon} (need 0 < eps <= 1 on the [0, 1] scale, e.g. 8/255)")
+        if self.at_alpha is not None and not self.at_alpha > 0:
+            problems.append(f"at_alpha={self.at_alpha} (need > 0, or None for 1.25 * at_epsilon)")
         if problems:
             raise PsaUsageError(f"invalid training preset {self.name!r}", observed="; ".join(problems),
                                 fix="correct the listed fields")
@@ -82,11 +108,22 @@ class Preset:
         return dataclasses.replace(self, model=self.large_image_model, **dict(self.large_image_overrides),
                                    large_image_model=None, large_image_overrides=())
 
+    @property
+    def at_step(self) -> float:
+        """The FGSM step α: `at_alpha`, else 1.25 ε (Wong et al. 2020)."""
+        return self.at_alpha if self.at_alpha is not None else 1.25 * self.at_epsilon
+
     def key_fields(self) -> dict[str, Any]:
         """The fields that determine the trained weights (for the cache key)."""
         d = dataclasses.asdict(self)
         for k in ("workers", "eval_batch_size", "train_eval_n", "name"):  # speed / reporting only
             d.pop(k)
+        if self.target_train_loss is None:
+            for k in _STOPPING_FIELDS:
+                d.pop(k)
+        if self.regime == "standard":
+            for k in _AT_FIELDS:
+                d.pop(k)
         d["large_image_overrides"] = [list(p) for p in self.large_image_overrides]
         return d
 
@@ -101,6 +138,12 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke", model="small_cnn", epochs=4, n_train=None, batch_size=256, lr=0.1,
         schedule="onecycle", warmup_frac=0.25, device="cpu",
+    ),
+    # CPU, 2 cores: train until the clean training loss reaches 0.3 nats (capped), so ERM and augmented
+    # models are compared at the same training loss, not at the same budget (docs/training.md, measured)
+    "converged": Preset(
+        name="converged", model="small_cnn", epochs=60, n_train=10_000, batch_size=128, lr=0.05,
+        schedule="constant", warmup_frac=0.02, device="cpu", target_train_loss=0.3, target_eval_n=2_000,
     ),
     # GPU presets say device="cuda": on a CPU they would run for hours, so they fail fast instead
     # (train(..., device="cpu") still forces them there)

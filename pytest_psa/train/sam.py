@@ -17,10 +17,12 @@ or ``opt.zero_grad(); opt.step(closure)`` with a closure that computes the loss,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
 from pytest_psa.errors import PsaUsageError
 
@@ -96,3 +98,20 @@ class SAM(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.base_optimizer.param_groups = self.param_groups
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(net: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalize with the batch but leave their running statistics unchanged
+    (SAM's perturbed pass, FGSM-AT's attack pass)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (mom, nbt) in zip(bns, saved):
+            m.momentum = mom
+            if nbt is not None and m.num_batches_tracked is not None:
+                m.num_batches_tracked.copy_(nbt)

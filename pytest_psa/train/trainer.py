@@ -26,6 +26,7 @@ from pytest_psa._time_budget import check_budget
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError, TimeBudgetExceeded
 from pytest_psa.train import batches
+from pytest_psa.train.adversarial import FgsmTrainer, robust_accuracy
 from pytest_psa.train.models import ModelSpec, build_model, spec_name
 from pytest_psa.train.plan import (  # re-exported: resolution lives with the plan
     OPTIMIZERS,
@@ -39,7 +40,7 @@ from pytest_psa.train.plan import (  # re-exported: resolution lives with the pl
 )
 from pytest_psa.train.presets import Preset
 from pytest_psa.train.record import TrainedModel, TrainingRecord
-from pytest_psa.train.sam import SAM
+from pytest_psa.train.sam import SAM, frozen_bn_stats
 
 def train(
     model: ModelSpec | None = None,
@@ -108,10 +109,11 @@ def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s:
         workers = (batches.auto_workers(dev, aug) if p.workers == "auto" else int(p.workers))
         stream, workers = batches.stream(train_set.images, train_set.labels, aug, steps, seed, device=dev,
                                          workers=workers, microbatch=p.aug_microbatch)
-        loop = _Loop(net, opt, sched, scaler, amp, p, optimizer, dev)
+        loop = _Loop(net, opt, sched, scaler, amp, p, optimizer, dev, seed)
+        stop = _StoppingRule(p, train_set, dev, amp) if p.target_train_loss is not None else None
         try:
             with _compute_threads(dev, workers):
-                final_loss, wait_s, loop_s = loop.run(stream, steps, clock, progress, label)
+                final_loss, wait_s, loop_s, epochs_done = loop.run(stream, steps, clock, progress, label, stop)
         finally:
             _close(stream)
         net.eval()
@@ -123,35 +125,91 @@ def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s:
         if test_data is not None:
             test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp,
                                            batch_size=p.eval_batch_size)
+        adversarial = _adversarial_record(net, p, test_data, dev, seed)
         eval_s = time.perf_counter() - t_eval
         clock.check(steps.epochs - 1, steps.total_steps, stage="evaluation")
 
-    samples = steps.total_steps * steps.effective_batch
+    steps_done = epochs_done * steps.steps_per_epoch
+    samples = steps_done * steps.effective_batch
     record = TrainingRecord(
         model=spec_name(plan.model), num_params=sum(t.numel() for t in net.parameters()), preset=p.name,
         preset_fields=p.to_dict(), optimizer=optimizer, seed=seed, device=str(dev),
         device_kind=plan.device_kind, dtype="float32", autocast=plan.autocast,
-        channels_last=p.channels_last, deterministic=dev.type == "cpu", epochs=p.epochs,
-        n_train=len(train_set), batch_size=steps.effective_batch, steps=steps.total_steps,
+        channels_last=p.channels_last, deterministic=dev.type == "cpu", epochs=epochs_done,
+        n_train=len(train_set), batch_size=steps.effective_batch, steps=steps_done,
         final_loss=final_loss, train_accuracy=train_acc, train_loss=train_loss,
         test_accuracy=test_acc, test_loss=test_loss, wall_s=time.perf_counter() - start,
         train_s=loop_s - wait_s, data_wait_s=wait_s, eval_s=eval_s,
-        images_per_s=samples / loop_s if loop_s > 0 else float("nan"), s_per_epoch=loop_s / steps.epochs,
+        images_per_s=samples / loop_s if loop_s > 0 else float("nan"), s_per_epoch=loop_s / epochs_done,
         workers=workers, augmentation=aug.name, augmentation_identity=plan.augmentation_identity,
         data=_describe_data(train_set), test_data=_describe_data(test_data) if test_data is not None else None,
         versions=dict(plan.versions), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"aug_microbatch": p.aug_microbatch} if p.aug_microbatch > 1 else {},
+        stopping=stop.record(epochs_done, steps.epochs) if stop is not None else None,
+        adversarial=adversarial,
     )
     return TrainedModel(net, record)
+
+
+class _StoppingRule:
+    """Stop after the first epoch whose clean training loss reaches `target_train_loss` (Jiang et al. 2020).
+
+    The loss is the mean cross-entropy (nats) in eval mode on the preset's fixed class-balanced
+    subset of `target_eval_n` un-augmented training images: the same images for every model of a pair.
+    """
+
+    def __init__(self, p: Preset, train_set: ImageData, dev: torch.device, amp: torch.dtype | None) -> None:
+        assert p.target_train_loss is not None
+        self.target, self.p, self.dev, self.amp = float(p.target_train_loss), p, dev, amp
+        self.images = train_set.subset(p.target_eval_n, seed=p.subset_seed)
+        self.history: list[float] = []
+        self.eval_s = 0.0
+
+    def reached(self, net: nn.Module) -> bool:
+        t0 = time.perf_counter()
+        _, loss = evaluate(net, self.images, device=self.dev, autocast=self.amp, batch_size=self.p.eval_batch_size)
+        self.eval_s += time.perf_counter() - t0
+        self.history.append(loss)
+        return loss <= self.target
+
+    def record(self, epochs_done: int, cap: int) -> dict[str, Any]:
+        reached = bool(self.history) and self.history[-1] <= self.target
+        return {
+            "target_train_loss": self.target, "reached": reached, "epochs_used": epochs_done, "epoch_cap": cap,
+            "final_clean_train_loss": self.history[-1] if self.history else None,
+            "history": [round(v, 5) for v in self.history], "eval_n": len(self.images), "eval_s": self.eval_s,
+            "why": (f"reached the target after {epochs_done} of at most {cap} epochs" if reached else
+                    f"hit the cap of {cap} epochs at clean training loss {self.history[-1]:.4f} > target "
+                    f"{self.target:g}: raise epochs (the cap) or the target"),
+            "convention": "mean cross-entropy in nats, eval mode (BatchNorm running statistics), no label smoothing, "
+                          f"on {len(self.images)} un-augmented training images (the preset's fixed class-balanced "
+                          "subset), measured at the end of each epoch; the LR schedule spans the cap",
+        }
+
+
+def _adversarial_record(net: nn.Module, p: Preset, test_data: ImageData | None, dev: torch.device,
+                        seed: int) -> dict[str, Any] | None:
+    """FGSM-AT's settings, plus its catastrophic-overfitting check on the test data when there is some."""
+    if p.regime != "fgsm_at":
+        return None
+    out: dict[str, Any] = {"regime": "fgsm_at", "epsilon": p.at_epsilon, "step": p.at_step,
+                           "random_start": "uniform in the eps-ball, clamped to [0, 1]",
+                           "order": "augmentation first, then FGSM on the augmented batch",
+                           "convention": "L-inf on the [0, 1] pixel scale (Wong et al. 2020)"}
+    if test_data is not None:
+        out["check"] = robust_accuracy(net, test_data, epsilon=p.at_epsilon, device=dev, seed=seed)
+    return out
 
 
 # -- the optimization loop ---------------------------------------------------------------------
 class _Loop:
     def __init__(self, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, scaler: Any,
-                 amp: torch.dtype | None, p: Preset, optimizer: str, dev: torch.device) -> None:
+                 amp: torch.dtype | None, p: Preset, optimizer: str, dev: torch.device, seed: int = 0) -> None:
         self.net, self.opt, self.sched, self.scaler, self.amp = net, opt, sched, scaler, amp
         self.p, self.sam, self.dev = p, optimizer != "sgd", dev
         self.fmt = torch.channels_last if p.channels_last else torch.contiguous_format
+        self.fgsm = (FgsmTrainer(net, self.loss, epsilon=p.at_epsilon, step=p.at_step, seed=seed, device=dev)
+                     if p.regime == "fgsm_at" else None)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
@@ -160,6 +218,8 @@ class _Loop:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss: torch.Tensor
+        if self.fgsm is not None:  # on the (augmented) batch: AT + augmentation attacks what the augmentation made
+            x = self.fgsm.perturb(x, y)
         if self.sam:
             assert isinstance(self.opt, SAM)  # _optimizer makes a SAM for every optimizer but "sgd"
             passes: list[int] = []
@@ -188,8 +248,9 @@ class _Loop:
         return loss.detach()
 
     def run(self, stream: Iterator[tuple[torch.Tensor, torch.Tensor]], plan: batches.Plan, clock: _Budget,
-            progress: bool, label: str) -> tuple[float, float, float]:
-        """Run every step; returns (mean loss of the last epoch, seconds waiting for data, loop seconds)."""
+            progress: bool, label: str, stop: _StoppingRule | None = None) -> tuple[float, float, float, int]:
+        """Run the steps, every epoch or up to the one that meets `stop`; returns (mean loss of the
+        last epoch, seconds waiting for data, loop seconds, epochs run)."""
         from pytest_psa._progress import progress as progress_bar
 
         self.net.train()
@@ -217,10 +278,14 @@ class _Loop:
                         )
                     epoch_loss.zero_()
                     bar.set_postfix(epoch=f"{epoch}/{plan.epochs}", loss=f"{last:.3f}")
+                    if self.fgsm is not None:
+                        self.fgsm.check(f"epoch {epoch}")
+                    if stop is not None and stop.reached(self.net):
+                        return last, wait, time.perf_counter() - t0, epoch
                 clock.check(step // plan.steps_per_epoch, step + 1)
         finally:
             bar.close()
-        return last, wait, time.perf_counter() - t0
+        return last, wait, time.perf_counter() - t0, plan.epochs
 
 
 class _Budget:
@@ -315,26 +380,12 @@ def _scheduler(opt: torch.optim.Optimizer, p: Preset, total: int) -> Any:
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
+        if p.schedule == "constant":  # the stopping rule's schedule: every model stops at the same learning rate
+            return 1.0
         t = (step - warm) / max(1, total - warm)
         return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-@contextlib.contextmanager
-def frozen_bn_stats(net: nn.Module) -> Iterator[None]:
-    """BatchNorm layers normalize with the batch but leave their running statistics unchanged."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (mom, nbt) in zip(bns, saved):
-            m.momentum = mom
-            if nbt is not None and m.num_batches_tracked is not None:
-                m.num_batches_tracked.copy_(nbt)
 
 
 @contextlib.contextmanager
