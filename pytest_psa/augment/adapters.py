@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from pytest_psa._threads import single_thread
-from pytest_psa.augment.contract import check_batch_range, check_single
+from pytest_psa.augment.contract import BatchRange, check_batch_range, check_single
 from pytest_psa.augment.probe import behaviour, check_deterministic, static_description
 from pytest_psa.augment.seeding import DrawSeeder, contains_kornia, module_of
 from pytest_psa.data.image_data import describe_value
@@ -166,20 +166,48 @@ class Augmentation:
             return self._checked(self._draw_each(images, seeds))
 
     def _draw_each(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """One seeded draw per image into a float32 batch (unchecked range: `_checked` does the batch)."""
+        """One seeded draw per image, stacked (unchecked range: `_checked` checks the whole batch)."""
         __tracebackhide__ = True
-        out = torch.empty(images.shape, dtype=torch.float32)
+        if not len(images):
+            return torch.empty(images.shape, dtype=torch.float32)
         seed, one = self._seeder.seed, self._one
+        outs: list[torch.Tensor] = []
+        append = outs.append
         try:
-            for i, s in enumerate(seeds):
-                seed(s)
-                out[i] = one(images[i])
+            # unbind + one stack: indexed reads and writes (out[i] = y) cost ~12 us of a ~60 us draw
+            if self.kind == "tensor" and self.dtype == "float" and self._trusted:
+                self._draw_trusted(images, seeds, append)
+            else:
+                for x, s in zip(images.unbind(0), seeds):
+                    seed(s)
+                    append(one(x))
         except AugmentationContractError as err:
             if self._fall_back_to_pil(err):
                 return self._draw_each(images, seeds)  # start over: every draw through the PIL adapter
             raise
         self._guessed = False  # a whole batch went through: the kind is settled
-        return out
+        return torch.stack(outs).to(torch.float32)
+
+    def _draw_trusted(self, images: torch.Tensor, seeds: list[int], append: Callable[[torch.Tensor], None]) -> None:
+        """`_one` for a torchvision-only pipeline on float tensors, the audit's common case, inlined:
+        torch's generator alone is seeded, a well-formed output is taken as it is, and anything else
+        goes through the full check (`check_single`)."""
+        __tracebackhide__ = True
+        fn, manual_seed = self.fn, torch.default_generator.manual_seed
+        tensor, float32, shape = torch.Tensor, torch.float32, images.shape[1:]
+        assert fn is not None
+        x = images[0]
+        try:
+            for x, s in zip(images.unbind(0), seeds):
+                manual_seed(s)
+                y = fn(x)
+                if y.__class__ is not tensor or y.dtype is not float32 or y.shape != shape:
+                    y = check_single(y, x, self.name)
+                append(y)
+        except AugmentationContractError:
+            raise
+        except Exception as exc:
+            raise self._user_error(exc, x) from exc
 
     def _fall_back_to_pil(self, err: AugmentationContractError) -> bool:
         """Switch a guessed tensor kind to the PIL adapter when its call failed inside PIL; warn once."""
@@ -210,7 +238,13 @@ class Augmentation:
     def _checked(self, out: torch.Tensor) -> torch.Tensor:
         """`check_batch`, recording the range and warning once about kept excursions."""
         __tracebackhide__ = True
-        out, seen = check_batch_range(out, self.name)
+        out = out.to(torch.float32)
+        low, high = (float(v) for v in torch.aminmax(out)) if out.numel() else (0.0, 0.0)
+        if 0.0 <= low and high <= 1.0:  # NaN fails both: every value finite and in [0, 1], nothing to clamp
+            # the common case in one pass (~1 us per 32 px image, the full check's isfinite ~10 us)
+            seen = BatchRange(low, high, 0, len(out))
+        else:
+            out, seen = check_batch_range(out, self.name)
         low, high = self.observed_range or (seen.low, seen.high)
         self.observed_range = (min(low, seen.low), max(high, seen.high))
         self.checked_images += seen.images
@@ -302,13 +336,15 @@ class Augmentation:
         except AugmentationContractError:
             raise
         except Exception as exc:  # the user's code failed: say so without an internal traceback
-            arg = kwargs.get("image", args[0] if args else None)
-            raise AugmentationContractError(
-                f"calling the augmentation raised {type(exc).__name__}: {exc}",
-                property="exception", observed=f"input {describe_value(arg)}",
-                fix=_fix_for_exception(self.kind, arg, kornia=self._kornia),
-                augmentation=self.name,
-            ) from exc
+            raise self._user_error(exc, kwargs.get("image", args[0] if args else None)) from exc
+
+    def _user_error(self, exc: Exception, arg: Any) -> AugmentationContractError:
+        return AugmentationContractError(
+            f"calling the augmentation raised {type(exc).__name__}: {exc}",
+            property="exception", observed=f"input {describe_value(arg)}",
+            fix=_fix_for_exception(self.kind, arg, kornia=self._kornia),
+            augmentation=self.name,
+        )
 
 
 # -- constructors -----------------------------------------------------------------------------

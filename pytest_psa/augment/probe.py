@@ -64,7 +64,13 @@ class Behaviour:
 
 def probe_images(shape: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[str, ...]]:
     """The probe set for (C, H, W): float32 (N, C, H, W) on the uint8 grid, and each image's name."""
-    c, h, w = (int(v) for v in shape)
+    images, names = _probe_images(tuple(int(v) for v in shape))
+    return torch.from_numpy(images.copy()), names  # a copy: an augmentation may write to its input
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_images(shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    c, h, w = shape
     if c < 1 or h < 1 or w < 1:
         raise ValueError(f"probe shape must be positive (C, H, W), got {shape}")
     yy, xx = np.meshgrid(np.linspace(0.0, 1.0, h), np.linspace(0.0, 1.0, w), indexing="ij")
@@ -95,7 +101,7 @@ def probe_images(shape: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[str, 
     names = tuple(n for n in PROBE_NAMES for _ in range(1 + _REPEATS.get(n, 0)))
     stack = np.stack([np.broadcast_to(images[n], (c, h, w)) for n in names])
     grid = np.clip(np.round(stack * 255.0), 0, 255) / 255.0  # real images are uint8
-    return torch.from_numpy(grid.astype(np.float32)), names
+    return grid.astype(np.float32), names
 
 
 def probe_seeds(n: int) -> list[int]:
@@ -245,7 +251,8 @@ def _is_library(module: str) -> bool:
 def _library_version(module: str) -> str:
     root = module.split(".", 1)[0]
     lib = sys.modules.get(root)
-    return f"{root}=={getattr(lib, '__version__', '?')}" if root in _LIBRARIES else ""
+    version = str(getattr(lib, "__version__", "?")).split("+", 1)[0]  # a CPU and a CUDA build behave alike here
+    return f"{root}=={version}" if root in _LIBRARIES else ""
 
 
 __all__ = ["Behaviour", "PROBE_NAMES", "PROBE_VERSION", "behaviour", "check_deterministic", "probe_images",
