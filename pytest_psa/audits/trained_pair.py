@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from pytest_psa._timings import stage
 from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
@@ -161,9 +162,11 @@ class PairSpec:
         for role, seed in steps:
             which = self.subject if role == SUBJECT else self.baseline
             recipe, role_optimizer = self.role_training(role, optimizer)
-            trained[role].append(cache.get_or_train(
-                model, self.train_data, which, preset=recipe, seed=seed, device=device,
-                optimizer=role_optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
+            with stage("training", detail=f"{role} seed {seed}") as timing:
+                trained[role].append(cache.get_or_train(
+                    model, self.train_data, which, preset=recipe, seed=seed, device=device,
+                    optimizer=role_optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
+                timing.cached = trained[role][-1].record.cache == "hit"
         pair = TrainedPair(self, {r: tuple(trained[r]) for r in roles})
         record = pair.sanity_record(sanity, size)
         object.__setattr__(pair, "sanity", record)  # frozen: set once, here
