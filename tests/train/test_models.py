@@ -61,7 +61,7 @@ def test_registry_errors():
 
 
 def test_presets_and_overrides():
-    assert set(PRESETS) == {"smoke", "fast", "paper"}
+    assert set(PRESETS) == {"smoke", "fast", "paper", "converged"}
     smoke = PRESETS["smoke"]
     assert smoke.model == "small_cnn" and smoke.device == "cpu" and smoke.batch_size == 256
     paper = PRESETS["paper"]
