@@ -76,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         ModelCache(settings.cache_dir).clear()
         EvaluationStore(settings.cache_dir).clear()  # evaluations of cleared models are stale too
+        EvaluationStore(settings.cache_dir, kind="flatness").clear()  # measurements of them too
 
 
 MARKER_PROBLEMS = pytest.StashKey[list[str]]()  # a test's invalid psa marker arguments, raised in its setup
