@@ -140,9 +140,10 @@ def test_without_proximal_redraws_are_counted_and_deterministic(images: torch.Te
     assert wp.stats.most >= 1 and wp.stats.rate == wp.redraws / len(images)
     wp.stats.reset()
     assert torch.equal(aug.apply(images, seeds), out) and wp.stats.draws == len(images)
-    # the first draw is kept whenever it is already far: the same draw as the inner augmentation's
+    # a first draw that is already far is kept: no redraw at a tiny delta
     far = without_proximal(inner, 1e-6)
-    assert far.redraws == 0
+    as_augmentation(far).apply(images, seeds)
+    assert far.stats.draws == len(images) and far.redraws == 0
 
 
 def test_without_proximal_gives_up_with_delta_named() -> None:
@@ -230,3 +231,9 @@ def test_the_psa_fixture_takes_zoo_names(pytester: pytest.Pytester) -> None:
             assert psa.density("pixmix").F(0.05) > 0
     """)
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_randconv_mix_variant_lands_near_the_image() -> None:
+    """The blended RandConv (α near 1 keeps the image) is not PSA-violating: the bound above can tell."""
+    r = pytest_psa.density(RandConvStandin(mix=True), n_images=100, draws=2)
+    assert r.interval(GAMMA, alpha=0.05, side="lower").low > 0
