@@ -34,25 +34,26 @@ from pytest_psa.train.plan import (
 from pytest_psa.train.presets import resolve_preset
 from pytest_psa.train.record import versions
 
-# -- keys written down from the code before the plan (commit 8738bae) --------------------------
+# -- keys written down at key format 2 (augmentation identity by behaviour; format 1 keys were
+# recorded from the code before the plan, commit 8738bae) -----------------------------------------
 PINNED_VERSIONS = {"torch": "2.x-pinned", "torchvision": "0.x-pinned", "python": "3.x-pinned",
                    "pytest_psa": "0.0-pinned"}
 RECORDED_WITH = ("2.14.1", "0.29.1")  # torch, torchvision: module reprs enter the structure hash
 # ModelCache(...).key("small_cnn", synthetic("train", n=1000), aug, preset="smoke", seed=seed,
 # optimizer=opt, device="cpu"), aug None or v2.RandomHorizontalFlip(p=0.5)
 PINNED_KEYS = {
-    (None, "sgd", 0): "3c3b491f55a90382e1734c93bd5e2f16f416fd1b7ef1f73f2195bd4a9a4374e3",
-    (None, "sgd", 1): "6e13567196ee43f9e2ee1fbe10f0e952263db8edbe9f345ca4750f69e90448f5",
-    (None, "sam", 0): "d39aa92f98b0062bd6faf2e16a0d7df25090189d4ef43e9a62cb2ee069ef2ad6",
-    (None, "sam", 1): "f0604ac0293d6f61e7c49c67982e06f19e2cc134382c55580ccba9b0dcfcfd79",
-    ("flip", "sgd", 0): "78633c41936c0b032599a518694aa645dabee204eeb7c7c4bb6659b311afc6d5",
-    ("flip", "sgd", 1): "3cf23b7edbd60b4b2ee7ff5d3345323389e10b1966b77227ba29f2c104a04f28",
-    ("flip", "sam", 0): "c22e19b8e213a923739f4d248396c6672a9c7948997923b88af0d5cb79e37b1f",
-    ("flip", "sam", 1): "7ac453193a9b088abeef8c6ffa6405dd15f458c22cc756a4e62dcd7b382894d1",
+    (None, "sgd", 0): "f0adfdbb6f1da4db1442f61096d371a134136cb642aaa092380b34edda3c1e8b",
+    (None, "sgd", 1): "bacd3cf22b135b23e48710a569c8073dd77ffaa24e4dcf0a537a3ece1ce3eb79",
+    (None, "sam", 0): "3fcdaf7852d05ea677ff38ecca8cb7512a06b2bf4c1bfba64de69d3f8c22cc78",
+    (None, "sam", 1): "9e5830818d6f492a1091255df9b2394c124e54bbf82462409345771b5df387e3",
+    ("flip", "sgd", 0): "60cc6d649f52d088ed5bbdc9334aef4506daf306817506404976f217c7df92b9",
+    ("flip", "sgd", 1): "977306d7d69ac886eb0d5a95e7648d00e3b81da2140cec9dcbb2830cbca26aa3",
+    ("flip", "sam", 0): "f72befc821659d498f6e2b7b62fa301cec00c082f98758e72771279554293e19",
+    ("flip", "sam", 1): "15e7eb7491c1b338ce45456e405f9e02f93617031c36a83c2bdbf35a174d831a",
 }
-PINNED_DEFAULT = "1a724cb9016096e8a01ca6687f2f318faa74e0b21900e604993059d6ef34d27f"  # ModelCache().key()
+PINNED_DEFAULT = "a4eb350e68b7bd4e818b2c7218be517bcd8c60d886264f531efdeb5981a5b9b2"  # ModelCache().key()
 # key("small_cnn", data, None, preset="smoke", seed=0, epochs=2, n_train=300, batch_size=100)
-PINNED_OVERRIDES = "45c449fba196230e39b4efa3b6308c2b479197f8dbf4ce54b2b5479e7f2022b8"
+PINNED_OVERRIDES = "84fd77991d1b0984343672556cd0356b1219ac4f0a923ee90c64fc8bfad5f9b2"
 
 
 def _release(v: str) -> str:
@@ -95,10 +96,10 @@ def _old_key(model, data, augmentation, preset="smoke", seed=0, device=None, opt
     amp = resolve_autocast(dev, p, optimizer)
     train_set = data.subset(p.n_train, seed=p.subset_seed)
     material = {
-        "format": 1,
+        "format": FORMAT,
         "model": model_identity(spec, data.num_classes, data.images.shape[1], size, cache_key),
         "data": train_set.fingerprint(),
-        "augmentation": as_augmentation(augmentation).identity(),
+        "augmentation": as_augmentation(augmentation).identity(tuple(train_set.images.shape[1:])),
         "preset": p.key_fields(),
         "seed": int(seed),
         "optimizer": optimizer,
@@ -134,7 +135,7 @@ def test_fingerprint_is_the_old_key_computation(tiny_train, tmp_path, case):
     plan = TrainingPlan.resolve(model, tiny_train, augmentation, **case)
     assert plan.key_material == material
     assert plan.fingerprint == want == ModelCache(tmp_path).key(model, tiny_train, augmentation, **case)
-    assert FORMAT == 1
+    assert FORMAT == 2
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def test_resolve_holds_everything_resolved(tiny_train):
     assert plan.model == "small_cnn" and plan.cache_key is None
     assert plan.preset == resolve_preset("smoke", n_train=300, epochs=2)
     assert len(plan.data) == 300 and plan.data_fingerprint == tiny_train.subset(300).fingerprint()
-    assert plan.augmentation.fn is flip and plan.augmentation_identity == as_augmentation(flip).identity()
+    assert plan.augmentation.fn is flip and plan.augmentation_identity == as_augmentation(flip).identity((3, 32, 32))
     assert (plan.optimizer, plan.seed) == ("sam", 2)
     assert plan.device == torch.device("cpu") and plan.device_kind == "cpu"
     assert plan.autocast in ("off", "bf16") and plan.autocast_dtype == {"off": None, "bf16": torch.bfloat16}[plan.autocast]
