@@ -9,7 +9,7 @@ under fixed seeds, and the outputs are hashed (`behaviour`).
 The probe set (`probe_images`): two procedural scenes (smooth gradients, a sinusoidal texture, a
 disc and a rectangle with hard edges), a checkerboard, hash noise, colour bars, and the edge cases
 black, white and mid-grey, all on the uint8 grid (k/255) as real images are; the two scenes are
-drawn three times each with other seeds, so changes to rarely drawn operations show too (14 draws).
+drawn four times each with other seeds, so changes to rarely drawn operations show too (14 draws).
 Outputs are hashed on the 1/255 grid (rounded ``x * 255``): outputs of uint8 pipelines (PIL,
 albumentations) sit exactly on it, and float noise of the order of 1e-6 changes the key only where
 it moves a value across a rounding boundary (then the model is trained again: never served stale).
