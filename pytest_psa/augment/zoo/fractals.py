@@ -22,6 +22,8 @@ import functools
 import numpy as np
 import torch
 
+from pytest_psa._timings import stage
+
 KINDS = ("fractal", "fractal", "spectral", "waves")  # index % 4: half of the set are fractals
 
 
@@ -42,7 +44,8 @@ def mixing_picture(seed: int, index: int, height: int, width: int) -> np.ndarray
 def mixing_bank(seed: int, count: int, height: int, width: int) -> torch.Tensor:
     """The first `count` pictures of set `seed` as one (count, 3, height, width) float tensor (cached
     per process; callers must not write to it)."""
-    return torch.from_numpy(np.stack([mixing_picture(seed, i, height, width) for i in range(count)]))
+    with stage("pixmix pictures", detail=f"{count} at {height}x{width} px"):  # ~1 s once per process and size
+        return torch.from_numpy(np.stack([mixing_picture(seed, i, height, width) for i in range(count)]))
 
 
 def _fractal(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
