@@ -150,8 +150,7 @@ class TrainingPlan:
         """A short name for progress bars and messages: ``small_cnn + none [smoke]``."""
         p = self.preset
         regime = f", FGSM-AT eps {p.at_epsilon * 255:.3g}/255" if p.regime == "fgsm_at" else ""
-        optimizer = f", {self.optimizer}" if self.optimizer != "sgd" else ""
-        return f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} [{p.name}{optimizer}{regime}]"
+        return f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} [{p.name}{regime}]"
 
     def check_test_data(self, test_data: Any) -> None:
         """Raise `PsaUsageError` unless `test_data` is None or an ImageData shaped like the training data."""
