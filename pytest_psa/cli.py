@@ -86,13 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="synthetic", help="synthetic (default), cifar10, cifar100 or a path")
     g.add_argument("--data-root", default=None, help="folder holding data sets (default $PSA_DATA_ROOT)")
     g.add_argument("--cache-dir", default=None, help="trained models and unpacked data ($PSA_CACHE_DIR)")
-    g.add_argument("--preset", default="smoke", choices=("smoke", "fast", "paper"), help="training preset (smoke)")
+    g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
+                   help="training preset (smoke; converged: train until the clean training loss reaches 0.3)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")
     g.add_argument("--seed", type=_seed, default=0, help="base seed of every measurement (0)")
     g.add_argument("--seeds", type=_positive, default=3, help="training seeds per model: seed, seed+1, ... (3)")
     g.add_argument("--epochs", type=_positive, default=None, help="override the preset's epochs (quick runs)")
     g.add_argument("--n-train", type=_positive, default=None, help="override the preset's training subset size")
     g.add_argument("--batch-size", type=_positive, default=None, help="override the preset's batch size")
+    g.add_argument("--target-train-loss", type=float, default=None, metavar="NATS",
+                   help="stop each model once its clean training loss is <= NATS (epochs become the cap)")
+    g.add_argument("--fgsm-at", type=float, default=None, metavar="EPS",
+                   help="FGSM adversarial training at L-inf EPS on the [0, 1] scale (e.g. 0.0314 = 8/255) for every model")
     g = a.add_argument_group("density (proximal density eCDF; --scale paper for the paper's Table 1)")
     g.add_argument("--scale", default="tool", choices=("tool", "paper"),
                    help="tool (default): distance l2, RMS on [0, 1], γ 0.01,0.02,0.05,0.1,0.2, this tool's own "
@@ -199,7 +204,10 @@ class _Audit:
         self.records: list[Any] = []
         self.skipped: list[dict[str, str]] = []
         self.overrides = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train),
-                                            ("batch_size", args.batch_size)) if v is not None}
+                                            ("batch_size", args.batch_size),
+                                            ("target_train_loss", args.target_train_loss)) if v is not None}
+        if args.fgsm_at is not None:
+            self.overrides.update(regime="fgsm_at", at_epsilon=args.fgsm_at)
         self.stage_mark = _timings.count()
 
     def say(self, text: str) -> None:
