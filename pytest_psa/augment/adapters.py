@@ -497,6 +497,9 @@ def _fix_for_exception(kind: str, arg: Any, *, kornia: bool = False) -> str:
 
 
 def _readable_name(fn: Any) -> str:
+    own = getattr(fn, "name", None)  # a zoo member or any object that names itself
+    if isinstance(own, str) and own.strip():
+        return own.strip()
     try:
         text = repr(fn)
     except Exception:  # a repr that raises (albumentations' Lambda without a name) must not stop the audit
