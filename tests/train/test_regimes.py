@@ -216,3 +216,21 @@ def test_bad_arms_are_usage_errors() -> None:
         arm(None, n_train=100)
     with pytest.raises(PsaUsageError, match="unknown preset field"):
         arm(None, regim="fgsm_at")
+
+
+@pytest.mark.slow
+def test_flatness_verdict_names_the_loss_gap_of_an_arm_trained_less_far(cache: ModelCache) -> None:
+    """End to end: the baseline arm trains 3 epochs, the audited side 8; the verdict says their losses differ."""
+    from pytest_psa.audits.flatness import flatness
+
+    flat = flatness(None, baseline=arm(None, epochs=3), seeds=[0], metrics=["eps_sharpness"], n_measure=32,
+                    data=CLEAN, cache_dir=cache.root, progress=False, n_train=1000, epochs=8, batch_size=100,
+                    train_eval_n=500)
+    losses = flat.settings["training_loss"]
+    assert flat.training["erm"][0]["epochs"] == 3 and flat.training["augmented"][0]["epochs"] == 8
+    assert losses["differs"] and losses["baseline_mean"] - losses["subject_mean"] > LOSS_GAP_TOLERANCE
+    text = flat.verdict_text()
+    assert "training losses differ" in text and "erm+epochs=3" in text
+    assert f"{losses['subject_mean']:.3f}" in text and f"{losses['baseline_mean']:.3f}" in text
+    assert "clean train loss" in flat.table()
+    assert flat.settings["arms"]["erm"]["overrides"] == {"epochs": 3}
