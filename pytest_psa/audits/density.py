@@ -29,6 +29,7 @@ from pytest_psa.augment.adapters import Augmentation
 from pytest_psa.augment.known import resolve_augmentation
 from pytest_psa.data.sources import load_data
 from pytest_psa.measure.density.distances import Distance, DistanceContext, get_distance
+from pytest_psa.results.sample_pairs import sample_pairs
 from pytest_psa.results.density import DensityResult
 from pytest_psa._progress import progress
 from pytest_psa.errors import PsaUsageError
@@ -130,6 +131,8 @@ def _density(augmentation: Any, data: Any, n_images: int, draws: int, distance: 
         raise PsaUsageError(f"distance {dist.name!r} returned negative or non-finite values",
                             fix="a distance must be finite and >= 0")
     finished = time.perf_counter()
+    observed = _observed(aug)  # before the sample pairs redraw three of the measured draws
+    pairs = sample_pairs(images, aug, seeds, distances)  # for the HTML report's grid
     asked = repr(distance) if isinstance(distance, str) else f"<distance {dist.name}>"
     return DensityResult(
         augmentation=aug.name, distance=dist.name, distances=distances, identity=identity, seed=seed,
@@ -139,7 +142,8 @@ def _density(augmentation: Any, data: Any, n_images: int, draws: int, distance: 
                 "distance_setup_s": bound - loaded,
                 "augment_s": augment_s, "measure_s": finished - bound - augment_s,
                 "draws_per_s": n * k / max(finished - bound, 1e-9)},
-        environment={**environment(), "augmentation_range": _observed(aug)}, details=details,
+        environment={**environment(), "augmentation_range": observed}, details=details,
+        sample_pairs=tuple(pairs),
         repro=(f"pytest_psa.density(<the augmentation {aug.name}>, data={images.name!r}, split={images.split!r}, "
                f"n_images={n}, draws={k}, distance={asked}, seed={seed})"),
     )

@@ -32,7 +32,9 @@ def test_html_report_embeds_figures_and_table_on_the_row(pytester: pytest.Pytest
     assert page.count("psa-summary") == 1  # only the test that audited something
     assert "test_augmix_is_proximal | l2, N\\u00d7K=40\\u00d72" in page  # JSON-escaped inside the page
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
-    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
+    # the eCDF figure, then the sample grid: x and A(x) at the 10/50/90 % distance quantiles
+    assert len(images) == 1 + 2 * 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert page.count("q=10%") == 1 and page.count("q=90%") == 1
     assert "psa ecdf_l2.png" in page
 
 
