@@ -18,8 +18,9 @@ from pytest_psa.report.run_files import comparability_key, key_id
 # and compiles them again in every run (seconds each). Importing them here keeps them loaded.
 
 # A cheap density check whose augmentation strength comes from a file, so a run can inject a
-# regression: Gaussian noise of sigma 0.02 has F(0.02) ~ 0.65 on these 60 images; sigma 0.03
-# has F(0.02) = 0 while F(0.05) stays 1, so the PSA check itself (γ = 0.05) still passes.
+# regression: Gaussian noise of sigma 0.02 has F(0.02) = 0.825 on these 60 images of the default
+# (cluttered) synthetic set; sigma 0.03 has F(0.02) = 0 while F(0.05) stays 1, so the PSA check itself
+# (γ = 0.05) still passes.
 SUITE = """
 import os, pytest
 
@@ -81,7 +82,7 @@ def test_ci_scenario_save_inject_regression_fail_on_item_then_update(pytester: p
     assert doc["schema"] == 1 and doc["key"]["device"] == "cpu" and doc["commit_info"]["id"] is None
     entry = next(e for e in doc["results"] if e["nodeid"].endswith("::test_noise"))
     assert entry["augmentation"] == "Noise(sigma=0.02)" and entry["seeds"] == [0]
-    assert entry["metrics"]["F(0.02)"]["estimate"] == pytest.approx(0.65)
+    assert entry["metrics"]["F(0.02)"]["estimate"] == pytest.approx(0.825)
 
     # the regression: stronger noise; the PSA check at γ=0.05 passes, the gate on F(0.02) does not
     (pytester.path / "sigma.txt").write_text("0.03")
@@ -92,8 +93,8 @@ def test_ci_scenario_save_inject_regression_fail_on_item_then_update(pytester: p
     assert re.findall(r"^_+ (\S+) _+$", out, re.M) == ["test_noise"]  # the failure is on that item
     gated.stdout.fnmatch_lines([
         "*psa baseline regression: test_suite.py::test_noise (density audit: Noise(sigma=0.03))",
-        "*F(0.02): now 0.0000 [[]0.0000, 0.1526], baseline 0.6500 [[]0.4619, 0.8009] (99.9% intervals)",
-        "*higher is better; the current interval's upper end 0.1526 is 0.4974 below the baseline 0.65; "
+        "*F(0.02): now 0.0000 [[]0.0000, 0.1526], baseline 0.8250 [[]0.6442, 0.9489] (99.9% intervals)",
+        "*higher is better; the current interval's upper end 0.1526 is 0.6724 below the baseline 0.825; "
         "allowed 0.02 (--psa-compare-fail=F:0.02)",
         "*augmentation: Noise(sigma=0.02) -> Noise(sigma=0.03)",
         f"*baseline: .psa/{KEY_DIR}/0001_main.json (run 0001_main, no commit recorded, *",
@@ -103,7 +104,7 @@ def test_ci_scenario_save_inject_regression_fail_on_item_then_update(pytester: p
         "--psa-baseline-update",
     ])
     assert "F(0.05): now" not in out  # unchanged metrics are not reported as regressions
-    gated.stdout.fnmatch_lines(["*REGRESSED test_suite.py::test_noise: F(0.02) 0 vs baseline 0.65 (allowed 0.02)*"])
+    gated.stdout.fnmatch_lines(["*REGRESSED test_suite.py::test_noise: F(0.02) 0 vs baseline 0.825 (allowed 0.02)*"])
     junit = xml.read_text()
     case = re.search(r'<testcase [^>]*name="test_noise" .*?</testcase>', junit, re.S).group(0)
     assert "<failure" in case and 'name="psa_baseline" value="regressed"' in case
@@ -137,7 +138,7 @@ def test_missing_baseline_is_written_and_fails_then_compares(pytester: pytest.Py
         f"*psa: no baseline for test_suite.py::test_noise (density audit) in .psa/{KEY_DIR}",
         f"*baseline written to {target} (when this session ends): rerun to compare against it, or pass "
         "--psa-baseline-update to record baselines without failing",
-        "*recorded: F(0.01) = 0, F(0.02) = 0.65, F(0.05) = 1*",
+        "*recorded: F(0.01) = 0, F(0.02) = 0.825, F(0.05) = 1*",
         f"*NO BASELINE test_suite.py::test_noise: written to {target}",
         f"psa: wrote {target} (new baselines: 1 new baseline)",
     ])
