@@ -125,8 +125,12 @@ def test_at_plus_augmentation_trains_through_the_cache(cache: ModelCache, tiny_t
 
 @pytest.mark.slow
 def test_fgsm_at_raises_pgd_robust_accuracy_over_erm(tiny_train: ImageData, tiny_test: ImageData) -> None:
-    """Paired over the same test images: the lower 99 % bound of (AT robust - ERM robust) is above 0."""
-    settings: dict[str, Any] = dict(preset="smoke", n_train=1000, epochs=6, batch_size=100, progress=False, seed=0,
+    """Paired over the same test images: the lower 99 % bound of (AT robust - ERM robust) is above 0.
+
+    Measured (1 thread): at 15 epochs PGD-10 robust accuracy 0.848 (AT) vs 0.458 (ERM), 99 % interval of
+    the difference [0.32, 0.45]; at 6 epochs AT was still underfit (clean 0.62) and no more robust.
+    """
+    settings: dict[str, Any] = dict(preset="smoke", n_train=1000, epochs=15, batch_size=100, progress=False, seed=0,
                     test_data=tiny_test, train_eval_n=0)
     erm = train(None, tiny_train, None, **settings).model
     at = train(None, tiny_train, None, regime="fgsm_at", at_epsilon=EPS, **settings)
