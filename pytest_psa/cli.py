@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = a.add_argument_group("checks and outputs")
     for check in CHECKS:
         g.add_argument(f"--no-{check}", action="store_true", help=f"skip the {check} check")
+    g.add_argument("--sanity", default="error", choices=("error", "warn"),
+                   help="error (default): refuse flatness/robustness verdicts on models at chance; warn: measure anyway")
     g.add_argument("--json", default=None, metavar="PATH", help="write the run (psa run format) to PATH")
     g.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR (needs matplotlib)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars, step lines or stage times")
@@ -183,6 +185,7 @@ def cli_spelling(text: str) -> str:
     text = re.sub(r"\(ini psa_\w+, (env \$\w+)\)", r"(\1)", text)  # "(ini psa_data_root, env $X)" -> "(env $X)"
     text = re.sub(r" / psa_\w+ / ", " / ", text)  # "--psa-data-root / psa_data_root / $X"
     text = re.sub(r"[;,]? *or (allow a download with|pass) --psa-allow-download", "", text)
+    text = text.replace("sanity='warn'", "--sanity warn")  # the sanity gate's opt-out, as this command spells it
     text = re.sub(r"(?<!pytest )(?<![\w-])(--psa-[a-z0-9-]+)(?![\w-])(=?)",
                   lambda m: _cli_flag(m.group(1), m.group(2)), text)
     return re.sub(r"(--[a-z0-9-]+) / \1(?![\w-])", r"\1", text)  # "--plots / --plots" after the mapping
@@ -259,7 +262,7 @@ class _Audit:
         extra = {"n_measure": a.n_measure} if a.n_measure else {}
         result = flatness(aug, seeds=[a.seed + i for i in range(a.seeds)], metrics=list(a.metrics or DEFAULT_METRICS),
                           preset=a.preset, data=a.data, data_root=a.data_root, cache_dir=a.cache_dir,
-                          device=a.device, progress=True, **extra, **self.overrides)
+                          device=a.device, progress=True, sanity=a.sanity, **extra, **self.overrides)
         self.record(key, "flatness", result.to_dict(), [])
         self.say(f"flatness {key}: {a.seeds} seeds x (ERM, augmented) in {time.perf_counter() - t0:.1f} s")
 
@@ -283,7 +286,8 @@ class _Audit:
         if a.attack_images:
             kw["n_attack_images"] = a.attack_images
         result = robustness(aug, data=a.data, preset=a.preset, seed=a.seed, seeds=a.seeds, device=a.device,
-                            cache_dir=a.cache_dir, data_root=a.data_root, progress=True, **kw, **self.overrides)
+                            cache_dir=a.cache_dir, data_root=a.data_root, progress=True, sanity=a.sanity, **kw,
+                            **self.overrides)
         self.record(key, "robustness", result.to_dict(), [])
         self.say(f"robustness {key}: done in {time.perf_counter() - t0:.1f} s")
 

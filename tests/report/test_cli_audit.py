@@ -13,6 +13,7 @@ import pytest
 import pytest_psa
 from pytest_psa.augment.known import resolve_augmentation
 from pytest_psa.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, main
+from pytest_psa.errors import PsaWarning
 from pytest_psa.report.run_files import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -29,7 +30,13 @@ def test_audit_prints_tables_1_to_3_and_writes_the_run_and_figures(tmp_path: Pat
             "--corruptions", "gaussian_noise,contrast", "--severities", "1,5", "--robust-images", "100",
             "--attacks", "linf:8/255:3", "--attack-images", "20",
             "--json", str(tmp_path / "run.json"), "--plots", str(tmp_path / "figs"), "-q"]
-    assert main(argv) == EXIT_OK
+    # one-epoch models at chance (and a destructive augmentation's collapsed one): the tables' plumbing
+    # is under test, so the sanity gate only warns; without --sanity warn the same run is refused
+    assert main(argv + ["--no-density", "--no-robustness"]) == EXIT_USAGE
+    refused = capsys.readouterr().err
+    assert "sanity gate: the baseline erm did not learn" in refused and "--sanity warn measures anyway" in refused
+    with pytest.warns(PsaWarning, match="sanity gate"):
+        assert main(argv + ["--sanity", "warn"]) == EXIT_OK
     out = capsys.readouterr().out
     tables = out[: out.index("psa: run written")].rstrip("\n")
     for head in ("Proximal density F_N(γ)", "Table 2. Flatness, mean over 2 seeds",
