@@ -54,6 +54,7 @@ _LAZY: dict[str, str] = {
     "robustness": "pytest_psa.audits.robustness",
     "RobustnessResult": "pytest_psa.results.robustness",
     "PixMix": "pytest_psa.augment.zoo",
+    "arm": "pytest_psa.train.arm",
     "DeepAugmentStandin": "pytest_psa.augment.zoo",
     "RandConvStandin": "pytest_psa.augment.zoo",
     "without_proximal": "pytest_psa.augment.zoo",
