@@ -97,7 +97,11 @@ def test_noise_moves_features(psa):
     result.assert_outcomes(passed=1)
 
 
-def test_a_conftest_hook_can_register_a_configured_feature_distance(pytester: pytest.Pytester) -> None:
+def test_a_conftest_hook_can_register_a_configured_feature_distance(pytester: pytest.Pytester,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # the inline session registers "pooled" in this process: restored afterwards, so that later runs'
+    # lists of valid distance names stay the built-in ones
+    monkeypatch.setattr(dist_mod, "_REGISTRY", dict(dist_mod._REGISTRY))
     pytester.makeconftest("""
 import torch
 import pytest_psa.measure.density.distances_feature as feat

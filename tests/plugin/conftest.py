@@ -13,3 +13,16 @@ import hypothesis  # noqa: F401,E402
 
 import pytest_psa.report.baseline  # noqa: F401,E402
 import pytest_psa.report.terminal  # noqa: F401,E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inline pytester session registers its conftest's hook distances and data sources in this
+    process; without a restore they would show up in the next run's "valid: ..." lists."""
+    from pytest_psa.data import sources
+    from pytest_psa.measure.density import distances
+
+    monkeypatch.setattr(distances, "_REGISTRY", dict(distances._REGISTRY))
+    monkeypatch.setattr(sources, "_SOURCES", dict(sources._SOURCES))
