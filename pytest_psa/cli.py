@@ -485,7 +485,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, (_, text) in KNOWN_AUGMENTATIONS.items():
         print(f"{name:<{width}}  {text}")
     print(f"{'module:attr':<{width}}  your own: a class (built without arguments) or a transform / function")
+    print("\ntraining regimes (every model of an audit; in Python, one side: pytest_psa.arm(aug, ...)):")
+    for name, text in _REGIMES:
+        print(f"{name:<{width}}  {text}")
     return EXIT_OK
+
+
+_REGIMES: tuple[tuple[str, str], ...] = (
+    ("fgsm_at", "FGSM adversarial training with random start (Wong et al. 2020): --fgsm-at EPS; "
+                "arm(aug, regime='fgsm_at', at_epsilon=8/255)"),
+    ("sam / asam", "sharpness-aware minimization (Foret et al. 2021) / adaptive SAM: "
+                   "arm(None, optimizer='sam'), the flat-minima optimizer to compare an augmentation with"),
+    ("converged", "preset: train until the clean training loss reaches a target (0.3 nats, cap 60 epochs), "
+                  "so no side is compared underfit: --preset converged, --target-train-loss NATS"),
+)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -209,6 +209,7 @@ def test_psa_list_shows_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == EXIT_OK
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert set(ZOO) <= listed and set(ZOO) <= set(KNOWN_AUGMENTATIONS)
+    assert {"fgsm_at", "sam", "converged"} <= listed  # the training regimes, with how to ask for them
 
 
 def test_psa_audit_accepts_zoo_names(capsys: pytest.CaptureFixture[str]) -> None:
