@@ -100,7 +100,8 @@ def test_fixture_marker_summary_and_junit(comparison, cache_dir, pytester: pytes
 
         @pytest.mark.psa(metric="lpf", seeds=2, min_rel_improvement=0.0)
         def test_identity_is_not_flatter(psa):
-            result = psa.flatness(None, epochs=3, n_train=2000, batch_size=64, n_measure=250, metrics=["lpf"])
+            result = psa.flatness(None, epochs=3, n_train=2000, batch_size=64, n_measure=250, metrics=["lpf"],
+                                    data="synthetic-clean")
             result.assert_flatter()
     """)
     xml = pytester.path / "junit.xml"
