@@ -77,15 +77,7 @@ def _block(seed: int, salt: int, block: int, size: int) -> tuple[np.ndarray, np.
     r = rng.uniform(6.5, 10.5, m) * s
     tilt = np.deg2rad(rng.uniform(-20, 20, m))
     grid = np.arange(size, dtype=np.float64) + 0.5
-    x = grid[None, None, :] - cx[:, None, None]
-    y = grid[None, :, None] - cy[:, None, None]
-    c, sn = np.cos(tilt)[:, None, None], np.sin(tilt)[:, None, None]
-    u, v = (c * x + sn * y) / r[:, None, None], (-sn * x + c * y) / r[:, None, None]
-    mask = np.zeros((m, size, size))
-    for k in range(len(CLASSES)):
-        sel = labels == k
-        if sel.any():
-            mask[sel] = _shape(k, u[sel], v[sel], r[sel, None, None])
+    _, _, mask = _shape_masks(labels, cx, cy, r, tilt, grid)
     # background: a dark or bright colour with a gentle gradient; foreground on the other side
     bright = rng.random(m) < 0.5
     bg = rng.uniform(0.0, 0.45, (m, 3)) + np.where(bright, 0.5, 0.0)[:, None]
@@ -110,14 +102,7 @@ def _cluttered_block(seed: int, salt: int, block: int, size: int) -> tuple[np.nd
     tilt = np.deg2rad(rng.uniform(-20, 20, m))
     grid = np.arange(size, dtype=np.float64) + 0.5
     gx, gy = grid[None, None, :], grid[None, :, None]
-    x, y = gx - cx[:, None, None], gy - cy[:, None, None]
-    c, sn = np.cos(tilt)[:, None, None], np.sin(tilt)[:, None, None]
-    u, v = (c * x + sn * y) / r[:, None, None], (-sn * x + c * y) / r[:, None, None]
-    mask = np.zeros((m, size, size))
-    for k in range(len(CLASSES)):
-        sel = labels == k
-        if sel.any():
-            mask[sel] = _shape(k, u[sel], v[sel], r[sel, None, None])
+    x, y, mask = _shape_masks(labels, cx, cy, r, tilt, grid)
     # occluder: a background-coloured bar across the shape's neighbourhood in half of the images
     occluded = rng.random(m) < CLUTTER["occluded"]
     angle = rng.uniform(0, np.pi, m)[:, None, None]
@@ -147,6 +132,22 @@ def _cluttered_block(seed: int, salt: int, block: int, size: int) -> tuple[np.nd
 
 
 CLUTTER: dict[str, Any] = {"radius": (4.5, 9.0), "occluded": 0.5, "contrast": (0.06, 0.4), "blobs": 3, "noise": 0.06}
+
+
+def _shape_masks(labels: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray, tilt: np.ndarray,
+                 grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's shape coverage (M, S, S) at its centre, radius and tilt, with the pixel offsets
+    (x, y) from the centre that later layers (occluders) reuse."""
+    x = grid[None, None, :] - cx[:, None, None]
+    y = grid[None, :, None] - cy[:, None, None]
+    c, sn = np.cos(tilt)[:, None, None], np.sin(tilt)[:, None, None]
+    u, v = (c * x + sn * y) / r[:, None, None], (-sn * x + c * y) / r[:, None, None]
+    mask = np.zeros((len(labels), len(grid), len(grid)))
+    for k in range(len(CLASSES)):
+        sel = labels == k
+        if sel.any():
+            mask[sel] = _shape(k, u[sel], v[sel], r[sel, None, None])
+    return x, y, mask
 
 
 def _shape(k: int, u: np.ndarray, v: np.ndarray, r: np.ndarray) -> np.ndarray:
