@@ -42,3 +42,25 @@ def cifar10(psa_cache_dir):
             "image folder, or torchvision's cifar-10-batches-py/ there"
         )
     return pytest_psa.load_data("cifar10", split="test", root=root, cache_dir=psa_cache_dir)
+
+
+def grey_levels(split: str, n: int = 200):
+    """A tiny set a model learns in a few epochs: class c is grey level 25c + 10 plus noise in
+    [0, 8), 16 x 16 px (the sanity-gate tests train on it in about a second per model)."""
+    import numpy as np
+
+    from pytest_psa.data.image_data import from_arrays
+
+    rng = np.random.default_rng({"train": 1, "test": 2}[split])
+    labels = np.arange(n) % 10
+    images = (labels[:, None, None, None] * 25 + 10 + rng.integers(0, 8, (n, 3, 16, 16))).astype(np.uint8)
+    return from_arrays(images, labels, name="levels", split=split)
+
+
+@pytest.fixture(scope="module")
+def sanity_levels() -> str:
+    """Registers `grey_levels` as the data source "sanity-levels" and returns that name."""
+    from pytest_psa.data.sources import register_data_source
+
+    register_data_source("sanity-levels", grey_levels, replace=True)
+    return "sanity-levels"

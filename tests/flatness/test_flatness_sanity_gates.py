@@ -12,14 +12,11 @@ which matches the true one for a level with probability 1/10, so 2 of 10 levels 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 import pytest_psa
 from pytest_psa.audits.trained_pair import MIN_TRAIN_PER_CLASS, SANITY_ALPHA, SANITY_MIN_MARGIN, SANITY_RULE
-from pytest_psa.data.image_data import ImageData, from_arrays
-from pytest_psa.data.sources import register_data_source
 from pytest_psa.errors import PsaError, PsaSanityError, PsaUsageError, PsaWarning
 
 TRAIN = {"epochs": 3, "batch_size": 25, "workers": 0, "train_eval_n": 0, "progress": False}
@@ -29,17 +26,9 @@ FLAT = {"seeds": [0], "metrics": ["lpf"], "n_measure": 32, "measure_options": {"
 UNTRAINED = {"lr": 1e-7}  # the weights stay at their initialization: a chance-level ERM
 
 
-def levels(split: str, n: int = 200) -> ImageData:
-    """Class c: grey level 25c + 10 plus noise in [0, 8), 16 x 16 px."""
-    rng = np.random.default_rng({"train": 1, "test": 2}[split])
-    labels = np.arange(n) % 10
-    images = (labels[:, None, None, None] * 25 + 10 + rng.integers(0, 8, (n, 3, 16, 16))).astype(np.uint8)
-    return from_arrays(images, labels, name="levels", split=split)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def sources() -> None:
-    register_data_source("sanity-levels", levels, replace=True)
+def sources(sanity_levels: str) -> None:
+    """The tiny grey-level set (tests/conftest.py) as "sanity-levels"."""
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import torch
 import pytest_psa
 from pytest_psa.audits.evaluation_cache import EvaluationStore
 from pytest_psa.audits.trained_pair import SANITY_ALPHA, SANITY_RULE
-from pytest_psa.data.image_data import ImageData, from_arrays
-from pytest_psa.data.sources import register_data_source
 from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
 
 TRAIN = {"epochs": 3, "batch_size": 25, "workers": 0, "train_eval_n": 0}
@@ -26,16 +24,9 @@ EVAL = {"corruptions": ["gaussian_noise"], "severities": (1,), "attacks": None, 
 UNTRAINED = {"lr": 1e-7}  # the weights stay at their initialization: a chance-level ERM
 
 
-def levels(split: str, n: int = 200) -> ImageData:
-    rng = np.random.default_rng({"train": 1, "test": 2}[split])
-    labels = np.arange(n) % 10
-    images = (labels[:, None, None, None] * 25 + 10 + rng.integers(0, 8, (n, 3, 16, 16))).astype(np.uint8)
-    return from_arrays(images, labels, name="levels", split=split)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def sources() -> None:
-    register_data_source("sanity-levels", levels, replace=True)
+def sources(sanity_levels: str) -> None:
+    """The tiny grey-level set (tests/conftest.py) as "sanity-levels"."""
 
 
 @pytest.fixture(scope="module")
