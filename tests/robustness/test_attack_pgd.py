@@ -1,4 +1,4 @@
-"""PGD and APGD-CE against a small CNN trained for 3 epochs on the synthetic shapes (about 3 s, 99 % clean).
+"""PGD and APGD-CE against a small CNN trained for 3 epochs on the clean synthetic shapes (about 3 s, 99 % clean).
 
 Every statistical assertion uses a fixed seed and states its error rate; exact ones (subsets of
 fooled samples, pass counts) follow from the algorithm and do not depend on chance.
@@ -34,9 +34,9 @@ def trained():
     from pytest_psa.data.synthetic import synthetic
     from pytest_psa.train import train
 
-    model = train("small_cnn", synthetic("train", 5000), None, epochs=3, seed=0, progress=False,
+    model = train("small_cnn", synthetic("train", 5000, variant="clean"), None, epochs=3, seed=0, progress=False,
                   train_eval_n=0).model.eval()
-    test = synthetic("test", 256)
+    test = synthetic("test", 256, variant="clean")
     return model, test.images.float() / 255, test.labels
 
 

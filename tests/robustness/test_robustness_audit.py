@@ -197,14 +197,15 @@ def test_trained_models_give_the_same_numbers_as_the_augmentation_audit(result, 
     erm = cache.get_or_train(None, synthetic("train", variant="clean"), None, preset=recipe, seed=0, test_data=synthetic("test", variant="clean")).model
     aug.train()
     direct = pytest_psa.robustness(aug, baseline=erm, cache_dir=cache_dir, corruptions=CORRUPTIONS, attacks=None,
-                                   n_images=500)
+                                   n_images=500, data="synthetic-clean")
     assert aug.training and not erm.training
     assert direct.kind == "model" and direct.seeds == () and direct.attacks == ()
     for name in ("clean_error", "mce", "mce_ratio", "hd_relative_mce", "delta_mce"):
         assert direct.metrics()[name].estimate == result.metrics()[name].estimate, name
     with pytest.raises(PsaUsageError, match="max_adv_error needs attacks"):
         direct.assert_budget(max_adv_error=0.5)
-    alone = pytest_psa.robustness(erm, cache_dir=cache_dir, corruptions=CORRUPTIONS, attacks=None, n_images=500)
+    alone = pytest_psa.robustness(erm, cache_dir=cache_dir, corruptions=CORRUPTIONS, attacks=None, n_images=500,
+                                  data="synthetic-clean")
     assert alone.cache_hit and alone.baseline is None and "mce_ratio" not in alone.metrics()
     with pytest.raises(PsaUsageError, match="needs a baseline"):
         alone.assert_budget(vs_erm=1.0)
