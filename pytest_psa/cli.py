@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("augmentations", nargs="+", metavar="AUG",
                    help="a known name (see `psa list`) or module:attr of your own augmentation")
     g = a.add_argument_group("data and training")
-    g.add_argument("--data", default="synthetic", help="synthetic (default), cifar10, cifar100 or a path")
+    g.add_argument("--data", default="synthetic", help="synthetic (default), synthetic-clean (the easy variant), cifar10, cifar100 or a path")
     g.add_argument("--data-root", default=None, help="folder holding data sets (default $PSA_DATA_ROOT)")
     g.add_argument("--cache-dir", default=None, help="trained models and unpacked data ($PSA_CACHE_DIR)")
     g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
@@ -387,7 +387,7 @@ def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
         raise PsaUsageError(f"--data-root {args.data_root} is not a folder",
                             fix="pass the folder that holds your data sets (cifar-10-batches-py/, cifar10*.tar.gz, "
                                 "...), or leave --data-root out to use $PSA_DATA_ROOT")
-    names = ("synthetic", "cifar10", "cifar100")
+    names = ("synthetic", "synthetic-clean", "cifar10", "cifar100")
     if args.data not in names:
         root = args.data_root or default_data_root()
         candidates = [os.path.expanduser(args.data)] + ([os.path.join(os.path.expanduser(str(root)), args.data)]
