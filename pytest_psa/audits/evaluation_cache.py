@@ -35,7 +35,7 @@ import numpy as np
 
 from pytest_psa._paths import default_cache_dir
 from pytest_psa._storage import atomic_write_bytes, locked_all, sha256_hex
-from pytest_psa.errors import CacheError, PsaWarning
+from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
 
 FORMAT = 1
 _DIR = "robustness"
@@ -74,7 +74,7 @@ class EvaluationStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, kind: str = _DIR) -> None:
         if kind not in KINDS:
-            raise ValueError(f"EvaluationStore: unknown kind {kind!r}; use one of {KINDS}")
+            raise PsaUsageError(f"unknown evaluation-store kind {kind!r}", fix=f"use one of {KINDS}")
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.kind = kind
         self.dir = self.root / kind
