@@ -12,7 +12,9 @@ Resolving (`PairSpec.resolve`: wrap the augmentations, load the train and test s
 resolve the preset once) and training (`PairSpec.train`) are two steps so that an audit can
 derive what it measures from the resolved data and preset, and fail on a bad argument, before
 any model is trained. Every model goes through the public `ModelCache.get_or_train` with the
-same arguments whichever audit asks, so a model trained for one audit is a cache hit for the
+same arguments whichever audit asks (with a remote executor, ``--psa-executor=ray``: every
+(role, seed) plan goes to `ModelCache.get_or_train_plans` at once, and the missing ones train in
+parallel on the cluster), so a model trained for one audit is a cache hit for the
 other. Training is seeded inside the trainer (`torch.random.fork_rng`), so the order of the
 trainings changes neither the weights nor the cache keys; `order` and `roles` only keep each
 audit's progress lines and training log in the order they have always had.
@@ -39,7 +41,9 @@ from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
 from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
+from pytest_psa.execution import current_executor, is_remote
 from pytest_psa.train.model_cache import ModelCache
+from pytest_psa.train.plan import TrainingPlan
 from pytest_psa.train.arm import TrainingArm, split_arm
 from pytest_psa.train.presets import Preset, resolve_preset
 from pytest_psa.train.record import TrainedModel, loss_gap
@@ -159,6 +163,21 @@ class PairSpec:
         steps = ([(r, s) for r in roles for s in self.seeds] if order == "role"
                  else [(r, s) for s in self.seeds for r in roles])
         trained: dict[str, list[TrainedModel]] = {r: [] for r in roles}
+        executor = current_executor()
+        if is_remote(executor):  # every missing (role, seed) submitted at once (--psa-executor=ray)
+            plans = []
+            for role, seed in steps:
+                recipe, role_optimizer = self.role_training(role, optimizer)
+                plans.append(TrainingPlan.resolve(
+                    model, self.train_data, self.subject if role == SUBJECT else self.baseline, preset=recipe,
+                    seed=seed, device=device, optimizer=role_optimizer))
+            with stage("training", detail=f"{len(plans)} models, {executor.name} executor") as timing:
+                models = cache.get_or_train_plans(plans, test_data=self.test_data, progress=progress,
+                                                  executor=executor)
+                timing.cached = all(m.record.cache == "hit" for m in models)
+            for (role, _), got in zip(steps, models):
+                trained[role].append(got)
+            steps = []
         for role, seed in steps:
             which = self.subject if role == SUBJECT else self.baseline
             recipe, role_optimizer = self.role_training(role, optimizer)

@@ -21,6 +21,12 @@ Every training the cache runs appends one line to ``<root>/models/trainings.json
 model, augmentation, seed, seconds, pid, xdist worker), so "trained once" can be counted:
 `ModelCache.trainings()`. Loading checks the weights' SHA-256 against the JSON; a damaged or
 unreadable entry is reported with a `PsaWarning` and rebuilt, never used.
+
+`get_or_train_plans` takes many plans at once: with a remote executor (`pytest_psa.execution`,
+``--psa-executor=ray``) it locks every missing entry, submits all of them together, and writes
+each returned payload (safetensors bytes checked against their SHA-256, and the record) as above,
+so workers need no shared file system and a result computed anywhere lands under its plan's key.
+With the local executor it is `get_or_train_plan` for each plan in turn.
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ from torch import nn
 
 from pytest_psa.data.image_data import ImageData
 from pytest_psa._paths import default_cache_dir
-from pytest_psa._storage import acquire, atomic_write_bytes, sha256_hex
-from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
+from pytest_psa._storage import acquire, atomic_write_bytes, locked_all, sha256_hex
+from pytest_psa.errors import CacheError, PsaError, PsaUsageError, PsaWarning
+from pytest_psa.execution import Executor, Unit, current_executor, is_remote
 from pytest_psa.train import models as _models
 from pytest_psa.train import trainer as _trainer
 from pytest_psa.train.plan import FORMAT, OptimizerName, TrainingPlan, default_data, model_identity
@@ -129,6 +136,62 @@ class ModelCache:
                 lock.release()
         return self._with_test_accuracy(hit, test_data, plan)
 
+    def get_or_train_plans(self, plans: list[TrainingPlan], *, test_data: ImageData | None = None,
+                           progress: bool = True, executor: Executor | None = None) -> list[TrainedModel]:
+        """`get_or_train_plan` for each plan, the missing ones trained together by `executor`
+        (default: `pytest_psa.execution.current_executor()`); the models in the order of `plans`.
+
+        Remote executor: the missing entries are locked (in key order: no deadlock with another
+        process asking for an overlapping set; a pytest-xdist worker asking for the same plan waits
+        and loads), submitted at once, and each result is stored as it would be locally. Every
+        successful result is stored before the first failure is raised (`RemoteUnitError`, naming
+        the plan), so a rerun trains only what is still missing. A warm cache submits nothing.
+        """
+        executor = executor if executor is not None else current_executor()
+        if not is_remote(executor):
+            return [self.get_or_train_plan(p, test_data=test_data, progress=progress) for p in plans]
+        for plan in plans:
+            if not isinstance(plan, TrainingPlan):
+                raise PsaUsageError("get_or_train_plans takes TrainingPlans", observed=type(plan).__name__,
+                                    fix="build them with TrainingPlan.resolve(...)")
+            plan.check_test_data(test_data)
+        by_key = {p.fingerprint: p for p in plans}
+        hits: dict[str, TrainedModel] = {}
+        for key, plan in by_key.items():
+            hit = self._load(key, plan, warn=False)
+            if hit is not None:
+                hits[key] = hit
+        missing = [k for k in by_key if k not in hits]
+        trained: set[str] = set()
+        if missing:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with locked_all((self.dir / f"{k}.lock" for k in missing), on_wait=lambda: _check_budget(missing)):
+                todo = []
+                for key in missing:  # another process may have stored some meanwhile
+                    hit = self._load(key, by_key[key], warn=True)
+                    if hit is None:
+                        todo.append(key)
+                    else:
+                        hits[key] = hit
+                units = [Unit(key=k, label=by_key[k].label, fn=train_payload, plan=TrainingJob(by_key[k], test_data),
+                              gpus=1.0 if by_key[k].device.type == "cuda" else 0.0) for k in todo]
+                errors: list[PsaError] = []
+                for outcome in executor.run(units, desc="psa training", progress=progress):
+                    if outcome.error is not None:
+                        errors.append(outcome.error)
+                        continue
+                    self._store_payload(outcome.unit.key, by_key[outcome.unit.key], outcome.value, outcome.worker)
+                    trained.add(outcome.unit.key)
+                if errors:
+                    raise errors[0]
+            for key in trained:
+                hit = self._load(key, by_key[key], warn=True)
+                if hit is None:  # just written and verified: unreadable now means the disk lost it
+                    raise CacheError(f"the model cache entry {key[:16]} written a moment ago cannot be read",
+                                     fix=f"check {self.dir} (disk full? another process clearing it?)")
+                hits[key] = TrainedModel(hit.model, dataclasses.replace(hit.record, cache="miss"))
+        return [self._with_test_accuracy(hits[p.fingerprint], test_data, p) for p in plans]
+
     def key(self, model: _models.ModelSpec | None = None, data: ImageData | None = None, augmentation: Any = None,
             *, preset: str | Preset = "smoke", seed: int = 0, device: str | torch.device | None = None,
             optimizer: OptimizerName = "sgd", cache_key: str | None = None, **overrides: Any) -> str:
@@ -211,10 +274,20 @@ class ModelCache:
         return TrainedModel(net, dataclasses.replace(record, cache="hit", cache_key=key))
 
     def _store(self, key: str, material: dict[str, Any], net: nn.Module, record: TrainingRecord) -> None:
-        from safetensors.torch import save as save_safetensors
+        self._store_blob(key, material, weights_blob(net, key), record)
 
-        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
-        blob = save_safetensors(state, metadata={"pytest_psa_key": key})
+    def _store_payload(self, key: str, plan: TrainingPlan, payload: dict[str, Any], worker: dict[str, Any]) -> None:
+        """Store what `train_payload` sent back, after checking the weights against their checksum."""
+        blob = payload["weights"]
+        if sha256_hex(blob) != payload["sha256"]:
+            raise CacheError(f"the weights of {plan.label} (plan {key[:16]}) arrived damaged from their worker",
+                             observed=f"sha256 {sha256_hex(blob)[:16]}... instead of {payload['sha256'][:16]}...",
+                             fix="rerun: only this plan is trained again")
+        record = dataclasses.replace(TrainingRecord.from_dict(payload["record"]), cache="miss", cache_key=key)
+        self._store_blob(key, plan.key_material, blob, record)
+        self._log_training(key, record, worker)
+
+    def _store_blob(self, key: str, material: dict[str, Any], blob: bytes, record: TrainingRecord) -> None:
         meta = {"format": FORMAT, "key": key,
                 "weights": {"file": f"{key}.safetensors", "sha256": sha256_hex(blob),
                             "bytes": len(blob)},
@@ -227,11 +300,15 @@ class ModelCache:
             raise CacheError(f"cannot write the model cache entry {key[:16]}", observed=f"{type(exc).__name__}: {exc}",
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
 
-    def _log_training(self, key: str, record: TrainingRecord) -> None:
-        line = json.dumps({"key": key, "model": record.model, "augmentation": record.augmentation,
-                           "seed": record.seed, "preset": record.preset, "device": record.device,
-                           "wall_s": round(record.wall_s, 3), "created": record.created, "pid": os.getpid(),
-                           "worker": os.environ.get("PYTEST_XDIST_WORKER")}, sort_keys=True)
+    def _log_training(self, key: str, record: TrainingRecord, remote: dict[str, Any] | None = None) -> None:
+        entry = {"key": key, "model": record.model, "augmentation": record.augmentation,
+                 "seed": record.seed, "preset": record.preset, "device": record.device,
+                 "wall_s": round(record.wall_s, 3), "created": record.created, "pid": os.getpid(),
+                 "worker": os.environ.get("PYTEST_XDIST_WORKER")}
+        if remote:  # trained elsewhere: where (pid and host of the executor's worker)
+            entry.update({"executor": remote.get("executor"), "remote_pid": remote.get("pid"),
+                          "remote_host": remote.get("host")})
+        line = json.dumps(entry, sort_keys=True)
         # one O_APPEND write per line: lines from concurrent workers never interleave
         fd = os.open(self.dir / TRAININGS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -251,6 +328,48 @@ class ModelCache:
         return TrainedModel(hit.model, rec)
 
 
+@dataclass(frozen=True, eq=False)
+class TrainingJob:
+    """What a training unit ships to its worker: the plan and the test split its record is evaluated on."""
+
+    plan: TrainingPlan
+    test_data: ImageData | None
+
+
+def weights_blob(net: nn.Module, key: str) -> bytes:
+    """The safetensors bytes of `net`'s state dict (on CPU), as the cache stores them."""
+    from safetensors.torch import save as save_safetensors
+
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
+    return save_safetensors(state, metadata={"pytest_psa_key": key})
+
+
+def train_payload(job: TrainingJob) -> dict[str, Any]:
+    """The training unit, run where the executor puts it: `train_plan` and the result as plain bytes
+    and a record dict (no pickle of modules or tensors crosses back). A GPU unit trains on the GPU the
+    executor gave it (Ray: cuda:0 of its CUDA_VISIBLE_DEVICES), which must be the kind the key names."""
+    plan = job.plan
+    if plan.device.type == "cuda":
+        from pytest_psa.train.plan import device_kind
+
+        here = torch.device("cuda", 0)
+        if device_kind(here) != plan.device_kind:
+            raise PsaUsageError(f"this worker's GPU is not the kind {plan.label} was planned for",
+                                observed=f"{device_kind(here)} here, {plan.device_kind} in the plan",
+                                fix="run GPU units on workers with the driver's GPU model (a Ray custom "
+                                    "resource or node label), or plan on the workers' kind")
+        plan = dataclasses.replace(plan, device=here)
+    trained = _trainer.train_plan(plan, test_data=job.test_data, progress=False)
+    blob = weights_blob(trained.model, job.plan.fingerprint)
+    return {"weights": blob, "sha256": sha256_hex(blob), "record": trained.record.to_dict()}
+
+
+def _check_budget(keys: list[str]) -> None:
+    from pytest_psa._time_budget import check_budget
+
+    check_budget(f"waiting for another process to finish training model cache entries {', '.join(k[:8] for k in keys)}")
+
+
 def _acquire(lock: FileLock, key: str) -> None:
     """Take the entry's lock; while another process trains it, keep honouring a psa time budget."""
     from pytest_psa._time_budget import check_budget
@@ -259,4 +378,5 @@ def _acquire(lock: FileLock, key: str) -> None:
         f"waiting for another process to finish training model cache entry {key[:16]}"))
 
 
-__all__ = ["CacheEntry", "ModelCache", "default_cache_dir", "model_identity"]
+__all__ = ["CacheEntry", "ModelCache", "TrainingJob", "default_cache_dir", "model_identity", "train_payload",
+           "weights_blob"]
