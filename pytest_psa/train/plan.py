@@ -36,6 +36,7 @@ from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.train import models as _models
 from pytest_psa.train.presets import Preset, resolve_preset
+from pytest_psa.train.recipe import recipe_identity
 from pytest_psa.train.record import versions
 
 FORMAT = 2  # the key format (2: augmentation identity by behaviour); the model cache's entry files carry it
@@ -70,6 +71,10 @@ class TrainingPlan:
     in_channels: int
     image_size: int                    # the larger side of the images, in px
     versions: dict[str, str]           # torch, torchvision, python, pytest_psa (`record.versions`)
+    # the user's training recipe (`pytest_psa.train.user_trainer`): None = the built-in trainer. Its
+    # identity joins `key_material` only when set, so every plan without one keeps its key
+    trainer: Any = None
+    trainer_identity: dict[str, Any] | None = None
 
     @classmethod
     def resolve(
@@ -83,12 +88,14 @@ class TrainingPlan:
         device: str | torch.device | None = None,
         optimizer: OptimizerName | str = "sgd",
         cache_key: str | None = None,
+        trainer: Any = None,
         **overrides: Any,
     ) -> TrainingPlan:
         """The plan for `train(model, data, augmentation, ...)` (arguments as for `train`).
 
         data None = the embedded synthetic training set (its test split is the caller's business:
-        `default_data`). `cache_key` names a user factory for the fingerprint.
+        `default_data`). `cache_key` names a user factory for the fingerprint. `trainer`: the user's
+        training recipe ``fn(job) -> nn.Module`` (`pytest_psa.train.user_trainer`); None = built-in.
         """
         data, _ = default_data(data, None)
         check_training_data(data)
@@ -100,6 +107,8 @@ class TrainingPlan:
         dev = resolve_device(device, p)
         amp = resolve_autocast(dev, p, optimizer)
         train_set = data.subset(p.n_train, seed=p.subset_seed)
+        # before any training: an unidentifiable recipe fails here
+        recipe_id = None if trainer is None else recipe_identity(trainer)
         return cls(
             model=p.model if model is None else model, cache_key=cache_key,
             data=train_set, data_fingerprint=train_set.fingerprint(),
@@ -107,7 +116,7 @@ class TrainingPlan:
             preset=p, optimizer=str(optimizer), seed=int(seed),
             device=dev, device_kind=device_kind(dev), autocast=autocast_name(amp),
             num_classes=data.num_classes, in_channels=int(data.images.shape[1]), image_size=size,
-            versions=versions(),
+            versions=versions(), trainer=trainer, trainer_identity=recipe_id,
         )
 
     # -- derived -----------------------------------------------------------------------------
@@ -127,7 +136,7 @@ class TrainingPlan:
     @property
     def key_material(self) -> dict[str, Any]:
         """Everything the fingerprint covers, as the JSON-ready dict the cache stores (a fresh copy)."""
-        return {
+        material = {
             "format": FORMAT,
             "model": self.model_identity,
             "data": self.data_fingerprint,
@@ -139,6 +148,9 @@ class TrainingPlan:
             "device_kind": self.device_kind,
             "autocast": self.autocast,
         }
+        if self.trainer_identity is not None:  # only then: plans of the built-in trainer keep their keys
+            material["trainer"] = dict(self.trainer_identity)
+        return material
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -150,7 +162,9 @@ class TrainingPlan:
         """A short name for progress bars and messages: ``small_cnn + none [smoke]``."""
         p = self.preset
         regime = f", FGSM-AT eps {p.at_epsilon * 255:.3g}/255" if p.regime == "fgsm_at" else ""
-        return f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} [{p.name}{regime}]"
+        recipe = f", recipe {self.trainer_identity['name']}" if self.trainer_identity else ""
+        return (f"{_models.spec_name(self.model).rsplit('.', 1)[-1]} + {self.augmentation.name} "
+                f"[{p.name}{regime}{recipe}]")
 
     def check_test_data(self, test_data: Any) -> None:
         """Raise `PsaUsageError` unless `test_data` is None or an ImageData shaped like the training data."""

@@ -62,6 +62,9 @@ class TrainingRecord:
     stopping: dict[str, Any] | None = None
     # FGSM-AT's settings and its catastrophic-overfitting check (`adversarial.robust_accuracy`); None otherwise
     adversarial: dict[str, Any] | None = None
+    # the user's training recipe (`train.user_trainer`): its identity, and whether the built-in trainer stood in
+    # (a pytest_psa_train hook that declined); None for the built-in trainer
+    recipe: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ weights; on CUDA cuDNN autotuning is on for speed and the record says ``determin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from pytest_psa.train.plan import (  # re-exported: resolution lives with the pl
 from pytest_psa.train.presets import Preset
 from pytest_psa.train.record import TrainedModel, TrainingRecord
 from pytest_psa.train.sam import SAM, frozen_bn_stats
+from pytest_psa.train.user_trainer import TrainingJob, _Tools, accept_returned, recipe_errors
 
 def train(
     model: ModelSpec | None = None,
@@ -89,6 +91,13 @@ def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s:
         raise PsaUsageError("train_plan takes a TrainingPlan", observed=type(plan).__name__,
                             fix="build one with TrainingPlan.resolve(model, data, augmentation, ...), or call train(...)")
     plan.check_test_data(test_data)
+    if plan.trainer is not None:
+        return _train_with_recipe(plan, test_data, budget_s, progress, start)
+    return _train_builtin(plan, test_data, budget_s, progress, start)
+
+
+def _train_builtin(plan: TrainingPlan, test_data: ImageData | None, budget_s: float | None, progress: bool,
+                   start: float) -> TrainedModel:
     p, aug, dev, optimizer, seed = plan.preset, plan.augmentation, plan.device, plan.optimizer, plan.seed
     amp = plan.autocast_dtype
     train_set = plan.data
@@ -147,6 +156,80 @@ def train_plan(plan: TrainingPlan, test_data: ImageData | None = None, budget_s:
         extra={"aug_microbatch": p.aug_microbatch} if p.aug_microbatch > 1 else {},
         stopping=stop.record(epochs_done, steps.epochs) if stop is not None else None,
         adversarial=adversarial,
+    )
+    return TrainedModel(net, record)
+
+
+def _train_with_recipe(plan: TrainingPlan, test_data: ImageData | None, budget_s: float | None, progress: bool,
+                       start: float) -> TrainedModel:
+    """Run the user's recipe (`user_trainer`) under the plan's seeding and budget; the same record around it."""
+    p, dev, amp, seed = plan.preset, plan.device, plan.autocast_dtype, plan.seed
+    train_set = plan.data
+    steps = batches.Plan(len(train_set), p.batch_size, p.epochs)
+    clock = _Budget(budget_s, start, plan.label, steps)
+    identity = dict(plan.trainer_identity or {})
+
+    def build() -> nn.Module:
+        mean, std = channel_stats(train_set.images)
+        net = build_model(plan.model, plan.num_classes, plan.in_channels, mean=mean, std=std,
+                          image_size=plan.image_size)
+        fmt = torch.channels_last if p.channels_last else torch.preserve_format
+        moved: nn.Module = net.to(dev, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
+        return moved
+
+    tools = _Tools(build_model=build, optimizer=lambda net: _optimizer(net, p, plan.optimizer),
+                   scheduler=lambda opt: _scheduler(opt, p, steps.total_steps),
+                   check_budget=lambda epoch, done: clock.check(epoch, done),
+                   stopping=lambda: _StoppingRule(p, train_set, dev, amp) if p.target_train_loss is not None else None,
+                   compute_threads=_compute_threads)
+    job = TrainingJob(plan, progress, tools)
+    with _seeded(seed, dev), _cudnn_benchmark(dev.type == "cuda"):
+        t_loop = time.perf_counter()
+        try:
+            with recipe_errors(plan):
+                returned = plan.trainer(job)
+        finally:
+            job.close()
+        loop_s = time.perf_counter() - t_loop
+        if returned is None and getattr(plan.trainer, "declines", False):  # every hook implementation declined
+            builtin = _train_builtin(plan, test_data, budget_s, progress, start)
+            return TrainedModel(builtin.model, dataclasses.replace(
+                builtin.record, recipe={**identity, "declined": True,
+                                        "note": "every pytest_psa_train implementation returned None: "
+                                                "the built-in trainer trained this plan"}))
+        net, extra = accept_returned(returned, plan)
+        net = net.to(dev).eval()
+        t_eval = time.perf_counter()
+        train_acc = train_loss = test_acc = test_loss = None
+        if p.train_eval_n is None or p.train_eval_n > 0:
+            train_acc, train_loss = evaluate(net, train_set.subset(p.train_eval_n, seed=p.subset_seed),
+                                             device=dev, autocast=amp, batch_size=p.eval_batch_size)
+        if test_data is not None:
+            test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp, batch_size=p.eval_batch_size)
+        eval_s = time.perf_counter() - t_eval
+        clock.check(steps.epochs - 1, steps.total_steps, stage="evaluation")
+
+    samples = job.steps_done * steps.effective_batch
+    stop = job.stopping
+    record = TrainingRecord(
+        model=spec_name(plan.model), num_params=sum(t.numel() for t in net.parameters()), preset=p.name,
+        preset_fields=p.to_dict(), optimizer=plan.optimizer, seed=seed, device=str(dev),
+        device_kind=plan.device_kind, dtype="float32", autocast=plan.autocast,
+        channels_last=p.channels_last, deterministic=dev.type == "cpu", epochs=job.epochs_done,
+        n_train=len(train_set), batch_size=steps.effective_batch, steps=job.steps_done,
+        final_loss=job.final_loss, train_accuracy=train_acc, train_loss=train_loss,
+        test_accuracy=test_acc, test_loss=test_loss, wall_s=time.perf_counter() - start,
+        train_s=loop_s - job.data_wait_s, data_wait_s=job.data_wait_s, eval_s=eval_s,
+        images_per_s=samples / loop_s if loop_s > 0 and samples else float("nan"),
+        s_per_epoch=loop_s / job.epochs_done if job.epochs_done else float("nan"),
+        workers=job.workers, augmentation=plan.augmentation.name, augmentation_identity=plan.augmentation_identity,
+        data=_describe_data(train_set), test_data=_describe_data(test_data) if test_data is not None else None,
+        versions=dict(plan.versions), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra=extra, stopping=stop.record(job.epochs_done, steps.epochs) if stop is not None and stop.history else None,
+        recipe={**identity, "declined": False,
+                "convention": "the recipe trained the model; epochs, steps and final_loss count what it drew from "
+                              "job.batches() and logged with job.log_loss() (final_loss NaN: none logged); "
+                              "train and test accuracy and loss are the plugin's clean evaluation in eval mode"},
     )
     return TrainedModel(net, record)
 
