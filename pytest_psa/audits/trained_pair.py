@@ -140,8 +140,10 @@ class PairSpec:
 
     def train(self, *, model: Any = None, optimizer: str = "sgd", device: Any = None, progress: bool = True,
               roles: Sequence[Role] = (SUBJECT, BASELINE), order: Literal["seed", "role"] = "role",
-              sanity: Sanity = "error") -> TrainedPair:
+              sanity: Sanity = "error", trainer: Any = None) -> TrainedPair:
         """Train (or load from the model cache) one model per (role, seed), then run the sanity gate.
+
+        `trainer`: the user's training recipe for both roles (`pytest_psa.train.user_trainer`), None = built-in.
 
         `roles` lists the roles to train, in training order; `order` "role" trains every seed of a
         role before the next role, "seed" trains every role of a seed before the next seed.
@@ -170,7 +172,7 @@ class PairSpec:
                 recipe, role_optimizer = self.role_training(role, optimizer)
                 plans.append(TrainingPlan.resolve(
                     model, self.train_data, self.subject if role == SUBJECT else self.baseline, preset=recipe,
-                    seed=seed, device=device, optimizer=role_optimizer))
+                    seed=seed, device=device, optimizer=role_optimizer, trainer=trainer))
             with stage("training", detail=f"{len(plans)} models, {executor.name} executor") as timing:
                 models = cache.get_or_train_plans(plans, test_data=self.test_data, progress=progress,
                                                   executor=executor)
@@ -184,7 +186,8 @@ class PairSpec:
             with stage("training", detail=f"{role} seed {seed}") as timing:
                 trained[role].append(cache.get_or_train(
                     model, self.train_data, which, preset=recipe, seed=seed, device=device,
-                    optimizer=role_optimizer, test_data=self.test_data, progress=progress))  # type: ignore[arg-type]
+                    optimizer=role_optimizer, test_data=self.test_data, progress=progress,  # type: ignore[arg-type]
+                    trainer=trainer))
                 timing.cached = trained[role][-1].record.cache == "hit"
         pair = TrainedPair(self, {r: tuple(trained[r]) for r in roles})
         record = pair.sanity_record(sanity, size)
@@ -328,12 +331,12 @@ def train_pair(augmentation: Any, baseline: Any = "erm", *, seeds: Sequence[int]
                data_root: Any = None, cache_dir: Any = None, preset: Any = None,
                overrides: Mapping[str, Any] | None = None, model: Any = None, optimizer: str = "sgd",
                device: Any = None, progress: bool = True, roles: Sequence[Role] = (SUBJECT, BASELINE),
-               order: Literal["seed", "role"] = "role", sanity: Sanity = "error") -> TrainedPair:
+               order: Literal["seed", "role"] = "role", sanity: Sanity = "error", trainer: Any = None) -> TrainedPair:
     """`PairSpec.resolve(...)` then `.train(...)`: the audited and baseline models for each seed."""
     spec = PairSpec.resolve(augmentation, baseline, seeds=seeds, data=data, data_root=data_root,
                             cache_dir=cache_dir, preset=preset, overrides=overrides)
     return spec.train(model=model, optimizer=optimizer, device=device, progress=progress, roles=roles, order=order,
-                      sanity=sanity)
+                      sanity=sanity, trainer=trainer)
 
 
 def _test_accuracy(trained: TrainedModel, test: ImageData) -> tuple[int, float]:

@@ -96,18 +96,20 @@ class ModelCache:
         optimizer: OptimizerName = "sgd",
         test_data: ImageData | None = None,
         cache_key: str | None = None,
+        trainer: Any = None,
         **overrides: Any,
     ) -> TrainedModel:
         """The model `train(...)` would return for these arguments: loaded when stored, else trained and stored.
 
         Arguments as for `train`; `cache_key` names a user model factory for the key (required
         for lambdas and local functions, whose qualified name does not identify them). A hit
-        does not train (``record.cache == "hit"``); `budget_s` applies only to training.
+        does not train (``record.cache == "hit"``); `budget_s` applies only to training. `trainer`:
+        the user's training recipe (`pytest_psa.train.user_trainer`; its identity joins the key).
         The same as ``get_or_train_plan(TrainingPlan.resolve(model, data, augmentation, ...), ...)``.
         """
         data, test_data = default_data(data, test_data)
         plan = TrainingPlan.resolve(model, data, augmentation, preset=preset, seed=seed, device=device,
-                                    optimizer=optimizer, cache_key=cache_key, **overrides)
+                                    optimizer=optimizer, cache_key=cache_key, trainer=trainer, **overrides)
         return self.get_or_train_plan(plan, test_data=test_data, progress=progress, budget_s=budget_s)
 
     def get_or_train_plan(self, plan: TrainingPlan, *, test_data: ImageData | None = None, progress: bool = True,
@@ -194,10 +196,11 @@ class ModelCache:
 
     def key(self, model: _models.ModelSpec | None = None, data: ImageData | None = None, augmentation: Any = None,
             *, preset: str | Preset = "smoke", seed: int = 0, device: str | torch.device | None = None,
-            optimizer: OptimizerName = "sgd", cache_key: str | None = None, **overrides: Any) -> str:
+            optimizer: OptimizerName = "sgd", cache_key: str | None = None, trainer: Any = None,
+            **overrides: Any) -> str:
         """The cache key `get_or_train` would use (a 64-hex SHA-256): the plan's `fingerprint`."""
         return TrainingPlan.resolve(model, data, augmentation, preset=preset, seed=seed, device=device,
-                                    optimizer=optimizer, cache_key=cache_key, **overrides).fingerprint
+                                    optimizer=optimizer, cache_key=cache_key, trainer=trainer, **overrides).fingerprint
 
     # -- housekeeping ------------------------------------------------------------------------
     def trainings(self) -> list[dict[str, Any]]:
