@@ -32,7 +32,8 @@ def flatness(
     metrics: Sequence[str] = DEFAULT_METRICS, preset: Any = None, data: Any = None, model: Any = None,
     alpha: float = DEFAULT_ALPHA, n_measure: int = DEFAULT_MEASURE_IMAGES, device: Any = None,
     cache_dir: Any = None, data_root: Any = None, optimizer: str = "sgd", progress: bool = True,
-    measure_options: dict[str, Any] | None = None, sanity: Sanity = "error", **train_overrides: Any,
+    measure_options: dict[str, Any] | None = None, sanity: Sanity = "error", trainer: Any = None,
+    **train_overrides: Any,
 ) -> FlatnessComparison:
     """Train (or load from the cache) ERM and `augmentation` models for each seed and compare flatness.
 
@@ -45,6 +46,8 @@ def flatness(
     nothing it measured before; ``report.cached`` says which values were read back.
     `sanity` "error" refuses (`PsaSanityError`) models that learned nothing or a training set too
     small to measure (`trained_pair.SANITY_RULE`); "warn" measures anyway. Its record: ``settings["sanity"]``.
+    `trainer`: the user's training recipe ``fn(job) -> nn.Module`` for both sides (`pytest_psa.train.user_trainer`;
+    its identity joins the model cache key), None = the built-in trainer.
     """
     from pytest_psa.audits.evaluation_cache import EvaluationStore
     from pytest_psa.audits.measurement_cache import KIND, measure_cached
@@ -63,7 +66,7 @@ def flatness(
     measured = spec.train_data.subset(recipe.n_train, recipe.subset_seed).subset(n_measure, seed=0)
     # per seed ERM then augmented: the order flatness has always trained in
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
-                      roles=(BASELINE, SUBJECT), order="seed", sanity=sanity)
+                      roles=(BASELINE, SUBJECT), order="seed", sanity=sanity, trainer=trainer)
 
     store = EvaluationStore(cache_dir, kind=KIND)  # beside the models and the robustness evaluations
 

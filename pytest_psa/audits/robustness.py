@@ -49,7 +49,8 @@ def robustness(
     seed: int | None = None, seeds: int | Sequence[int] = 1, alpha: float = DEFAULT_ALPHA, baseline: Any = None,
     reference: Any = None, reference_model: str = "AlexNet", model: Any = None, optimizer: str = "sgd",
     resolution: int | None = None, device: Any = None, cache_dir: Any = None,
-    data_root: Any = None, progress: bool = False, sanity: Sanity = "error", **train_overrides: Any,
+    data_root: Any = None, progress: bool = False, sanity: Sanity = "error", trainer: Any = None,
+    **train_overrides: Any,
 ) -> RobustnessResult:
     """Measure robustness of a trained `nn.Module`, or of an augmentation against ERM.
 
@@ -57,7 +58,7 @@ def robustness(
       module gives the relative numbers (`robustness_of_model`).
     - Anything else is an augmentation (as `pytest_psa.as_augmentation` accepts; None = ERM):
       ERM and augmented models are trained per seed through the model cache (`preset`, `model`,
-      `optimizer`, ``**train_overrides`` as for `pytest_psa.flatness`), `baseline` is "erm"
+      `optimizer`, `trainer`, ``**train_overrides`` as for `pytest_psa.flatness`), `baseline` is "erm"
       (default) or another augmentation (`robustness_of_augmentation`).
 
     `corruptions`: "cifar10-c" (the 15), "all" (+ the 4 validation ones), names, or None;
@@ -74,16 +75,17 @@ def robustness(
                          n_perturbation_images, perturbation_frames, seed, alpha, reference, reference_model,
                          resolution)
     if is_trained_model(augmentation_or_model):
-        if model is not None or train_overrides:
-            raise PsaUsageError("model= and training overrides apply to augmentations, not to a trained model",
-                                observed=sorted(train_overrides) or "model=", fix="drop them, or pass an augmentation")
+        if model is not None or trainer is not None or train_overrides:
+            raise PsaUsageError("model=, trainer= and training overrides apply to augmentations, not to a trained model",
+                                observed=sorted(train_overrides) or ("model=" if model is not None else "trainer="),
+                                fix="drop them, or pass an augmentation")
         audited = _model_subjects(augmentation_or_model, baseline, data=data, data_root=data_root,
                                   cache_dir=cache_dir, device=device)
     else:
         audited = _augmentation_subjects(
             augmentation_or_model, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root,
             cache_dir=cache_dir, preset=preset, model=model, optimizer=optimizer, device=device, progress=progress,
-            overrides=train_overrides, sanity=sanity)
+            overrides=train_overrides, sanity=sanity, trainer=trainer)
     return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
 
 
@@ -118,7 +120,7 @@ def robustness_of_augmentation(
     n_perturbation_images: int = DEFAULT_N_PERTURBATION_IMAGES, perturbation_frames: int | None = None,
     seed: int | None = None, alpha: float = DEFAULT_ALPHA, reference: Any = None, reference_model: str = "AlexNet",
     resolution: int | None = None, device: Any = None, cache_dir: Any = None, data_root: Any = None,
-    progress: bool = False, sanity: Sanity = "error", **train_overrides: Any,
+    progress: bool = False, sanity: Sanity = "error", trainer: Any = None, **train_overrides: Any,
 ) -> RobustnessResult:
     """Robustness of models trained with `augmentation` (None = ERM) against models trained with
     `baseline` ("erm" or another augmentation), per training seed (`seeds`: a count from `seed`,
@@ -134,7 +136,7 @@ def robustness_of_augmentation(
     audited = _augmentation_subjects(
         augmentation, baseline, seed=settings.seed, seeds=seeds, data=data, data_root=data_root, cache_dir=cache_dir,
         preset=preset, model=model, optimizer=optimizer, device=device, progress=progress, overrides=train_overrides,
-        sanity=sanity)
+        sanity=sanity, trainer=trainer)
     return _evaluate(audited, settings, EvaluationStore(cache_dir), optimizer=optimizer, t_start=t_start)
 
 
@@ -208,7 +210,8 @@ def _model_subjects(model: nn.Module, baseline: Any, *, data: Any, data_root: An
 
 def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds: int | Sequence[int], data: Any,
                            data_root: Any, cache_dir: Any, preset: Any, model: Any, optimizer: str, device: Any,
-                           progress: bool, overrides: dict[str, Any], sanity: Sanity = "error") -> _Audited:
+                           progress: bool, overrides: dict[str, Any], sanity: Sanity = "error",
+                           trainer: Any = None) -> _Audited:
     """Train or load the audited and baseline models per seed (`trained_pair`: the same cache entries as `flatness`)."""
     if is_trained_model(baseline):
         raise PsaUsageError("for an augmentation, baseline= is 'erm' or another augmentation",
@@ -223,7 +226,7 @@ def _augmentation_subjects(augmentation: Any, baseline: Any, *, seed: int, seeds
     # every seed of the audited augmentation, then every seed of the baseline: the order robustness has always trained in
     pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress,
                       roles=(SUBJECT,) if erm_alone else (SUBJECT, BASELINE), order="role",
-                      sanity=sanity)
+                      sanity=sanity, trainer=trainer)
     names = {SUBJECT: pair.role_name(SUBJECT), BASELINE: pair.baseline_name}
     roles: dict[str, list[Subject]] = {}
     cache: dict[str, str] = {}
