@@ -55,6 +55,8 @@ _LAZY: dict[str, str] = {
     "RobustnessResult": "pytest_psa.results.robustness",
     "PixMix": "pytest_psa.augment.zoo",
     "arm": "pytest_psa.train.arm",
+    "training_recipe": "pytest_psa.train.recipe",
+    "TrainingRecipeError": "pytest_psa.train.recipe",
     "DeepAugmentStandin": "pytest_psa.augment.zoo",
     "RandConvStandin": "pytest_psa.augment.zoo",
     "without_proximal": "pytest_psa.augment.zoo",
@@ -120,3 +122,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.audits.robustness import robustness
     from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
     from pytest_psa.results.robustness import RobustnessResult
+    from pytest_psa.train.recipe import TrainingRecipeError, training_recipe

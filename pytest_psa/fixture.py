@@ -23,7 +23,8 @@ class Psa:
     """The ``psa`` fixture: ``psa.density(aug).assert_psa(...)``, or ``psa.check(aug)`` for the marker's check."""
 
     def __init__(self, settings: Settings, marker: dict[str, Any], node: pytest.Item, data: Any,
-                 records: list[AuditRecord], repro: Callable[[int], str], model: Any = None) -> None:
+                 records: list[AuditRecord], repro: Callable[[int], str], model: Any = None,
+                 trainer: Any = None) -> None:
         self.settings = settings
         self.marker = marker
         self._node = node
@@ -31,6 +32,7 @@ class Psa:
         self._records = records
         self._repro = repro
         self._model = model
+        self._trainer = trainer  # the psa_trainer fixture's recipe (the pytest_psa_train hook by default)
         self._watched: list[_Watched] = []
 
     @property
@@ -91,7 +93,7 @@ class Psa:
             augmentation, seeds=seed_list, metrics=metrics, preset=_first(preset, m.get("preset"), s.preset),
             data=_first(data, m.get("data"), self._data, s.data), data_root=s.data_root, cache_dir=s.cache_dir,
             device=self.device,
-            **self._with_model(kwargs),
+            **self._with_trainer(self._with_model(kwargs)),
         )
         defaults = {k: m[k] for k in ("metric", "min_rel_improvement") if k in m}
         result = result.with_defaults(**defaults).with_repro(self._repro(self.seed))
@@ -123,7 +125,7 @@ class Psa:
             perturbations=_first(perturbations, m.get("perturbations"), "cifar10-p" if "max_mfp" in m else None),
             seed=seed, seeds=seed_list, n_images=_first(n_images, m.get("n_images"), DEFAULT_N_IMAGES),
             data_root=s.data_root, cache_dir=s.cache_dir, device=self.device,
-            **self._with_model(kwargs),
+            **self._with_trainer(self._with_model(kwargs), augmentation_or_model),
         )
         defaults = {k: m[k] for k in ROBUSTNESS_BUDGETS if k in m}
         defaults["alpha"] = m.get("alpha", s.alpha)
@@ -162,6 +164,18 @@ class Psa:
     def _with_model(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """`kwargs` plus the `psa_model` fixture's model, unless the call passes its own."""
         return kwargs if self._model is None or "model" in kwargs else {"model": self._model, **kwargs}
+
+    def _with_trainer(self, kwargs: dict[str, Any], subject: Any = None) -> dict[str, Any]:
+        """`kwargs` plus the `psa_trainer` fixture's recipe, unless the call passes its own ``trainer=``
+        (None there: the built-in trainer) or audits an already trained model."""
+        if self._trainer is None or "trainer" in kwargs:
+            return kwargs
+        if subject is not None:
+            from pytest_psa.audits.robustness import is_trained_model
+
+            if is_trained_model(subject):
+                return kwargs
+        return {**kwargs, "trainer": self._trainer}
 
     def check(self, augmentation: Any) -> Any:
         """Run the checks the marker describes: the PSA density assertion, the flatness assertion when

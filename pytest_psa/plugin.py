@@ -201,7 +201,20 @@ def psa_model() -> Any:
 
 
 @pytest.fixture
-def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterator[Psa]:
+def psa_trainer(request: pytest.FixtureRequest) -> Any:
+    """The training recipe ``fn(job) -> nn.Module`` the psa fixture trains with: the ``pytest_psa_train``
+    hook when a conftest implements it, else None (the built-in trainer). Override it in conftest.py
+    to choose a recipe per directory; ``psa.flatness(aug, trainer=fn)`` overrides it per call."""
+    impls = request.config.pluginmanager.hook.pytest_psa_train.get_hookimpls()
+    if not impls:
+        return None
+    from pytest_psa.train.recipe import HookRecipe
+
+    return HookRecipe(request.config.hook.pytest_psa_train, [impl.function for impl in impls])
+
+
+@pytest.fixture
+def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any, psa_trainer: Any) -> Iterator[Psa]:
     """Measure and assert augmentation robustness: ``psa.density(aug).assert_psa(gamma=0.05)``."""
     config = request.config
     session = config.stash[SESSION_KEY]
@@ -216,7 +229,8 @@ def psa(request: pytest.FixtureRequest, psa_data: Any, psa_model: Any) -> Iterat
     def repro(seed: int) -> str:
         return session.repro_command(request.node.nodeid, seed=seed)
 
-    psa = Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model)
+    psa = Psa(session.settings, marker, request.node, psa_data, session.records, repro, model=psa_model,
+              trainer=psa_trainer)
     request.node.stash[PSA_KEY] = psa
     yield psa
     psa.flush()  # verdicts reached in a later fixture's teardown
