@@ -53,6 +53,11 @@ _LAZY: dict[str, str] = {
     "attack": "pytest_psa.measure.robustness.attacks",
     "robustness": "pytest_psa.audits.robustness",
     "RobustnessResult": "pytest_psa.results.robustness",
+    "domain_generalization": "pytest_psa.audits.domain",
+    "DomainResult": "pytest_psa.results.domain",
+    "DomainData": "pytest_psa.data.domains",
+    "load_domains": "pytest_psa.data.domains",
+    "synthetic_domains": "pytest_psa.data.domains",
     "PixMix": "pytest_psa.augment.zoo",
     "arm": "pytest_psa.train.arm",
     "training_recipe": "pytest_psa.train.recipe",
@@ -120,6 +125,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.measure.flatness.flatness_report import FlatnessReport
     from pytest_psa.measure.robustness.attacks import attack
     from pytest_psa.audits.robustness import robustness
+    from pytest_psa.audits.domain import domain_generalization
+    from pytest_psa.results.domain import DomainResult
+    from pytest_psa.data.domains import DomainData, load_domains, synthetic_domains
     from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
     from pytest_psa.results.robustness import RobustnessResult
     from pytest_psa.train.recipe import TrainingRecipeError, training_recipe

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict, Union, cast, runtime_checkable
 
 RECORD_SCHEMA = 1  # bump when a record's keys change meaning
-Kind = Literal["density", "flatness", "robustness"]
-KINDS: tuple[str, ...] = ("density", "flatness", "robustness")
+Kind = Literal["density", "flatness", "robustness", "domain"]
+KINDS: tuple[str, ...] = ("density", "flatness", "robustness", "domain")
 
 
 # -- the record form ---------------------------------------------------------------------------

@@ -246,7 +246,7 @@ MARKER_DOC = (
     "psa(gamma=0.05, min_density=0.05, alpha=None, distance=None, n_images=None, draws=None, seed=None, "
     "exclude_identity=False, strict=False, data=None, split='test', metric=None, metrics=None, "
     "min_rel_improvement=0.0, seeds=3, preset=None, device=None, budget_s=None, compare_fail=None, max_mce=None, max_adv_error=None, max_clean_error=None, max_mfp=None, "
-    "vs_erm=None, corruptions='cifar10-c', attacks='default', perturbations=None): defaults for the psa fixture's checks in this test "
+    "vs_erm=None, corruptions='cifar10-c', attacks='default', perturbations=None, min_domain_accuracy=None, domain_vs_erm=None): defaults for the psa fixture's checks in this test "
     "(see pytest-psa docs/options.md)"
 )
 
@@ -285,6 +285,16 @@ def _check_vs_erm(v: Any) -> str | None:
 
     try:
         vs_erm_entries(v)
+    except PsaUsageError as exc:
+        return f"is invalid: {_why(exc)}"
+    return None
+
+
+def _check_domain_vs_erm(v: Any) -> str | None:
+    from pytest_psa._specs.budgets import accuracy_floor
+
+    try:
+        accuracy_floor(v, where="domain_vs_erm")
     except PsaUsageError as exc:
         return f"is invalid: {_why(exc)}"
     return None
@@ -385,6 +395,9 @@ MARKER_ARGS: dict[str, Callable[[Any], str | None]] = {
     "corruptions": lambda v: _check_names(v, tuple(CORRUPTION_SETS), CORRUPTION_NAMES),
     "perturbations": lambda v: _check_names(v, tuple(PERTURBATION_SETS), PERTURBATION_NAMES),
     "attacks": _check_attacks,
+    # domain generalization floors (docs/domains.md): the average held-out accuracy and its difference to ERM
+    "min_domain_accuracy": fraction_problem,
+    "domain_vs_erm": _check_domain_vs_erm,
 }
 
 

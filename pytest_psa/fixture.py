@@ -140,6 +140,33 @@ class Psa:
         self._record(result, props)
         return result
 
+    def domain_generalization(self, augmentation: Any, *, data: Any = None, seeds: Any = None, preset: Any = None,
+                              **kwargs: Any) -> Any:
+        """`pytest_psa.domain_generalization` with this test's defaults; its `assert_budget()` defaults to the
+        marker's `min_domain_accuracy` and `domain_vs_erm` (docs/domains.md). `data` is multi-domain data
+        (default "synthetic-domains"; the test's single-domain data is not used). Seeds: the marker's `seeds`
+        (default 1) counted from the test's seed."""
+        from pytest_psa.audits.domain import DEFAULT_SEEDS, domain_generalization
+
+        m, s = self.marker, self.settings
+        seed_list = _seed_list(self.seed, _first(seeds, m.get("seeds"), DEFAULT_SEEDS))
+        result = domain_generalization(
+            augmentation, data=_first(data, "synthetic-domains"), seeds=seed_list,
+            preset=_first(preset, m.get("preset"), s.preset), data_root=s.data_root, cache_dir=s.cache_dir,
+            device=self.device, **self._with_model(kwargs))
+        defaults: dict[str, Any] = {"alpha": m.get("alpha", s.alpha)}
+        if "min_domain_accuracy" in m:
+            defaults["min_domain_accuracy"] = m["min_domain_accuracy"]
+        if "domain_vs_erm" in m:
+            defaults["vs_erm"] = m["domain_vs_erm"]
+        result = result.with_defaults(**defaults).with_repro(self._repro(self.seed))
+        props: list[tuple[str, Any]] = [("psa_augmentation", result.augmentation),
+                                        ("psa_seeds", ",".join(map(str, result.seeds)))]
+        for name in ("accuracy_heldout_avg", "erm_accuracy_heldout_avg", "delta_accuracy_heldout_avg"):
+            props.append((f"psa_{name}", round(result.metrics()[name].estimate, 6)))
+        self._record(result, props)
+        return result
+
     # -- records and verdicts ----------------------------------------------------------------------
     def _record(self, result: Any, properties: list[tuple[str, Any]]) -> None:
         """Add `result`'s record to the session and its JUnit properties to the test; watch its verdicts."""
@@ -180,16 +207,20 @@ class Psa:
     def check(self, augmentation: Any) -> Any:
         """Run the checks the marker describes: the PSA density assertion, the flatness assertion when
         the marker names a `metric` or `min_rel_improvement`, and the robustness budgets when it sets
-        any of max_mce, max_adv_error, max_clean_error, max_mfp, vs_erm. Returns the density result."""
+        any of max_mce, max_adv_error, max_clean_error, max_mfp, vs_erm, and the domain floors when it sets
+        min_domain_accuracy or domain_vs_erm. Returns the density result."""
         result = self.density(augmentation).assert_psa()
         if "metric" in self.marker or "min_rel_improvement" in self.marker:
             self.flatness(augmentation).assert_flatter()
         if any(k in self.marker for k in ROBUSTNESS_BUDGETS):
             self.robustness(augmentation).assert_budget()
+        if any(k in self.marker for k in DOMAIN_BUDGETS):
+            self.domain_generalization(augmentation).assert_budget()
         return result
 
 
 ROBUSTNESS_BUDGETS = ("max_mce", "max_adv_error", "max_clean_error", "max_mfp", "vs_erm")
+DOMAIN_BUDGETS = ("min_domain_accuracy", "domain_vs_erm")
 
 
 @dataclass

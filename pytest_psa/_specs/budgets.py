@@ -207,5 +207,25 @@ def _keys_fix() -> str:
     return f"use {', '.join(VS_ERM_KEYS)} or adv_error(<attack label>)"
 
 
-__all__ = ["UNITS", "Limit", "Unit", "bare_number_message", "budget_line", "format_value", "parse_limit",
+def accuracy_floor(value: Any, *, where: str = "vs_erm[accuracy]") -> float:
+    """A floor on a difference of accuracies, audited − baseline (the domain audit's ``vs_erm``), as a
+    fraction: ``"-1pp"`` (or ``{"accuracy": "-1pp"}``) is -0.01. The unit must be spelled (no old
+    meaning to keep) and must be pp (a ratio of accuracies is not offered)."""
+    if isinstance(value, dict):
+        if set(value) != {"accuracy"}:
+            raise PsaUsageError("a domain vs_erm dict has one key, 'accuracy'", observed=sorted(map(str, value)),
+                                fix="vs_erm={'accuracy': '-1pp'} or simply vs_erm='-1pp'")
+        value = value["accuracy"]
+    limit = parse_limit(value, where=where, bare="pp")
+    if not limit.explicit:
+        raise PsaUsageError(f"{where} = {value!r} has no unit",
+                            fix=f"write it in percentage points, e.g. {format_value(limit.value, 'pp', exact=True)!r} "
+                                "(a floor on audited − baseline)")
+    if limit.unit != "pp":
+        raise PsaUsageError(f"{where} = {value!r}: this budget bounds a difference of accuracies",
+                            fix="write a difference in percentage points, e.g. '-1pp' (at most 1 point below ERM)")
+    return limit.value
+
+
+__all__ = ["UNITS", "Limit", "Unit", "accuracy_floor", "bare_number_message", "budget_line", "format_value", "parse_limit",
            "resolve_vs_erm", "unit_of", "verdict_line", "vs_erm_entries"]
