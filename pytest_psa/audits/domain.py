@@ -87,7 +87,7 @@ def domain_generalization(
         with stage("domain", detail=f"held out {target}"):
             heldout = {r: np.stack([_correct(t.model, heldout_images, device) for t in pair.models(r)]) for r in roles}
             indomain = {r: np.stack([_correct(t.model, holdin, device) for t in pair.models(r)]) for r in roles}
-        by_name = {"erm": BASELINE, "augmented": SUBJECT if SUBJECT in roles else BASELINE}
+        by_name: dict[str, Role] = {"erm": BASELINE, "augmented": SUBJECT if SUBJECT in roles else BASELINE}
         outcomes.append(HeldOutDomain(
             domain=target, train_domains=train_domains,
             heldout={k: heldout[r] for k, r in by_name.items()}, indomain={k: indomain[r] for k, r in by_name.items()},
