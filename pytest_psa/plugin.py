@@ -203,14 +203,15 @@ def psa_model() -> Any:
 @pytest.fixture
 def psa_trainer(request: pytest.FixtureRequest) -> Any:
     """The training recipe ``fn(job) -> nn.Module`` the psa fixture trains with: the ``pytest_psa_train``
-    hook when a conftest implements it, else None (the built-in trainer). Override it in conftest.py
+    hook when a conftest.py at or above the test implements it, else None (the built-in trainer). Override it in conftest.py
     to choose a recipe per directory; ``psa.flatness(aug, trainer=fn)`` overrides it per call."""
-    impls = request.config.pluginmanager.hook.pytest_psa_train.get_hookimpls()
+    hook = request.node.ihook.pytest_psa_train  # path-aware: only the conftest files above this test
+    impls = hook.get_hookimpls()
     if not impls:
         return None
     from pytest_psa.train.recipe import HookRecipe
 
-    return HookRecipe(request.config.hook.pytest_psa_train, [impl.function for impl in impls])
+    return HookRecipe(hook, [impl.function for impl in impls])
 
 
 @pytest.fixture

@@ -98,9 +98,10 @@ class HookRecipe:
 
     def __init__(self, call: Callable[..., Any], functions: Sequence[Callable[..., Any]]) -> None:
         self._call = call
-        impls = [recipe_identity(f) for f in functions]
-        setattr(self, IDENTITY_ATTR, {"name": "pytest_psa_train", "version": None, "source_sha256": None,
-                                      "hook": sorted(impls, key=lambda i: str(i["name"]))})
+        impls = sorted((recipe_identity(f) for f in functions), key=lambda i: str(i["name"]))
+        names = ", ".join(str(i["name"]) for i in impls)
+        setattr(self, IDENTITY_ATTR, {"name": f"pytest_psa_train hook ({names})", "version": None,
+                                      "source_sha256": None, "hook": impls})
 
     def __call__(self, job: Any) -> Any:
         return self._call(plan=job)
