@@ -45,6 +45,14 @@ def _device(value: str) -> str:
     raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
 
 
+def _executor(value: str) -> str:
+    from pytest_psa.execution import EXECUTORS
+
+    if value.strip().lower() not in EXECUTORS:
+        raise argparse.ArgumentTypeError(f"unknown executor {value!r}; use one of {', '.join(EXECUTORS)}")
+    return value.strip().lower()
+
+
 def _positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -157,6 +165,10 @@ OPTIONS: tuple[Option, ...] = (
            "that does not reproduce on replay is reported as flaky)", flag=True),
     Option("require_gpu", _bool, False, "fail, instead of skip, a psa test that needs a GPU when none is "
            "available (marker device='cuda', --psa-device=cuda, the psa_gpu fixture)", flag=True),
+    Option("executor", _executor, "local", "where an audit's trainings run: local (this process, the default) "
+           "or ray (Ray tasks; pip install \"pytest-psa[ray]\"; docs/scaling.md)", env="PSA_EXECUTOR"),
+    Option("ray_address", str, None, "the Ray cluster for --psa-executor=ray: none (default) starts a local one, "
+           "'auto' joins this host's cluster, ray://host:10001 a remote one", env="PSA_RAY_ADDRESS"),
     Option("time_budget", _seconds, None, "session time budget in seconds: a psa measurement still running "
            "this long after the session started fails with TimeBudgetExceeded"),
     # baselines (docs/baselines.md)
@@ -197,6 +209,8 @@ class Settings:
     no_replay: bool = False
     require_gpu: bool = False
     time_budget: float | None = None
+    executor: str = "local"
+    ray_address: str | None = None
     storage: str | None = None
     save: str | None = None
     autosave: bool = False

@@ -60,6 +60,11 @@ def pytest_configure(config: pytest.Config) -> None:
     session = config.stash[SESSION_KEY] = PsaSession(settings, config, started=_xdist.session_start(config))
     config.pluginmanager.register(session, SESSION_NAME)
     config.pluginmanager.register(BudgetHooks(settings.time_budget, session.started), "psa-budget")
+    from pytest_psa import execution  # torch- and ray-free: ray is imported on the first remote unit
+
+    previous = execution.use(None)
+    execution.configure(settings.executor, settings.ray_address)
+    config.add_cleanup(lambda: execution.use(previous))  # an inline pytest run leaves the caller's executor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_xdist.XdistHooks(config, session), "psa-xdist")
     if settings.save or settings.autosave or settings.compare or settings.baseline_update or cli["compare_fail"]:

@@ -54,10 +54,14 @@ class RayExecutor:
     remote = True
 
     def __init__(self, address: str | None = None, *, max_retries: int = DEFAULT_MAX_RETRIES,
-                 num_cpus: int | None = None, expected_versions: dict[str, str] | None = None) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise PsaUsageError("max_retries must be a count >= 0", observed=max_retries)
+                 num_cpus: int | None = None, cpus_per_unit: int = 1,
+                 expected_versions: dict[str, str] | None = None) -> None:
+        for name, value, least in (("max_retries", max_retries, 0), ("cpus_per_unit", cpus_per_unit, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise PsaUsageError(f"{name} must be a whole number >= {least}", observed=value)
         self.address = address
+        # cores a CPU training asks for, and the torch threads it trains with (CPU weights depend on it)
+        self.cpus_per_unit = cpus_per_unit
         self.max_retries = max_retries
         self.num_cpus = num_cpus
         # what the workers must run; the driver's own by default (a test may pose as another driver)

@@ -175,7 +175,11 @@ class ModelCache:
                         todo.append(key)
                     else:
                         hits[key] = hit
-                units = [Unit(key=k, label=by_key[k].label, fn=train_payload, plan=TrainingJob(by_key[k], test_data),
+                # a CPU unit trains with as many intra-op threads as the cores it asks for: CPU weights
+                # depend on the thread count, so a unit's are those of a local run at that count
+                threads = int(getattr(executor, "cpus_per_unit", 1))
+                units = [Unit(key=k, label=by_key[k].label, fn=train_payload,
+                              plan=TrainingJob(by_key[k], test_data, threads), cpus=float(threads),
                               gpus=1.0 if by_key[k].device.type == "cuda" else 0.0) for k in todo]
                 errors: list[PsaError] = []
                 for outcome in executor.run(units, desc="psa training", progress=progress):
@@ -288,7 +292,7 @@ class ModelCache:
                              fix="rerun: only this plan is trained again")
         record = dataclasses.replace(TrainingRecord.from_dict(payload["record"]), cache="miss", cache_key=key)
         self._store_blob(key, plan.key_material, blob, record)
-        self._log_training(key, record, worker)
+        self._log_training(key, record, {**worker, "threads": payload.get("threads")})
 
     def _store_blob(self, key: str, material: dict[str, Any], blob: bytes, record: TrainingRecord) -> None:
         meta = {"format": FORMAT, "key": key,
@@ -310,7 +314,7 @@ class ModelCache:
                  "worker": os.environ.get("PYTEST_XDIST_WORKER")}
         if remote:  # trained elsewhere: where (pid and host of the executor's worker)
             entry.update({"executor": remote.get("executor"), "remote_pid": remote.get("pid"),
-                          "remote_host": remote.get("host")})
+                          "remote_host": remote.get("host"), "threads": remote.get("threads")})
         line = json.dumps(entry, sort_keys=True)
         # one O_APPEND write per line: lines from concurrent workers never interleave
         fd = os.open(self.dir / TRAININGS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -337,6 +341,7 @@ class TrainingJob:
 
     plan: TrainingPlan
     test_data: ImageData | None
+    threads: int = 1  # torch's intra-op threads for a CPU training (the weights depend on it)
 
 
 def weights_blob(net: nn.Module, key: str) -> bytes:
@@ -362,9 +367,16 @@ def train_payload(job: TrainingJob) -> dict[str, Any]:
                                 fix="run GPU units on workers with the driver's GPU model (a Ray custom "
                                     "resource or node label), or plan on the workers' kind")
         plan = dataclasses.replace(plan, device=here)
-    trained = _trainer.train_plan(plan, test_data=job.test_data, progress=False)
+    old_threads = torch.get_num_threads()
+    if plan.device.type == "cpu":
+        torch.set_num_threads(max(1, int(job.threads)))
+    try:
+        trained = _trainer.train_plan(plan, test_data=job.test_data, progress=False)
+    finally:
+        torch.set_num_threads(old_threads)
     blob = weights_blob(trained.model, job.plan.fingerprint)
-    return {"weights": blob, "sha256": sha256_hex(blob), "record": trained.record.to_dict()}
+    return {"weights": blob, "sha256": sha256_hex(blob), "record": trained.record.to_dict(),
+            "threads": int(job.threads) if plan.device.type == "cpu" else None}
 
 
 def _check_budget(keys: list[str]) -> None:

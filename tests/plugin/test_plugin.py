@@ -24,9 +24,9 @@ PSA_MARKED = "import pytest\n\n@pytest.mark.psa(n_images=10)\ndef test_x():\n   
 
 
 def test_plugin_import_does_not_import_torch() -> None:
-    code = "import sys, pytest_psa, pytest_psa.plugin; print('torch' in sys.modules)"
+    code = "import sys, pytest_psa, pytest_psa.plugin; print('torch' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"  # ray only on --psa-executor=ray, at the first remote unit
 
 
 @pytest.mark.slow
