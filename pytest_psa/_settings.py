@@ -46,7 +46,7 @@ def _device(value: str) -> str:
 
 
 def _executor(value: str) -> str:
-    from pytest_psa.execution import EXECUTORS
+    from pytest_psa._specs.executors import EXECUTORS
 
     if value.strip().lower() not in EXECUTORS:
         raise argparse.ArgumentTypeError(f"unknown executor {value!r}; use one of {', '.join(EXECUTORS)}")

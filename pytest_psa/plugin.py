@@ -64,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     previous = execution.use(None)
     execution.configure(settings.executor, settings.ray_address)
-    config.add_cleanup(lambda: execution.use(previous))  # an inline pytest run leaves the caller's executor
+    config.add_cleanup(lambda: None if execution.use(previous) else None)  # inline runs leave the caller's
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_xdist.XdistHooks(config, session), "psa-xdist")
     if settings.save or settings.autosave or settings.compare or settings.baseline_update or cli["compare_fail"]:

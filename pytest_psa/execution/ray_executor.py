@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_psa._progress import progress as progress_bar
 from pytest_psa.errors import PsaUsageError
-from pytest_psa.execution import (
+from pytest_psa.execution.units import (
     DEFAULT_MAX_RETRIES,
     Outcome,
     RemoteUnitError,

@@ -25,8 +25,9 @@ FOUNDATION = ("errors", "_version", "_records", "_validation", "_fail_spec", "_s
               "_seeding", "_settings", "_session", "_devices", "hookspec")
 LAYERS: dict[str, int] = {
     **{name: 0 for name in FOUNDATION},
+    "execution": 0,  # the executor seam: beside the foundation, so train and audits can submit units
     "data": 1, "augment": 2, "strategies": 2, "train": 3, "measure": 4, "sco": 4, "results": 5, "audits": 6,
-    "report": 7, "_xdist": 8, "_replay": 8, "fixture": 8, "cli": 9, "plugin": 10,
+    "report": 7, "_xdist": 8, "_replay": 8, "fixture": 8, "reproduce": 8, "cli": 9, "plugin": 10,
 }
 
 
@@ -124,7 +125,7 @@ def test_imports_run_only_downward() -> None:
     assert sorted(upward) == []
 
 
-@pytest.mark.parametrize("room", ["data", "augment", "train", "measure", "results", "audits", "sco"])
+@pytest.mark.parametrize("room", ["data", "augment", "train", "measure", "results", "audits", "sco", "execution"])
 def test_the_pipeline_does_not_import_pytest(room: str) -> None:
     users = sorted(m for m, deps in GRAPH.items() if _room(m) == room and "pytest" in deps)
     assert users == [], "measurement code must work in a notebook: no pytest below the plugin layer"
@@ -140,3 +141,18 @@ def test_the_package_root_imports_only_the_foundation() -> None:
             eager.add(node.module)
     assert eager <= {f"{ROOT}.{name}" for name in FOUNDATION}, sorted(eager)
     assert deps  # the graph sees the TYPE_CHECKING imports, so the parse above is not vacuous
+
+
+def test_the_execution_seam_imports_only_the_foundation_and_no_torch_or_ray_at_module_level() -> None:
+    """`pytest_psa.execution` sits beside the foundation: what it imports at module level is the
+    foundation and the standard library (ray only inside the Ray executor's functions)."""
+    for path in sorted((PACKAGE / "execution").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in ("torch", "ray", "numpy"), f"{path.name} imports {name} at module level"
+                if top == ROOT:
+                    assert _room(name) in (*FOUNDATION, "execution"), f"{path.name} imports {name}"
