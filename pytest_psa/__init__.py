@@ -67,6 +67,7 @@ _LAZY: dict[str, str] = {
     "without_proximal": "pytest_psa.augment.zoo",
     "compose": "pytest_psa.augment.zoo",
     "chain": "pytest_psa.augment.zoo",
+    "reproduce": "pytest_psa.reproduce.main",
 }
 
 __all__ = [
@@ -130,4 +131,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_psa.data.domains import DomainData, load_domains, synthetic_domains
     from pytest_psa.measure.robustness.corruptions import available_corruptions, corrupt
     from pytest_psa.results.robustness import RobustnessResult
+    from pytest_psa.reproduce.main import reproduce
     from pytest_psa.train.recipe import TrainingRecipeError, training_recipe

@@ -157,7 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = sub.add_parser("list", help="the augmentation names `psa audit` knows")
     li.set_defaults(func=cmd_list)
+
+    rp = sub.add_parser("reproduce", help="run the seed paper's experiment and write its tables and page "
+                                          "(docs/reproduce.md)")
+    rp.add_argument("--data", default=None, help="data set (default cifar10; the synthetic set with --tiny)")
+    rp.add_argument("--data-root", default=os.environ.get("PSA_DATA_ROOT"), help="where the data lives (env $PSA_DATA_ROOT)")
+    rp.add_argument("--preset", default=None, choices=("smoke", "converged", "fast", "paper"),
+                    help="training preset (default converged, CPU; fast / paper need a GPU)")
+    rp.add_argument("--model", default=None, help="model name (default: the preset's; wrn40_2 as the paper)")
+    rp.add_argument("--seeds", default=None, type=lambda v: [int(x) for x in v.split(",")],
+                    help="training seeds, comma-separated (default 0,1,2)")
+    rp.add_argument("--arms", default=None, type=lambda v: v.split(","), help="a subset of the arms, comma-separated")
+    rp.add_argument("--out", default=None, metavar="DIR", help="write reproduce.json, results.md and figures/ to DIR")
+    rp.add_argument("--cache-dir", default=None, help="model and evaluation cache folder")
+    rp.add_argument("--tiny", action="store_true", help="the CI size on the synthetic set (minutes on 2 cores)")
+    rp.add_argument("--no-plots", dest="plots", action="store_false", default=None, help="write no figures")
+    rp.add_argument("--quiet", action="store_true", help="no progress lines")
+    rp.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``psa reproduce``: the tables on stdout, the files under --out (pytest_psa.reproduce.main)."""
+    from pytest_psa.reproduce.main import main_text, reproduce
+
+    command = "psa reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else "psa reproduce"
+    report = reproduce(data=args.data, data_root=args.data_root, preset=args.preset, model=args.model,
+                       seeds=args.seeds, arms=args.arms, out=args.out, cache_dir=args.cache_dir, tiny=args.tiny,
+                       plots=args.plots, command=command, quiet=args.quiet)
+    print(main_text(report))
+    return 0
 
 
 def version_line() -> str:
