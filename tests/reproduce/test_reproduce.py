@@ -1,0 +1,142 @@
+"""`psa reproduce` at the CI size: real (tiny) trainings and audits on the synthetic set, then checks that
+the tables, the claim table and the correlations are produced and agree with the numbers behind them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+import pytest_psa
+from pytest_psa.errors import PsaUsageError
+from pytest_psa.reproduce.analysis import AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN, paper_claims, verdict
+from pytest_psa.reproduce.design import TINY, design
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cache = tmp_path_factory.mktemp("reproduce-cache")
+    out = tmp_path_factory.mktemp("reproduce-out")
+    cold = pytest_psa.reproduce(tiny=True, cache_dir=cache, out=out, quiet=True)
+    warm = pytest_psa.reproduce(tiny=True, cache_dir=cache, quiet=True)
+    return {"cold": cold, "warm": warm, "out": out}
+
+
+def test_every_arm_and_pair_has_a_row(runs: dict[str, Any]) -> None:
+    r = runs["cold"]
+    d = design(tiny=True)
+    assert list(r["raw"]["arms"]) == list(d.arms) == ["erm", *TINY["arms"]]
+    assert list(r["raw"]["pairs"]) == [f"{s} vs {b}" for s, b in d.pairs()]
+    assert "fgsm_at+augmix vs fgsm_at" in r["raw"]["pairs"]  # Table 8's own baseline
+    for key, arm in r["raw"]["arms"].items():
+        f = arm["density"]["tool"]["ecdf"]
+        assert f and all(0 <= e["low"] <= e["estimate"] <= e["high"] <= 1 for e in f), key
+    for name, pair in r["raw"]["pairs"].items():
+        assert set(pair["flatness"]) == set(d.flatness_keys), name
+        assert "delta_mce" in pair["robustness"]["metrics"], name
+    per_arm = r["analysis"]["per_arm"]
+    assert sorted(per_arm) == sorted(a for a in TINY["arms"] if not a.startswith("fgsm_at"))
+    for row in per_arm.values():
+        assert 0 < row["affinity"] <= 2 and row["diversity"] > 0
+
+
+def test_the_tables_and_the_page_are_written(runs: dict[str, Any]) -> None:
+    from pytest_psa.reproduce.main import main_text
+
+    text = main_text(runs["cold"])
+    for title in ("Table 1:", "Table 2:", "Table 3:", "Table 7:", "Table 8 (flatness)", "Table 8 (robustness)",
+                  "Claim table", "Correlation: each predictor vs robustness", "Wall time per stage"):
+        assert title in text, title
+    assert "paper: 50" in text and "0.0993" in text  # AugMix's Table 1 value, in a row marked as the paper's
+    out: Path = runs["out"]
+    saved = json.loads((out / "reproduce.json").read_text())
+    assert saved["analysis"]["claims"] == json.loads(json.dumps(runs["cold"]["analysis"]["claims"]))
+    page = (out / "results.md").read_text()
+    assert "pytest_psa.reproduce(tiny=True" in page and "## What the tool found" in page
+    assert "| claim | source | gain [interval] | verdict |" in page
+
+
+def test_claim_verdicts_follow_their_intervals(runs: dict[str, Any]) -> None:
+    claims = runs["cold"]["analysis"]["claims"]
+    assert [c["id"] for c in claims] == [c.id for c in paper_claims("linf,1/255")]
+    ran = [c for c in claims if c["verdict"] != NOT_RUN]
+    assert len(ran) >= 10
+    for c in ran:
+        low, high = c["low"], c["high"]
+        if low is None or high is None:
+            assert c["verdict"] == INCONCLUSIVE
+            continue
+        assert low <= c["estimate"] <= high, c["id"]
+        expected = (INCONCLUSIVE if low <= 0 <= high else
+                    AGREES if (low > 0) == c["better"] else DISAGREES)
+        assert c["verdict"] == expected, c
+    # a robustness claim's gain is the audit's paired delta, sign flipped (> 0 = lower error)
+    c = next(c for c in claims if c["id"] == "augmix>erm:mce")
+    delta = runs["cold"]["raw"]["pairs"]["augmix vs erm"]["robustness"]["metrics"]["delta_mce"]
+    assert (c["estimate"], c["low"], c["high"]) == (-delta["estimate"], -delta["high"], -delta["low"])
+
+
+def test_rho_recomputed_from_the_per_arm_table(runs: dict[str, Any]) -> None:
+    an = runs["cold"]["analysis"]
+    rows = an["correlations"]
+    assert {r["family"] for r in rows} == {"robustness", "flatness"}
+    checked = 0
+    for r in rows:
+        if r["rho"] is None:
+            continue
+        x = [an["per_arm"][k][r["predictor"]] for k in r["arms"]]
+        y = [an["per_arm"][k][r["outcome"]] for k in r["arms"]]
+        assert r["rho"] == pytest.approx(float(spearmanr(x, y).statistic), abs=1e-12), r
+        assert r["low"] <= r["high"] and -1 <= r["low"] and r["high"] <= 1
+        checked += 1
+    assert checked >= 5
+    claim = next(c for c in an["claims"] if c["id"] == "rho:density-mce")
+    corr = next(r for r in rows if r["claim"] == "rho:density-mce")
+    assert claim["estimate"] == corr["rho"]
+
+
+def test_a_warm_rerun_trains_nothing_and_gives_the_same_numbers(runs: dict[str, Any]) -> None:
+    assert runs["cold"]["raw"]["timings"]["trained"] > 0
+    assert runs["warm"]["raw"]["timings"]["trained"] == 0
+    assert runs["warm"]["analysis"]["claims"] == runs["cold"]["analysis"]["claims"]
+    assert runs["warm"]["analysis"]["per_arm"] == runs["cold"]["analysis"]["per_arm"]
+
+
+def test_verdict_rule() -> None:
+    assert verdict(True, 0.01, 0.2) == AGREES and verdict(False, 0.01, 0.2) == DISAGREES
+    assert verdict(True, -0.2, -0.01) == DISAGREES and verdict(False, -0.2, -0.01) == AGREES
+    assert verdict(True, -0.1, 0.1) == INCONCLUSIVE and verdict(True, None, None) == INCONCLUSIVE
+    assert verdict(True, -math.inf, 0.3) == INCONCLUSIVE
+
+
+def test_unknown_arm_and_one_seed_are_usage_errors() -> None:
+    with pytest.raises(PsaUsageError, match="unknown arm 'automix'") as e:
+        design(arms=["automix"])
+    assert "augmix" in str(e.value)
+    with pytest.raises(PsaUsageError, match="at least two training seeds"):
+        design(seeds=[0])
+
+
+def test_affinity_of_the_identity_is_one_and_diversity_is_a_paired_ratio() -> None:
+    from pytest_psa.augment.adapters import as_augmentation
+    from pytest_psa.measure.affinity import affinity, diversity
+
+    data = pytest_psa.load_data("synthetic-clean", split="test", n=60, seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    est, per_seed = affinity([model], as_augmentation(None), data)
+    assert per_seed == [1.0] and est.estimate == 1.0  # same images, same predictions
+    noisy = pytest_psa.tensor_augmentation(lambda x: (x + 0.5 * torch.randn_like(x)).clamp(0, 1))
+    est, _ = affinity([model], noisy, data)
+    assert est.low is not None and est.high is not None and est.low <= est.estimate <= est.high
+    dv, per = diversity([0.4, 0.6], [0.2, 0.3])
+    assert per == pytest.approx([2.0, 2.0]) and dv.estimate == pytest.approx(2.0)
+    assert dv.low == pytest.approx(2.0) and dv.high == pytest.approx(2.0)  # no spread across seeds
+    dv, _ = diversity([0.4, 0.9], [0.2, 0.3])
+    assert dv.low is not None and dv.high is not None and dv.low < np.sqrt(2 * 3) < dv.high
