@@ -16,6 +16,7 @@ ray is imported here only, when the executor is first used: importing pytest_psa
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,9 @@ from pytest_psa.execution.units import (
     outcome_from,
     runtime_versions,
 )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its task names in error text
 
 
 def _ray() -> Any:
@@ -116,6 +120,16 @@ class RayExecutor:
     def _collect(self, ray: Any, ref: Any, unit: Unit, start: float) -> Outcome:
         try:
             return outcome_from(unit, ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:  # raised outside `execute`: the unit could not be unpickled
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            return Outcome(unit, error=RemoteUnitError(
+                f"{unit.describe()} could not start on its Ray worker: {type(cause).__name__}: "
+                f"{str(cause).splitlines()[0] if str(cause) else ''}",
+                observed=f"remote traceback:\n{_ANSI.sub('', str(exc)).strip()[-4000:]}",
+                fix="install on every worker what the plan refers to: pytest-psa, and the modules that define "
+                    "your augmentation, model factory or training recipe (a test file is not importable there: "
+                    "move them into an installed package), see docs/scaling.md"),
+                seconds=time.perf_counter() - start)
         except Exception as exc:  # the worker died past the retries, or the object was lost
             return Outcome(unit, error=RemoteUnitError(
                 f"{unit.describe()} did not finish on the Ray cluster: its worker was lost "
