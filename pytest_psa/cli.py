@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
                    help="training preset (smoke; converged: train until the clean training loss reaches 0.3)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")
+    g.add_argument("--executor", default=None, choices=("local", "ray"),
+                   help="where trainings run: local (default; $PSA_EXECUTOR) or ray (docs/scaling.md)")
+    g.add_argument("--ray-address", default=None, help="Ray cluster: none starts a local one, auto, ray://host:10001")
     g.add_argument("--seed", type=_seed, default=0, help="base seed of every measurement (0)")
     g.add_argument("--seeds", type=_positive, default=3, help="training seeds per model: seed, seed+1, ... (3)")
     g.add_argument("--epochs", type=_positive, default=None, help="override the preset's epochs (quick runs)")
@@ -390,6 +393,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     _check_audit_args(args, checks)  # every name and path before any work
+    from pytest_psa import execution
+
+    execution.configure(args.executor, args.ray_address)  # None: $PSA_EXECUTOR / $PSA_RAY_ADDRESS, else local
     if "density" in checks:  # a --distance that contradicts --scale fails before any work
         _density_scale(args)
     if os.getcwd() not in sys.path and "" not in sys.path:  # module:attr of the project it runs in, as python -m
