@@ -27,6 +27,7 @@ import numpy as np
 from pytest_psa.reproduce.design import ARMS, FLATNESS_KEYS, PAPER_GAMMA, TOOL_GAMMA, Design
 
 AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN = "agrees", "disagrees", "inconclusive", "not run"
+REFUSED = "refused (sanity gate)"  # a model of the pair learned nothing: no verdict
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ def claim_table(raw: Mapping[str, Any], design: Design, correlations: Sequence[M
                  "convention": "Spearman rho across augmentation arms; percentile bootstrap over seeds"}
         else:
             pair = raw["pairs"].get(f"{c.subject} vs {c.baseline}")
+            if pair is not None and "refused" in pair:
+                row.update(estimate=None, low=None, high=None, verdict=REFUSED, reason=pair["refused"].splitlines()[0])
+                rows.append(row)
+                continue
             g = None if pair is None else gain(pair, c.quantity)
         if g is None:
             row.update(estimate=None, low=None, high=None, verdict=NOT_RUN)
@@ -152,7 +157,8 @@ def _paper_attack(design: Design) -> str:
 # -- the per-arm table and the correlations -----------------------------------------------------------
 def predictor_arms(raw: Mapping[str, Any]) -> list[str]:
     """The arms the correlations run across: augmentations trained with SGD, compared with ERM (not ERM itself)."""
-    return [k for k, a in raw["arms"].items() if ARMS[k].role == "augmentation" and f"{k} vs erm" in raw["pairs"]]
+    return [k for k, a in raw["arms"].items() if ARMS[k].role == "augmentation" and f"{k} vs erm" in raw["pairs"]
+            and "refused" not in raw["pairs"][f"{k} vs erm"]]
 
 
 def _F(arm: Mapping[str, Any], scale: str, gamma: float) -> float | None:
@@ -290,6 +296,6 @@ def analyse(raw: Mapping[str, Any], design: Design) -> dict[str, Any]:
             "best_predictors": best_predictors(corr), "claims": claim_table(raw, design, corr)}
 
 
-__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "NOT_RUN", "Claim", "analyse", "best_predictors", "claim_table",
+__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "NOT_RUN", "REFUSED", "Claim", "analyse", "best_predictors", "claim_table",
            "correlate", "correlations", "gain", "paper_claims", "per_arm_table", "per_seed_series", "spearman",
            "verdict"]

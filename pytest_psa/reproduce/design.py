@@ -135,7 +135,7 @@ class Design:
 # the CI size: seconds per model on 2 cores (the synthetic set's easy variant learns in one epoch)
 TINY: Final[dict[str, Any]] = {
     "data": "synthetic-clean", "preset": "smoke", "seeds": (0, 1),
-    "arms": ("augmix", "randaugment", "deepaugment-standin", "fgsm_at", "fgsm_at+augmix"),
+    "arms": ("augmix", "randaugment", "trivialaugment", "fgsm_at", "fgsm_at+augmix"),
     "n_measure": 100, "n_density": 40, "draws": 2, "n_images": 50, "n_attack_images": 40,
     "n_perturbation_images": 0, "n_affinity": 100, "attacks": ("linf:1/255:2", "l2:0.1:2"),
     "corruptions": ("gaussian_noise", "contrast"), "flatness_keys": ("pac_bayes(target=loss)", "lpf(bisla)"),

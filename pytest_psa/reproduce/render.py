@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_psa.reproduce import paper as P
-from pytest_psa.reproduce.analysis import AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN
+from pytest_psa.reproduce.analysis import AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN, REFUSED
 from pytest_psa.reproduce.design import ARMS, FLATNESS_KEYS, PAPER_GAMMA, TOOL_GAMMA, Design
 
 
@@ -75,7 +75,8 @@ def table1(raw: Mapping[str, Any], design: Design) -> Table:
 
 # -- Table 2 ---------------------------------------------------------------------------------------
 def _vs(raw: Mapping[str, Any], subject: str, baseline: str = "erm") -> Any:
-    return raw["pairs"].get(f"{subject} vs {baseline}")  # the pair's dict, or None
+    pair = raw["pairs"].get(f"{subject} vs {baseline}")
+    return None if pair is None or "refused" in pair else pair  # refused pairs: in the claim table and summary
 
 
 def _flat_cell(f: Mapping[str, Any] | None, side: str = "augmented") -> str:
@@ -280,10 +281,16 @@ def markdown_table(t: Table) -> list[str]:
 def summary(report: Mapping[str, Any], design: Design) -> list[str]:
     """What the tool found, in words, from the claim table (and what scale would decide the open rows)."""
     claims = report["analysis"]["claims"]
-    counts = {v: sum(1 for c in claims if c["verdict"] == v) for v in (AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN)}
+    counts = {v: sum(1 for c in claims if c["verdict"] == v)
+              for v in (AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN, REFUSED)}
     lines = [f"Of {len(claims)} directional claims, the tool's measurements agree with {counts[AGREES]}, disagree with "
              f"{counts[DISAGREES]} and decide neither way on {counts[INCONCLUSIVE]}"
-             + (f"; {counts[NOT_RUN]} were not run (arms left out)." if counts[NOT_RUN] else ".")]
+             + (f"; {counts[NOT_RUN]} were not run (arms left out)" if counts[NOT_RUN] else "")
+             + (f"; {counts[REFUSED]} got no verdict because a model learned nothing (sanity gate)"
+                if counts[REFUSED] else "") + "."]
+    refused = {p: v["refused"].splitlines()[0] for p, v in report["raw"]["pairs"].items() if "refused" in v}
+    for p, why in refused.items():
+        lines.append(f"Refused: {p}: {why}")
     for v, word in ((AGREES, "Agrees"), (DISAGREES, "Disagrees")):
         picked = [c["text"] for c in claims if c["verdict"] == v]
         if picked:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_psa import _timings
 from pytest_psa._timings import stage
-from pytest_psa.errors import PsaError
+from pytest_psa.errors import PsaError, PsaSanityError
 from pytest_psa.reproduce.design import ARMS, FLATNESS_KEYS, ArmDef, Design
 
 # flatness key -> (metric, measure_flatness options that make it that convention)
@@ -115,9 +115,15 @@ class Runner:
         out: dict[str, Any] = {"subject": subject.key, "baseline": baseline.key, "flatness": {}}
         # train (or load) first, so that a training error stops the run; a metric that cannot be
         # compared (a non-positive value) is recorded as that metric's error below
-        train_pair(subj, base, seeds=list(d.seeds), data=d.data, data_root=self.data_root, cache_dir=self.cache_dir,
-                   preset=d.preset, overrides=dict(d.train_overrides), model=d.model, optimizer=d.optimizer,
-                   progress=False, roles=(SUBJECT, BASELINE), order="seed")
+        try:
+            train_pair(subj, base, seeds=list(d.seeds), data=d.data, data_root=self.data_root,
+                       cache_dir=self.cache_dir, preset=d.preset, overrides=dict(d.train_overrides), model=d.model,
+                       optimizer=d.optimizer, progress=False, roles=(SUBJECT, BASELINE), order="seed")
+        except PsaSanityError as exc:
+            # a model that learned nothing gets no verdict; the other arms of an hours-long run go on
+            self.say(f"{subject.key} vs {baseline.key}: refused by the sanity gate")
+            out["refused"] = str(exc)
+            return out
         training: dict[str, Any] | None = None
         for key in d.flatness_keys:
             metric, options = _FLATNESS_CALLS[key]
