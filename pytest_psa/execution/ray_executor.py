@@ -69,7 +69,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self.num_cpus = num_cpus
         # what the workers must run; the driver's own by default (a test may pose as another driver)
-        self.expected_versions = dict(expected_versions) if expected_versions is not None else runtime_versions()
+        self.expected_versions = dict(expected_versions if expected_versions is not None else runtime_versions())
         self.submitted = 0
         self._remote: Any = None
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -75,6 +76,7 @@ class Executor(Protocol):
 
 
 # -- what runs inside a worker (local or remote) ------------------------------------------------
+@functools.cache
 def runtime_versions() -> dict[str, str]:
     """The versions that must agree between the driver and a worker: pytest-psa, torch, Python (x.y).
 
@@ -96,7 +98,7 @@ def execute(unit: Unit, expected_versions: dict[str, str] | None, executor: str)
     for the unit's own failure (its traceback text travels back instead)."""
     start = time.perf_counter()
     worker = {"pid": os.getpid(), "host": platform.node(), "executor": executor}
-    here = runtime_versions()
+    here = runtime_versions() if expected_versions else {}
     skew = {k: (v, here.get(k)) for k, v in (expected_versions or {}).items() if here.get(k) != v}
     if skew:
         return {"skew": skew, "worker": worker, "seconds": time.perf_counter() - start}
