@@ -168,7 +168,28 @@ def _other(rec: AuditRecord) -> tuple[str, Rows]:
     return rec.data_description(), rows
 
 
-RENDERERS = {"density": density_audit, "flatness": flatness_audit, "robustness": robustness_audit}
+def domain_audit(rec: AuditRecord) -> tuple[str, Rows]:
+    """One row per held-out domain and the average: held-out accuracy of each side, the paired
+    difference, in-domain accuracy, and the floors' verdicts (results/domain.py)."""
+    s = rec.summary
+    header = (f"leave one domain out | seeds {', '.join(str(x) for x in rec.seeds())} | "
+              f"preset {(s.get('settings') or {}).get('preset', '?')} | {rec.data_description()}")
+    m = rec.metrics()
+    rows: Rows = [("held out", "augmented", str(s.get("baseline") or "erm"), "delta", "in-domain")]
+    for key, label in [(f"[{d}]", str(d)) for d in s.get("domains") or []] + [("_avg", "average")]:
+        acc, erm = m.get(f"accuracy_heldout{key}"), m.get(f"erm_accuracy_heldout{key}")
+        delta, ind = m.get(f"delta_accuracy_heldout{key}"), m.get(f"accuracy_indomain{key}")
+        rows.append((label, _with_interval(acc, "fraction") if acc else "",
+                     _with_interval(erm, "fraction") if erm else "",
+                     _with_interval(delta, "fraction", signed=True) if delta else "",
+                     _with_interval(ind, "fraction") if ind else ""))
+    for v in rec.verdicts:
+        rows.append((str(v.get("check", "?")), f"floor {v.get('limit_text', '?')}", "", "", str(v.get("outcome", "?"))))
+    return header, rows
+
+
+RENDERERS = {"density": density_audit, "flatness": flatness_audit, "robustness": robustness_audit,
+             "domain": domain_audit}
 
 
 # -- formatting ---------------------------------------------------------------------------------
