@@ -12,7 +12,8 @@ TRAIN = dict(data="synthetic-clean", epochs=3, n_train=2000, batch_size=64)
 SMALL_ROBUSTNESS = dict(corruptions=["gaussian_noise", "contrast", "jpeg_compression"], attacks=(), n_images=500)
 
 
-@pytest.mark.psa(vs_erm={"mce": "+5pp"}, max_clean_error=0.5)
+# measured: mCE 10.5 % vs ERM 14.4 % (delta -3.8pp [-5.2, -2.8]), clean error 1.0 % (docs/training.md)
+@pytest.mark.psa(vs_erm={"mce": "+0pp"}, max_clean_error=0.05)
 def test_augmix_jsd_is_not_less_robust_than_erm(psa):
     result = psa.robustness(v2.AugMix(), **SMALL_ROBUSTNESS, **TRAIN)
     print(result.table())
