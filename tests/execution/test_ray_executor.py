@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 ray = pytest.importorskip("ray", reason='the ray executor needs Ray: pip install "pytest-psa[ray]"')
+# a Ray cluster takes 15-25 s to start on 2 cores: the whole module is in the full tier (CI runs it);
+# the seam itself is checked without Ray in test_executor_seam.py
+pytestmark = pytest.mark.slow
 
 import torch  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
