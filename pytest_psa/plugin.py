@@ -208,8 +208,9 @@ def psa_model() -> Any:
 @pytest.fixture
 def psa_trainer(request: pytest.FixtureRequest) -> Any:
     """The training recipe ``fn(job) -> nn.Module`` the psa fixture trains with: the ``pytest_psa_train``
-    hook when a conftest.py at or above the test implements it, else None (the built-in trainer). Override it in conftest.py
-    to choose a recipe per directory; ``psa.flatness(aug, trainer=fn)`` overrides it per call."""
+    hook when a conftest.py at or above the test implements it, else None (the built-in trainer).
+    Override it in conftest.py to choose a recipe per directory; ``psa.flatness(aug, trainer=fn)``
+    overrides it per call."""
     hook = request.node.ihook.pytest_psa_train  # path-aware: only the conftest files above this test
     impls = hook.get_hookimpls()
     if not impls:

@@ -76,7 +76,8 @@ def robustness(
                          resolution)
     if is_trained_model(augmentation_or_model):
         if model is not None or trainer is not None or train_overrides:
-            raise PsaUsageError("model=, trainer= and training overrides apply to augmentations, not to a trained model",
+            raise PsaUsageError("model=, trainer= and training overrides apply to augmentations, "
+                                "not to a trained model",
                                 observed=sorted(train_overrides) or ("model=" if model is not None else "trainer="),
                                 fix="drop them, or pass an augmentation")
         audited = _model_subjects(augmentation_or_model, baseline, data=data, data_root=data_root,
