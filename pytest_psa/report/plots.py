@@ -339,6 +339,44 @@ def _mean_error(per_severity: Mapping[str, MetricRecord]) -> MetricRecord:
             "n": None}
 
 
+def domain_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None) -> Any:
+    """Held-out accuracy per held-out domain and averaged, ERM and each augmentation, with intervals
+    (the leave-one-domain-out audit, results/domain.py)."""
+    palette = colors or RUN_COLORS
+    palette.register(r.subject for r in records)
+    series: list[tuple[str, str, AuditRecord, str]] = []  # (label, metric prefix, record, colour)
+    for i, (rec, label) in enumerate(zip(records, _labels(records))):
+        if i == 0:
+            series.append((str(rec.summary.get("baseline") or "erm").upper(), "erm_accuracy_heldout", rec,
+                           ColorMap.BASELINE))
+        series.append((label, "accuracy_heldout", rec, palette.color(rec.subject)))
+    names: list[str] = []
+    for rec in records:
+        names += [str(d) for d in rec.summary.get("domains") or [] if str(d) not in names]
+    names.append("average")
+    fig = _figure(max(6.0, 1.1 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(series))
+    for k, (label, prefix, rec, color) in enumerate(series):
+        metrics = rec.metrics()
+        xs, ys, lo, hi = [], [], [], []
+        for i, name in enumerate(names):
+            e = metrics.get(f"{prefix}_avg" if name == "average" else f"{prefix}[{name}]")
+            if e is None or e.estimate is None:
+                continue
+            xs.append(i + (k - (len(series) - 1) / 2) * width)
+            ys.append(100 * e.estimate)
+            lo.append(100 * max(0.0, e.estimate - (e.low if e.low is not None else e.estimate)))
+            hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
+        ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set(ylabel="held-out accuracy (%)", title="leave one domain out: accuracy on the held-out domain; 95% CI\n"
+           + context_text(records))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 # -- writing ----------------------------------------------------------------------------------------
 def figures(records: Iterable[AuditRecord], colors: ColorMap | None = None) -> dict[str, Any]:
     """{stable file name: Figure} for the records: one eCDF per distance, flatness, corruptions."""
@@ -355,6 +393,9 @@ def figures(records: Iterable[AuditRecord], colors: ColorMap | None = None) -> d
     robust = [r for r in recs if r.kind == "robustness" and corruption_errors(r)]
     if robust:
         out["corruptions.png"] = corruption_figure(robust, palette)
+    domain = [r for r in recs if r.kind == "domain" and r.metrics()]
+    if domain:
+        out["domains.png"] = domain_figure(domain, palette)
     return out
 
 

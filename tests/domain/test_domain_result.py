@@ -106,3 +106,24 @@ def test_record_is_json_and_reads_back_as_an_audit_record() -> None:
     assert record.summary["protocol"] == PROTOCOL and len(record.summary["per_domain"]) == 3
     assert record.verdicts[0]["limit_text"] == "-1.00pp" and record.verdicts[0]["bound"] == "floor"
     assert r.to_record()["kind"] == "domain"
+
+
+def test_implements_the_audit_result_contract() -> None:
+    from pytest_psa._records import RECORD_SCHEMA, AuditResult
+
+    r = _result()
+    assert isinstance(r, AuditResult) and r.subject == "toy" and r.audit_kind == "domain"
+    record = r.to_record()
+    assert record["schema"] == RECORD_SCHEMA and record["metrics"] == r.headline()
+    copy = r.with_defaults(min_domain_accuracy=0.1).with_repro("pytest t.py::x")
+    copy.assert_budget()
+    assert copy.verdict_log() and not r.verdict_log()  # a copy keeps its own log
+
+
+def test_run_plots_include_the_domain_figure(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from pytest_psa.report.plots import write_plots
+
+    r = _result()
+    written = write_plots([AuditRecord("t::x", r.to_dict(), [], kind="domain")], tmp_path)
+    assert [p.name for p in written] == ["domains.png"] and written[0].stat().st_size > 10_000
