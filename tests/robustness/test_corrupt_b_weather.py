@@ -35,8 +35,12 @@ from pytest_psa.measure.robustness.corruptions.weather import (
     spatter,
 )
 from pytest_psa.measure.robustness.corruptions.weather_maps import (
+    FROST_CANVASES,
     FROST_TARGET_MEAN,
     FROST_TARGET_STD,
+    _frost_bank,
+    colour_frost,
+    frost_pattern,
     frost_texture,
     plasma_fractal,
 )
@@ -123,6 +127,22 @@ def test_frost_texture_meets_its_calibration_target():
     flat = texture[:, 1].reshape(256, -1)
     corr = np.corrcoef(flat[:64].numpy())
     assert np.abs(corr[np.triu_indices(64, 1)]).mean() < 0.2
+
+
+def test_frost_texture_is_a_coloured_crop_of_a_canvas():
+    # Each sample's texture is a window of one of the canvases drawn once per size, at a random place,
+    # as the reference crops its photos; colouring a crop equals cropping the coloured canvas, bit for bit.
+    rng = CounterRNG(5, torch.arange(40), "frost", 3)
+    pattern = frost_pattern(rng, 32, 32, 0.2)
+    assert torch.equal(frost_texture(rng, 32, 32, 0.2), colour_frost(pattern))
+    bank = _frost_bank(32, 32, 0.2, "cpu")
+    assert bank.shape[0] == FROST_CANVASES and bank.shape[-1] > 32
+    windows = bank.unfold(1, 32, 1).unfold(2, 32, 1)  # [K, top, left, 32, 32]
+    for sample in pattern[:5, 0]:
+        found = (windows == sample).flatten(3).all(-1)
+        assert found.sum() >= 1
+    places = {tuple(torch.nonzero((windows == s).flatten(3).all(-1))[0].tolist()) for s in pattern[:, 0]}
+    assert len(places) > 30  # 40 samples, distinct crops almost always
 
 
 def test_frost_is_the_reference_blend_of_image_and_texture(shapes):

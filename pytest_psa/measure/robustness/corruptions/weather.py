@@ -7,8 +7,9 @@ All four are batched, keyed by the :class:`CounterRNG` and free of external asse
 
 - snow: Wand's motion blur is :func:`apply_motion_blur` (ImageMagick semantics); the snow layer goes
   through the same 8-bit steps as the reference (truncated to uint8 before the blur, rounded after it).
-- frost: the reference adds a random crop of one of five frost photographs; here a procedural ice
-  texture (:func:`frost_texture`) calibrated to an assumed photo mean/std stands in for them.
+- frost: the reference adds a random crop of one of five frost photographs; here crops of eight
+  procedural ice canvases (:func:`frost_texture`, drawn once per size) calibrated to an assumed photo
+  mean/std stand in for them.
 - fog: the reference's diamond-square plasma, mapsize the next power of two >= the image (32, 64, 256).
 - spatter: the reference's two modes with cv2 replaced by :mod:`cv_ops` (exact Euclidean distance instead
   of cv2's 5x5 chamfer; float Canny direction test).
@@ -33,8 +34,7 @@ from pytest_psa.measure.robustness.corruptions.motion import apply_motion_blur
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
 from pytest_psa.measure.robustness.corruptions.weather_maps import (
     clipped_zoom,
-    colour_frost,
-    frost_pattern,
+    frost_texture,
     next_power_of_two,
     plasma_fractal,
 )
@@ -164,24 +164,20 @@ def snow(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Ten
     return map_chunks(lambda xs, ls: _snow_blend(xs, ls, blend), x, layer)
 
 
-@chunked(pixels=GROUPED_CHUNK_PIXELS)
+@chunked
 def frost(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
-    """Frost: ``image_coef * x + frost_coef * texture`` with a procedural ice texture per sample
-    (chunks of ~1024 CIFAR images for the pattern, whose arms are motion blurs; smaller ones to blend)."""
+    """Frost: ``image_coef * x + frost_coef * texture``, the texture a random crop of one of the procedural
+    ice canvases per sample (the reference's design with its photos)."""
     image_coef, frost_coef = float(params[0]), float(params[1])
     _, channels, h, w = x.shape
     # A 2-value row (the reference's own) takes the photo scale of the nearest table: 0.2, 0.3 or 1.
     side = max(h, w)
     asset_scale = float(params[2]) if len(params) > 2 else (0.2 if side <= 48 else 0.3 if side <= 144 else 1.0)
-    z = frost_pattern(rng, h, w, asset_scale)
-
-    def blend(xs: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
-        texture = colour_frost(zs)
-        if channels == 1:
-            texture = _gray(texture)
-        return (xs * image_coef + texture * frost_coef).clamp_(0.0, 1.0)
-
-    return map_chunks(blend, x, z)
+    texture = frost_texture(rng, h, w, asset_scale)
+    if channels == 1:
+        texture = _gray(texture)
+    out = x * image_coef
+    return out.add_(texture.mul_(frost_coef)).clamp_(0.0, 1.0)
 
 
 @chunked
@@ -246,8 +242,8 @@ CORRUPTIONS_WEATHER: list[Corruption] = [
         tables=FROST_TABLES,
         stochastic=True,
         deviation=(
-            "procedural ice texture (hexagonal streaks + plasma haze, calibrated to an assumed photo "
-            "mean/std) instead of crops of the five frost photographs"
+            "crops of eight procedural ice canvases (hexagonal streaks + plasma haze, calibrated to an "
+            "assumed photo mean/std) instead of crops of the five frost photographs"
         ),
     ),
     Corruption(

@@ -161,25 +161,63 @@ def _frost_raw(rng: CounterRNG, height: int, width: int, asset_scale: float) -> 
     return crystals * 0.6 + haze[:, :height, :width].unsqueeze(1) * 0.4
 
 
-@functools.lru_cache(maxsize=16)
-def _frost_moments(height: int, width: int, asset_scale: float) -> tuple[float, float]:
-    """Population mean and std of the raw texture at this size, from a fixed calibration batch.
+#: Ice canvases per size, like the reference's five frost photographs (it uses frost1-5): a sample's
+#: texture is a random crop of one of them.
+FROST_CANVASES = 8
 
-    Computed once per size on CPU with a fixed key, so every batch (and device) standardizes with the
-    same two numbers: the texture's per-sample brightness still varies, like crops of real photos do.
+
+def _canvas_side(size: int) -> int:
+    """Canvas side for crops of ``size`` px: twice the image, at least 128 px, so crops vary in place."""
+    return max(2 * int(size), 128)
+
+
+@functools.lru_cache(maxsize=16)
+def _frost_bank(height: int, width: int, asset_scale: float, device: str) -> torch.Tensor:
+    """The standardized canvases [FROST_CANVASES, H', W'] (float32, population mean 0, std 1), made once
+    per size on CPU with a fixed key, so every batch, thread and device crops the same pictures.
+
+    The reference reads and resizes a photo on every call; drawing a texture per sample here (six 31-tap
+    motion blurs at 224 px) was 92 % of frost's time and made it slower than the reference, so the
+    pictures are drawn once per size, like photos on disk, and each sample takes a crop. Read-only
+    afterwards: pool threads share it.
     """
     from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
-    samples = max(8, min(256, (256 * 32 * 32) // (height * width)))  # ~260k pixels: 256 at 32 px, 8 at 224
-    calibration = CounterRNG(0, torch.arange(samples), "frost-calibration", 0)
-    raw = _frost_raw(calibration, height, width, asset_scale).to(torch.float64)
-    return float(raw.mean()), float(raw.std())
+    canvas_h, canvas_w = _canvas_side(height), _canvas_side(width)
+    key = CounterRNG(0, torch.arange(FROST_CANVASES), "frost-canvas", 0)
+    raw = _frost_raw(key, canvas_h, canvas_w, asset_scale)[:, 0]
+    wide = raw.to(torch.float64)
+    mean, std = float(wide.mean()), float(wide.std())
+    return ((raw - mean) / std).contiguous().to(device)
+
+
+def _crops(bank: torch.Tensor, rng: CounterRNG, height: int, width: int) -> torch.Tensor:
+    """Per sample, a ``height x width`` crop of one of the canvases ``bank`` [K, C, H', W'] at a random
+    place (stream 0), as the reference crops one of its photos: [N, C, height, width]."""
+    canvases, channels, canvas_h, canvas_w = bank.shape
+    # one draw of three 53-bit uniforms per sample: canvas, top, left
+    ranges = torch.tensor([canvases, canvas_h - height + 1, canvas_w - width + 1], dtype=torch.float64,
+                          device=rng.device)
+    u = rng.uniform64((3,), stream=0) * ranges  # read on the host below: 3 numbers per sample, like motion's offsets
+    pick, top, left = u.floor_().long().T.tolist()
+    out = torch.empty((rng.n, channels, height, width), dtype=bank.dtype, device=bank.device)
+    for i, (k, t, l) in enumerate(zip(pick, top, left, strict=True)):  # row copies: cheaper than a gather
+        out[i] = bank[k, :, t : t + height, l : l + width]
+    return out
 
 
 def frost_pattern(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
-    """The standardized ice pattern [N, 1, H, W] (population mean 0, std 1 at this size)."""
-    mean, std = _frost_moments(height, width, float(asset_scale))
-    return (_frost_raw(rng, height, width, asset_scale) - mean) / std
+    """The standardized ice pattern [N, 1, H, W] (population mean 0, std 1 over the canvases): per
+    sample a crop of one canvas (:func:`_crops`, stream 0)."""
+    bank = _frost_bank(int(height), int(width), float(asset_scale), str(rng.device))
+    return _crops(bank.unsqueeze(1), rng, int(height), int(width))
+
+
+@functools.lru_cache(maxsize=16)
+def _coloured_bank(height: int, width: int, asset_scale: float, device: str) -> torch.Tensor:
+    """:func:`colour_frost` of the canvases, once per size [K, 3, H', W'] (colouring is per pixel, so
+    a crop of it is the coloured crop, bit for bit)."""
+    return colour_frost(_frost_bank(height, width, asset_scale, device).unsqueeze(1)).contiguous()
 
 
 def colour_frost(pattern: torch.Tensor) -> torch.Tensor:
@@ -191,5 +229,7 @@ def colour_frost(pattern: torch.Tensor) -> torch.Tensor:
 
 def frost_texture(rng: CounterRNG, height: int, width: int, asset_scale: float) -> torch.Tensor:
     """Procedural frost [N, 3, H, W] in [0, 1] whose pixel mean and std match :data:`FROST_TARGET_MEAN`
-    and :data:`FROST_TARGET_STD` over many samples (before the clip to [0, 1])."""
-    return colour_frost(frost_pattern(rng, height, width, asset_scale))
+    and :data:`FROST_TARGET_STD` over many samples (before the clip to [0, 1]): the same crops as
+    :func:`frost_pattern`, coloured."""
+    bank = _coloured_bank(int(height), int(width), float(asset_scale), str(rng.device))
+    return _crops(bank, rng, int(height), int(width))
