@@ -144,8 +144,36 @@ def claim_table(raw: Mapping[str, Any], design: Design, correlations: Sequence[M
             row.update(estimate=None, low=None, high=None, verdict=NOT_RUN)
         else:
             row.update(g, verdict=verdict(c.better, g["low"], g["high"]))
+            if row["verdict"] == INCONCLUSIVE:
+                pair = raw["pairs"].get(f"{c.subject} vs {c.baseline}") or {}
+                row["would_decide"] = would_decide(row, pair, design)
         rows.append(row)
     return rows
+
+
+def would_decide(claim: Mapping[str, Any], pair: Mapping[str, Any], design: Design) -> str:
+    """The scale at which an inconclusive claim's interval would exclude 0, if its estimate and spread held."""
+    from scipy import special
+
+    k = len(design.seeds)
+    est, low, high = claim["estimate"], claim["low"], claim["high"]
+    if claim["quantity"] in FLATNESS_KEYS:
+        d = np.asarray((pair.get("flatness") or {}).get(claim["quantity"], {}).get("log_ratio") or [], float)
+        if d.size < 2 or d.mean() == 0:
+            return "no direction measured: no scale can be named"
+        s, m = float(d.std(ddof=1)), abs(float(d.mean()))
+        for k2 in range(k + 1, 1001):  # the t interval over seeds: t_{k-1} s / sqrt(k) < |mean log ratio|
+            if float(special.stdtrit(k2 - 1, 1 - design.alpha / 2)) * s / math.sqrt(k2) < m:
+                return f"≈ {k2} training seeds (now {k}), if the per-seed spread held"
+        return "more than 1000 training seeds: the effect is small against its spread across seeds"
+    if est is None or est == 0 or low is None or high is None:
+        return "no direction measured: no scale can be named"
+    factor = ((high - low) / 2 / abs(est)) ** 2
+    if claim.get("unit") == "rho":
+        return f"more augmentation arms or seeds per arm (now {k} seeds); the bootstrap interval narrows slowly"
+    n = design.n_images if claim["quantity"] == "mce" else design.n_attack_images
+    return (f"≈ {max(n + 1, math.ceil(factor * n))} test images per model (now {n}), if the seed spread does "
+            "not dominate")
 
 
 def _paper_attack(design: Design) -> str:
@@ -180,7 +208,7 @@ def per_seed_series(raw: Mapping[str, Any], design: Design) -> dict[str, dict[st
             "affinity": (arm.get("affinity") or {}).get("per_seed"),
             "diversity": (arm.get("diversity") or {}).get("per_seed"),
         }
-        for fk in FLATNESS_KEYS:
+        for fk in design.flatness_keys:
             f = pair["flatness"].get(fk) or {}
             # per-seed log ratio log(ERM/aug): > 0 = flatter (the improvement's scale before 1 - exp(-x))
             row[f"flatness {fk}"] = f.get("log_ratio")
@@ -298,4 +326,4 @@ def analyse(raw: Mapping[str, Any], design: Design) -> dict[str, Any]:
 
 __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "NOT_RUN", "REFUSED", "Claim", "analyse", "best_predictors", "claim_table",
            "correlate", "correlations", "gain", "paper_claims", "per_arm_table", "per_seed_series", "spearman",
-           "verdict"]
+           "verdict", "would_decide"]

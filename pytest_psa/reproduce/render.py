@@ -100,7 +100,7 @@ def table2(raw: Mapping[str, Any], design: Design, arms: Sequence[str] | None = 
     header = (f"metric", _label(baseline), *(_label(k) for k in arms))
     rows: list[tuple[str, ...]] = []
     paper_rows = P.TABLES[table]["values"]
-    for fk in FLATNESS_KEYS:
+    for fk in design.flatness_keys:
         first = next((_vs(raw, a, baseline)["flatness"].get(fk) for a in arms
                       if "erm" in (_vs(raw, a, baseline)["flatness"].get(fk) or {})), None)
         rows.append((fk, _flat_cell(first, "erm"),
@@ -163,9 +163,10 @@ def table3(raw: Mapping[str, Any], design: Design, arms: Sequence[str] | None = 
     header = ("metric", _label(baseline), *(_label(a) for a in arms))
     rows: list[tuple[str, ...]] = []
     paper_map = {"mce": "mce", "mfp": "mfp"}
-    if len(attacks) >= 2:
-        paper_map[f"adv_error({attacks[0]})"] = "pgd_a"
-        paper_map[f"adv_error({attacks[1]})"] = "pgd_b"
+    # the paper's two PGD rows go beside the paper's budgets only (its text lost which is which: our reading)
+    for label, row in zip(_paper_attack_labels(), ("pgd_a", "pgd_b")):
+        if label in attacks:
+            paper_map[f"adv_error({label})"] = row
     pv = P.TABLES[table]["values"]
     for label, name in rows_def:
         m0 = _vs(raw, arms[0], baseline)["robustness"]["metrics"]
@@ -179,11 +180,19 @@ def table3(raw: Mapping[str, Any], design: Design, arms: Sequence[str] | None = 
     notes = (f"tool: {design.data}, preset {design.preset}, seeds {list(design.seeds)}; corruptions: CIFAR-10-C's 15 "
              f"x 5 severities on {design.n_images} test images, PGD on {design.n_attack_images}; cell: value "
              f"(subject - baseline in pp [two-sided {100 * (1 - design.alpha):.0f}%, paired over images])",
-             f"attacks: {', '.join(attacks[:2])} at the paper's budgets (its text lost the symbols: its two PGD rows "
-             f"are shown beside these), {', '.join(attacks[2:]) or 'none'} at budgets that separate undefended "
-             "small models",
+             f"attacks: {', '.join(a for a in attacks if a in _paper_attack_labels()) or 'none'} at the paper's "
+             f"budgets (its text lost the symbols: its two PGD rows are shown beside these), "
+             f"{', '.join(a for a in attacks if a not in _paper_attack_labels()) or 'none'} at budgets that "
+             "separate undefended small models",
              f"paper: {P.TABLES[table]['where']}, {P.SETUP}; {P.TABLES[table]['reading']}")
     return Table(title, notes, header, tuple(rows))
+
+
+def _paper_attack_labels() -> list[str]:
+    from pytest_psa._specs.attacks import resolve_attacks
+    from pytest_psa.reproduce.design import PAPER_ATTACKS
+
+    return [a.label for a in resolve_attacks(list(PAPER_ATTACKS))]
 
 
 def table7(raw: Mapping[str, Any], design: Design) -> Table:
@@ -295,33 +304,17 @@ def summary(report: Mapping[str, Any], design: Design) -> list[str]:
         picked = [c["text"] for c in claims if c["verdict"] == v]
         if picked:
             lines.append(f"{word}: " + "; ".join(picked) + ".")
-    open_rows = [c for c in claims if c["verdict"] == INCONCLUSIVE and c.get("estimate") is not None]
+    open_rows = [c for c in claims if c["verdict"] == INCONCLUSIVE and c.get("would_decide")]
     if open_rows:
-        lines.append("Inconclusive, and the scale that would decide each if its estimate held (an interval "
-                     "narrows as 1/sqrt(n)):")
-        k = len(design.seeds)
+        lines.append("Inconclusive, and the scale that would decide each if its estimate held:")
         for c in open_rows:
-            lines.append(f"- {c['text']}: {_needed(c, k, design)}")
+            lines.append(f"- {c['text']}: {c['would_decide']}")
     best = report["analysis"]["best_predictors"]
     for b in best:
         lines.append(f"Best predictor of {b['outcome']}: {b['predictor']} (rho {b['rho']:+.2f} "
                      f"[{_num(b['low'], '+.2f')}, {_num(b['high'], '+.2f')}]"
                      f"{'' if b['interval_excludes_0'] else ', interval holds 0: no predictor is shown'}).")
     return lines
-
-
-def _needed(c: Mapping[str, Any], k: int, design: Design) -> str:
-    est, low, high = c["estimate"], c["low"], c["high"]
-    if est == 0 or low is None or high is None:
-        return "no direction measured: no scale can be named"
-    half = (high - low) / 2
-    factor = (half / abs(est)) ** 2
-    if c.get("unit") == "rho":
-        return f"≈ {math.ceil(factor * len(design.seeds))} seeds per arm (or more augmentations)"
-    if c.get("unit") == "relative":  # flatness: the interval is over training seeds
-        return f"≈ {max(k + 1, math.ceil(factor * k))} training seeds (now {k})"
-    return (f"≈ {math.ceil(factor * design.n_images)} test images per model (now {design.n_images}), or more "
-            "seeds if the seed spread dominates")
 
 
 __all__ = ["Table", "claims_table", "correlation_table", "markdown_table", "summary", "table1", "table2", "table3",
