@@ -111,3 +111,28 @@ def pytest_psa_train(plan):
         "OrderedDict, not a trained model*",
         "*fix: return the trained torch.nn.Module*",
     ])
+
+
+def test_the_psa_trainer_fixture_overrides_the_hook(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+import pytest
+
+
+def pytest_psa_train(plan):
+    raise AssertionError("the hook must not be called: the psa_trainer fixture is overridden")
+
+
+def my_recipe(job):
+    raise RuntimeError("my_recipe was called")
+
+
+@pytest.fixture
+def psa_trainer():
+    return my_recipe
+""")
+    pytester.makepyfile(test_audit=AUDIT)
+    result = pytester.runpytest(f"--psa-cache-dir={pytester.path / 'cache'}", "-p", "no:cacheprovider",
+                                "-k", "with_the_hook")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*TrainingRecipeError: the training recipe conftest.my_recipe raised RuntimeError*"])
+    assert "the hook must not be called" not in result.stdout.str()
