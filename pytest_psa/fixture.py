@@ -153,7 +153,7 @@ class Psa:
         result = domain_generalization(
             augmentation, data=_first(data, "synthetic-domains"), seeds=seed_list,
             preset=_first(preset, m.get("preset"), s.preset), data_root=s.data_root, cache_dir=s.cache_dir,
-            device=self.device, **self._with_model(kwargs))
+            device=self.device, **self._with_trainer(self._with_model(kwargs)))
         defaults: dict[str, Any] = {"alpha": m.get("alpha", s.alpha)}
         if "min_domain_accuracy" in m:
             defaults["min_domain_accuracy"] = m["min_domain_accuracy"]

@@ -41,7 +41,7 @@ def domain_generalization(
     model: Any = None, alpha: float = DEFAULT_ALPHA, holdin_fraction: float = HOLDIN_FRACTION,
     n_per_domain: int | None = None, size: int | None = None, missing_classes: MissingClasses = "error",
     device: Any = None, cache_dir: Any = None, data_root: Any = None, optimizer: str = "sgd",
-    progress: bool = True, sanity: Sanity = "error", **train_overrides: Any,
+    progress: bool = True, sanity: Sanity = "error", trainer: Any = None, **train_overrides: Any,
 ) -> DomainResult:
     """Train (or load) ERM and `augmentation` models on all domains but one, for each held-out domain
     in `held_out` (default: every domain) and each seed, and compare their held-out accuracy.
@@ -50,7 +50,9 @@ def domain_generalization(
     ``root/<domain>/<class>/<file>`` tree (PACS, OfficeHome in DomainBed's layout) or an archive of one;
     `size` resizes its images (needed when they differ in size), `n_per_domain` takes a seeded subset
     of each domain, `missing_classes` "allow" accepts a class missing from a domain. `seeds` is a count
-    (0..k-1) or explicit seeds; `preset` and keyword `train_overrides` as for `pytest_psa.flatness`.
+    (0..k-1) or explicit seeds; `preset`, `trainer` (the user's training recipe) and keyword
+    `train_overrides` as for `pytest_psa.flatness`. Trainings go through the session's executor
+    (`trained_pair`), so ``--psa-executor=ray`` spreads them too.
     """
     if not 0 < holdin_fraction < 1:
         raise PsaUsageError("holdin_fraction must be in (0, 1)", observed=holdin_fraction,
@@ -81,7 +83,7 @@ def domain_generalization(
         spec = dataclasses.replace(spec, test_data=holdin)  # the sanity gate reads held-in test images
         roles: tuple[Role, ...] = (BASELINE,) if spec.compares_nothing else (BASELINE, SUBJECT)
         pair = spec.train(model=model, optimizer=optimizer, device=device, progress=progress, roles=roles,
-                          order="seed", sanity=sanity)
+                          order="seed", sanity=sanity, trainer=trainer)
         names = (pair.subject_name, pair.baseline_name)
         heldout_images = domains[target]
         with stage("domain", detail=f"held out {target}"):
