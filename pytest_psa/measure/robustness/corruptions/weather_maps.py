@@ -187,8 +187,20 @@ def _frost_bank(height: int, width: int, asset_scale: float, device: str) -> tor
     key = CounterRNG(0, torch.arange(FROST_CANVASES), "frost-canvas", 0)
     raw = _frost_raw(key, canvas_h, canvas_w, asset_scale)[:, 0]
     wide = raw.to(torch.float64)
-    mean, std = float(wide.mean()), float(wide.std())
+    # the moments of what crops see: a pixel counts as often as crops cover it (the plasma haze is
+    # brighter inside than at its corners, and central pixels lie in more crops)
+    weight = _coverage(canvas_h, height)[:, None] * _coverage(canvas_w, width)[None, :]
+    weight = weight / (weight.sum() * FROST_CANVASES)
+    mean = float((wide * weight).sum())
+    std = float(((wide - mean).square_() * weight).sum().sqrt())
     return ((raw - mean) / std).contiguous().to(device)
+
+
+def _coverage(canvas: int, size: int) -> torch.Tensor:
+    """How many of the ``canvas - size + 1`` crop positions cover each of the ``canvas`` indices."""
+    index = torch.arange(canvas).unsqueeze(1)
+    tops = torch.arange(canvas - size + 1).unsqueeze(0)
+    return ((index >= tops) & (index < tops + size)).sum(1).to(torch.float64)
 
 
 def _crops(bank: torch.Tensor, rng: CounterRNG, height: int, width: int) -> torch.Tensor:
