@@ -34,11 +34,11 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
 def test_held_out_domains_are_harder_and_augmentation_is_compared_with_intervals(shared_cache) -> None:
     from pytest_psa import domain_generalization
 
-    r = domain_generalization("destructive", data=_data(), held_out=HELD_OUT, seeds=1, cache_dir=shared_cache,
+    r = domain_generalization("cropflip", data=_data(), held_out=HELD_OUT, seeds=1, cache_dir=shared_cache,
                               progress=False, **SMALL)
     print(r.table())
     m = r.metrics()
-    assert r.domains == tuple(HELD_OUT) and r.augmentation == "destructive" and r.baseline == "erm"
+    assert r.domains == tuple(HELD_OUT) and r.augmentation == "cropflip" and r.baseline == "erm"
     # the domain gap: ERM on images of its training domains vs the style it never saw, beyond both intervals
     for d in HELD_OUT:
         indomain, heldout = m[f"erm_accuracy_indomain[{d}]"], m[f"erm_accuracy_heldout[{d}]"]
@@ -54,7 +54,7 @@ def test_held_out_domains_are_harder_and_augmentation_is_compared_with_intervals
     assert summary["per_domain"][0]["n_heldout"] == 300 and summary["per_domain"][0]["n_indomain"] == 180
     assert summary["per_domain"][0]["sanity"]["passed"]  # the models learned (the gate's record)
     assert {t["cache"] for d in summary["per_domain"] for t in d["training"]["erm"]} == {"miss"}
-    again = domain_generalization("destructive", data=_data(), held_out=HELD_OUT, seeds=1, cache_dir=shared_cache,
+    again = domain_generalization("cropflip", data=_data(), held_out=HELD_OUT, seeds=1, cache_dir=shared_cache,
                                   progress=False, **SMALL)
     assert {t["cache"] for d in again.to_dict()["per_domain"] for t in d["training"]["augmented"]} == {"hit"}
     assert again.metrics()["accuracy_heldout_avg"].estimate == avg  # same models, same numbers
@@ -79,12 +79,12 @@ SMALL = dict(data=DATA, held_out={HELD_OUT!r}, progress=False, **{SMALL!r})
 
 @pytest.mark.psa(min_domain_accuracy=0.1, domain_vs_erm="-100pp")
 def test_within_floor(psa):
-    psa.domain_generalization("destructive", **SMALL).assert_budget()
+    psa.domain_generalization("cropflip", **SMALL).assert_budget()
 
 
 @pytest.mark.psa(min_domain_accuracy=0.99)
 def test_below_floor(psa):
-    psa.domain_generalization("destructive", **SMALL).assert_budget()
+    psa.domain_generalization("cropflip", **SMALL).assert_budget()
 """
 
 

@@ -127,3 +127,17 @@ def test_run_plots_include_the_domain_figure(tmp_path) -> None:
     r = _result()
     written = write_plots([AuditRecord("t::x", r.to_dict(), [], kind="domain")], tmp_path)
     assert [p.name for p in written] == ["domains.png"] and written[0].stat().st_size > 10_000
+
+
+def test_baseline_gate_flags_a_drop_in_held_out_accuracy() -> None:
+    from pytest_psa.report.compare import compare_runs
+    from pytest_psa.report.json_report import run_document
+
+    def doc(shift: float) -> dict:
+        r = _result(shift=shift)
+        return run_document([AuditRecord("t::x", r.to_dict(), [], kind="domain")], source="test")
+
+    same = compare_runs(doc(0.0), doc(0.0), fail=["accuracy_heldout_avg:1%"])
+    assert same.exit_code == 0
+    worse = compare_runs(doc(0.0), doc(-0.1), fail=["accuracy_heldout_avg:1%"])  # 10 points lower
+    assert worse.exit_code != 0
