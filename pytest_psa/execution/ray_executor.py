@@ -16,6 +16,7 @@ ray is imported here only, when the executor is first used: importing pytest_psa
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -79,6 +80,12 @@ class RayExecutor:
     def connect(self) -> Any:
         """Join or start the cluster (once) and return the ray module."""
         ray = _ray()
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if not ray.is_initialized() and self.address is None and worker:
+            # n workers would start n clusters, each claiming every core
+            raise PsaUsageError(f"--psa-executor=ray under pytest-xdist (worker {worker}) needs a shared cluster",
+                                fix="start one once (`ray start --head`) and pass --psa-ray-address=auto, or "
+                                    "run without -n (the Ray cluster already runs the trainings in parallel)")
         if not ray.is_initialized():
             try:
                 if self.address is None:  # a local cluster for this process; quiet, no dashboard

@@ -49,3 +49,16 @@ def test_choosing_an_executor(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_executor_option_is_validated(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--psa-executor=spark")
     assert result.ret != 0 and "unknown executor 'spark'" in result.stderr.str()
+
+
+def test_ray_without_an_address_is_refused_in_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker would start its own cluster claiming every core; the fix names the shared one."""
+    ray = pytest.importorskip("ray", reason='the ray executor needs Ray: pip install "pytest-psa[ray]"')
+    from pytest_psa.execution.ray_executor import RayExecutor
+
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to a Ray cluster (no new one would be started)")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    with pytest.raises(PsaUsageError, match="needs a shared cluster") as info:
+        RayExecutor().run([Unit("5" * 64, "any", probes.where, None)])
+    assert "--psa-ray-address=auto" in str(info.value)
