@@ -168,6 +168,9 @@ for aug in (v2.RandAugment(), HiddenNoise(8), functools.partial(_scaled_noise, s
 """
 
 
+# slow: a fresh interpreter imports torch, torchvision and the package (10 CPU-seconds measured,
+# 12 s wall at load 5), which is the point of the check
+@pytest.mark.slow
 def test_keys_are_the_same_in_another_process() -> None:
     here = str(Path(__file__).parent)
     out = subprocess.run([sys.executable, "-c", KEY_SCRIPT.format(here=here)], capture_output=True, text=True,
