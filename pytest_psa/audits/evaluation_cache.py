@@ -16,6 +16,12 @@ need several entries cannot deadlock (both from `pytest_psa._storage`). Each ent
 SHA-256 of its arrays. `load` raises `CacheError` naming an unreadable entry (a truncated file, a bad
 checksum, another key's file); `get_or_compute` heals it instead, as the model cache does: a
 `PsaWarning` names the file, the entry is deleted and computed again.
+
+With a remote executor (``--psa-executor=ray``), `compute_remote` computes an audit's missing
+entries of every model as executor units submitted at once (each unit one model's evaluation or
+measurement, its model shipped as a `ModelRef`), checks the arrays each returns against the SHA-256
+the worker computed, and stores them here on the driver; the audit's `get_or_compute` then reads
+them, reporting those entries as misses (`fresh`), since they were computed by this run.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,8 @@ import numpy as np
 
 from pytest_psa._paths import default_cache_dir
 from pytest_psa._storage import atomic_write_bytes, locked_all, sha256_hex
-from pytest_psa.errors import CacheError, PsaUsageError, PsaWarning
+from pytest_psa.errors import CacheError, PsaError, PsaUsageError, PsaWarning
+from pytest_psa.execution import Executor, Unit
 
 FORMAT = 1
 _DIR = "robustness"
@@ -81,6 +89,8 @@ class EvaluationStore:
         self.hits = 0  # entries served from disk by get_or_compute
         self.computed = 0  # entries computed (and stored) by get_or_compute
         self.healed = 0  # damaged entries deleted and computed again
+        # keys `compute_remote` stored in this run: the next `get_or_compute` reads them but reports a miss
+        self.fresh: set[str] = set()
 
     def __repr__(self) -> str:
         return f"EvaluationStore({str(self.dir)!r})"
@@ -117,8 +127,71 @@ class EvaluationStore:
         """Load each (key, material) entry, computing the missing ones together with ``compute(positions)``.
 
         `compute` gets the positions (in `entries`) still missing and returns their arrays in that
-        order; they are stored before returning. Returns the arrays and "hit"/"miss" per entry.
+        order; they are stored before returning. Returns the arrays and "hit"/"miss" per entry (an
+        entry `compute_remote` computed for this run is a "miss", once).
         """
+        out, status = self._get_or_compute(entries, compute)
+        for i, (key, _) in enumerate(entries):
+            if status[i] == "hit" and key in self.fresh:
+                self.fresh.discard(key)
+                status[i] = "miss"
+                self.hits -= 1
+        return out, status
+
+    def compute_remote(self, groups: Sequence[tuple[Sequence[tuple[str, dict[str, Any]]], Callable[[list[int]], Unit]]],
+                       executor: Executor, *, desc: str, progress: bool = False) -> int:
+        """Compute the missing entries of every group at once with `executor`; returns how many were stored.
+
+        A group is one model's ``(entries, unit_for)``: ``unit_for(positions)`` is the unit computing
+        the entries at those positions, whose value is `packed` arrays in that order. The missing
+        entries are locked (key order: no deadlock with a pytest-xdist worker asking for an
+        overlapping set; one that asks for the same entry waits, then loads it), every unit is
+        submitted together, and each result is checked against its checksums and stored atomically.
+        Every good result is stored before the first failure is raised (`RemoteUnitError`).
+        """
+        missing = [[i for i, (k, _) in enumerate(entries) if self._load_or_heal(k) is None] for entries, _ in groups]
+        keys = {groups[g][0][i][0] for g, todo in enumerate(missing) for i in todo}
+        if not keys:
+            return 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stored = 0
+        with locked_all(self.dir / f"{k}.lock" for k in keys):
+            units: list[Unit] = []
+            targets: list[list[tuple[str, dict[str, Any]]]] = []
+            claimed: set[str] = set()
+            for g, todo in enumerate(missing):
+                entries, unit_for = groups[g]
+                # stored meanwhile by another process, or claimed by another group (the same model twice)
+                todo = [i for i in todo if entries[i][0] not in claimed and self._load_or_heal(entries[i][0]) is None]
+                if todo:
+                    claimed.update(entries[i][0] for i in todo)
+                    units.append(unit_for(todo))
+                    targets.append([entries[i] for i in todo])
+            errors: list[PsaError] = []
+            for outcome, target in zip(executor.run(units, desc=desc, progress=progress), targets):
+                if outcome.error is not None:
+                    errors.append(outcome.error)
+                    continue
+                value = outcome.value
+                arrays_list = value["arrays"]
+                if len(arrays_list) != len(target) or [_arrays_checksum(a) for a in arrays_list] != value["sha256"]:
+                    errors.append(CacheError(f"the arrays {outcome.unit.describe()} sent back do not match the "
+                                             f"checksums its worker computed; nothing of it was stored",
+                                             observed=f"worker {outcome.worker}",
+                                             fix="rerun (only the missing entries are computed); if it recurs, "
+                                                 "check the cluster's object store"))
+                    continue
+                for (key, material), arrays in zip(target, arrays_list):
+                    self._store(key, {**material, "executor": outcome.worker}, arrays)
+                    self.fresh.add(key)
+                    stored += 1
+            self.computed += stored
+        if errors:
+            raise errors[0]
+        return stored
+
+    def _get_or_compute(self, entries: Sequence[tuple[str, dict[str, Any]]],
+                        compute: Callable[[list[int]], list[dict[str, np.ndarray]]]) -> tuple[list[dict[str, Any]], list[str]]:
         out: list[dict[str, Any] | None] = [self._load_or_heal(k) for k, _ in entries]
         status = ["hit" if o is not None else "miss" for o in out]
         missing = [i for i, o in enumerate(out) if o is None]
@@ -179,6 +252,64 @@ class EvaluationStore:
                              fix=f"make {self.dir} writable, or place the cache elsewhere (PSA_CACHE_DIR)") from exc
 
 
+def packed(arrays_list: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """A unit's value: its entries' arrays in order, each with its checksum (checked by `compute_remote`)."""
+    return {"arrays": arrays_list, "sha256": [_arrays_checksum(a) for a in arrays_list]}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as an executor unit ships it: the module on the CPU (pickled with its weights: no shared
+    file system), the device kind its store keys name, and its `model_checksum`, which `build` checks
+    on the worker, so a value stored under a key is one of those very weights."""
+
+    module: Any
+    checksum: str
+    device: str
+    threads: int = 1  # torch's intra-op threads on a CPU worker (float results can depend on it)
+
+    @classmethod
+    def of(cls, model: Any, checksum: str | None = None, *, device: str | None = None, threads: int = 1) -> ModelRef:
+        """`model` to ship; `device`: the kind the store keys name (default: where the model is)."""
+        import copy
+
+        first = next((t for t in (*model.parameters(), *model.buffers())), None)
+        here = first.device.type if first is not None else "cpu"
+        module = model if here == "cpu" else copy.deepcopy(model).to("cpu")  # never move the caller's model
+        return cls(module, checksum or model_checksum(model), device or here, threads)
+
+    def build(self) -> Any:
+        """The module on this worker's device of the planned kind (a GPU: cuda:0 of those it was given)."""
+        import torch
+
+        if self.device not in ("cpu", "cuda"):
+            raise PsaUsageError(f"a {self.device} model cannot be evaluated on an executor's worker",
+                                fix="use the local executor for it, or evaluate it on cpu or cuda")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise PsaUsageError("this worker has no GPU, but the model's evaluation was planned on one",
+                                fix="ask the cluster for GPU workers, or evaluate on cpu")
+        model = self.module.to(torch.device("cuda", 0)) if self.device == "cuda" else self.module
+        here = model_checksum(model)
+        if here != self.checksum:
+            raise CacheError("the model rebuilt on the worker is not the one the driver keyed",
+                             observed=f"checksum {here[:16]}... instead of {self.checksum[:16]}...",
+                             fix="make the model pickle faithfully (its state_dict must round-trip)")
+        return model
+
+    @contextlib.contextmanager
+    def threads_set(self) -> Iterator[None]:
+        """Within: torch's intra-op threads as planned (CPU), restored afterwards (a worker runs many units)."""
+        import torch
+
+        old = torch.get_num_threads()
+        if self.device == "cpu":
+            torch.set_num_threads(max(1, int(self.threads)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+
 def _arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 over the arrays' names, dtypes, shapes and bytes (in name order)."""
     h = hashlib.sha256()
@@ -189,4 +320,4 @@ def _arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-__all__ = ["KINDS", "EvaluationStore", "code_version", "model_checksum"]
+__all__ = ["KINDS", "EvaluationStore", "ModelRef", "code_version", "model_checksum", "packed"]

@@ -50,7 +50,7 @@ def flatness(
     its identity joins the model cache key), None = the built-in trainer.
     """
     from pytest_psa.audits.evaluation_cache import EvaluationStore
-    from pytest_psa.audits.measurement_cache import KIND, measure_cached
+    from pytest_psa.audits.measurement_cache import KIND, measure_cached, prefetch
 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -76,6 +76,9 @@ def flatness(
                                     detail=f"{label} seed {s}", options=measure_options)
                      for t, s in zip(pair.models(role), pair.seeds))
 
+    # a remote executor (--psa-executor=ray): every model's missing values measured at once, then read
+    prefetch([(t, s) for r in (BASELINE, SUBJECT) for t, s in zip((t.model for t in pair.models(r)), pair.seeds)],
+             measured, metrics=list(metrics), store=store, device=device, options=measure_options, progress=progress)
     erm_reports, aug_reports = measured_reports(BASELINE), measured_reports(SUBJECT)
     comparisons = {m: compare_metric(m, tuple(compared_value(r, m) for r in erm_reports),
                                      tuple(compared_value(r, m) for r in aug_reports), alpha) for m in metrics}

@@ -13,6 +13,12 @@ The entry is JSON text inside the store's npz (loaded with ``allow_pickle=False`
 on load). Floats round-trip exactly (``json`` writes ``repr``; NaN and inf as their literals), so a
 warm measurement returns the very values the cold one did. Measurements whose settings are not
 plain data (a callable ``params`` or ``accuracy``) or that have no seed are measured and not stored.
+
+With a remote executor (``--psa-executor=ray``) an audit first calls `prefetch` with all its models:
+each model's missing metrics become one unit (`FlatnessJob`: the model as a `ModelRef`, the images,
+metrics, seed and settings; `measure_unit` runs it), all submitted at once; the driver stores what
+comes back under the keys a local measurement would use, and `measure_cached` then reads them.
+With the local executor `prefetch` does nothing and `measure_cached` measures as before.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ import time
 import typing
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pytest_psa._timings import stage
 from pytest_psa._version import __version__
-from pytest_psa.audits.evaluation_cache import EvaluationStore, code_version, model_checksum
+from pytest_psa.audits.evaluation_cache import EvaluationStore, ModelRef, code_version, model_checksum, packed
+from pytest_psa.execution import Executor, Unit, current_executor, is_remote
 from pytest_psa.measure.flatness import metric_values
 from pytest_psa.measure.flatness.flatness_report import FlatnessReport
 from pytest_psa.measure.flatness.measure import measure_flatness, metric_settings
@@ -88,8 +96,6 @@ def measure_cached(model: Any, data: Any, *, metrics: Sequence[str], seed: int, 
     missing metrics in one call) and stored. `data` is an ``ImageData`` (its fingerprint is part of
     the key). The report's ``cached`` says, per metric, whether its value came from the store; the
     work is timed as stage "flatness" (`pytest_psa._timings`), cached when every metric was."""
-    import torch
-
     options = dict(options or {})
     n_samples = options.pop("n_samples", 16)
     names = list(dict.fromkeys(metrics))
@@ -101,28 +107,13 @@ def measure_cached(model: Any, data: Any, *, metrics: Sequence[str], seed: int, 
                                       **options)
             stats["computed"] += len(names)
             return dataclasses.replace(report, cached={m: False for m in names})
-        first = next((t for t in (*model.parameters(), *model.buffers())), None)
-        dev = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
-        checksum, fingerprint = model_checksum(model), data.fingerprint()
-        entries = []
-        for m in names:
-            material = _key_material(checksum, fingerprint, m, settings[m] or {}, seed, dev.type)
-            entries.append((EvaluationStore.key(material), material))
-        computed: list[FlatnessReport] = []
+        entries, _ = _entries(model, data, names, settings, seed, device)
 
         def compute(todo: list[int]) -> list[dict[str, np.ndarray]]:
             todo_metrics = [names[i] for i in todo]
             report = measure_flatness(model, data, metrics=todo_metrics, seed=seed, device=device,
                                       n_samples=n_samples, **options)
-            computed.append(report)
-            base = {k: getattr(report, k) for k in _BASE}
-            out = []
-            for m in todo_metrics:
-                doc = {"result": result_to_state(report.results[m]), "base": base,
-                       "invariant": result_to_state(report.invariant[m]) if m in report.invariant else None,
-                       "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in report.config.items()}}
-                out.append({"entry": np.array(json.dumps(doc, sort_keys=True))})
-            return out
+            return _entry_arrays(report, todo_metrics)
 
         arrays, status = store.get_or_compute(entries, compute)
         docs = [json.loads(str(a["entry"])) for a in arrays]
@@ -140,4 +131,88 @@ def measure_cached(model: Any, data: Any, *, metrics: Sequence[str], seed: int, 
             cached={m: s == "hit" for m, s in zip(names, status)})
 
 
-__all__ = ["KIND", "measure_cached", "result_from_state", "result_to_state", "stats"]
+def _entries(model: Any, data: Any, names: list[str], settings: dict[str, Any], seed: int,
+             device: Any) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """(store key, material) per metric, and the device kind the keys name."""
+    import torch
+
+    first = next((t for t in (*model.parameters(), *model.buffers())), None)
+    dev = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+    checksum, fingerprint = model_checksum(model), data.fingerprint()
+    entries = []
+    for m in names:
+        material = _key_material(checksum, fingerprint, m, settings[m] or {}, seed, dev.type)
+        entries.append((EvaluationStore.key(material), material))
+    return entries, dev.type
+
+
+def _entry_arrays(report: FlatnessReport, metrics: list[str]) -> list[dict[str, np.ndarray]]:
+    """One stored entry per metric of `report`: its result, the measurement's base numbers, its config."""
+    base = {k: getattr(report, k) for k in _BASE}
+    out = []
+    for m in metrics:
+        doc = {"result": result_to_state(report.results[m]), "base": base,
+               "invariant": result_to_state(report.invariant[m]) if m in report.invariant else None,
+               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in report.config.items()}}
+        out.append({"entry": np.array(json.dumps(doc, sort_keys=True))})
+    return out
+
+
+# -- as executor units ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlatnessJob:
+    """A flatness unit's plan: one model's missing metrics on `data`; its store keys name all of it."""
+
+    model: ModelRef
+    data: Any
+    metrics: tuple[str, ...]
+    seed: int
+    n_samples: int
+    options: dict[str, Any]
+
+
+def measure_unit(job: FlatnessJob) -> dict[str, Any]:
+    """The flatness unit, run where the executor puts it: `measure_flatness` of the shipped model,
+    the entries as `measure_cached` stores them (plain arrays, with their checksums)."""
+    with job.model.threads_set():
+        model = job.model.build()
+        report = measure_flatness(model, job.data, metrics=list(job.metrics), seed=job.seed, device=None,
+                                  n_samples=job.n_samples, **job.options)
+    return packed(_entry_arrays(report, list(job.metrics)))
+
+
+def prefetch(models: Sequence[tuple[Any, int]], data: Any, *, metrics: Sequence[str], store: EvaluationStore,
+             device: Any = None, options: dict[str, Any] | None = None, executor: Executor | None = None,
+             progress: bool = False) -> int:
+    """With a remote executor, measure every missing metric of every ``(model, seed)`` as units submitted
+    at once and store the values (then `measure_cached` reads them); returns how many were stored.
+    The local executor (or settings that are not stored): nothing happens here."""
+    executor = executor if executor is not None else current_executor()
+    options = dict(options or {})
+    n_samples = options.pop("n_samples", 16)
+    names = list(dict.fromkeys(metrics))
+    settings = {m: metric_settings(m, n_samples, **options) for m in names}
+    if not is_remote(executor) or not models or any(s is None for s in settings.values()):
+        return 0
+    threads = int(getattr(executor, "cpus_per_unit", 1))
+    groups = []
+    for model, seed in models:
+        entries, kind = _entries(model, data, names, settings, seed, device)
+        ref = ModelRef.of(model, entries[0][1]["model"], device=kind, threads=threads)
+
+        def unit_for(todo: list[int], ref: ModelRef = ref, seed: int = seed,
+                     entries: list[tuple[str, dict[str, Any]]] = entries) -> Unit:
+            job = FlatnessJob(ref, data, tuple(names[i] for i in todo), seed, n_samples, options)
+            key = EvaluationStore.key({"unit": [entries[i][0] for i in todo]})
+            return Unit(key=key, label=f"flatness {','.join(job.metrics)} seed {seed}", fn=measure_unit, plan=job,
+                        cpus=float(threads), gpus=1.0 if kind == "cuda" else 0.0)
+
+        groups.append((entries, unit_for))
+    with stage("flatness", detail=f"{len(models)} models, {executor.name} executor") as st:
+        stored = store.compute_remote(groups, executor, desc="psa flatness", progress=progress)
+        st.cached = stored == 0
+    return stored
+
+
+__all__ = ["KIND", "FlatnessJob", "measure_cached", "measure_unit", "prefetch", "result_from_state",
+           "result_to_state", "stats"]
