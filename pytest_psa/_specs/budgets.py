@@ -227,5 +227,6 @@ def accuracy_floor(value: Any, *, where: str = "vs_erm[accuracy]") -> float:
     return limit.value
 
 
-__all__ = ["UNITS", "Limit", "Unit", "accuracy_floor", "bare_number_message", "budget_line", "format_value", "parse_limit",
+__all__ = ["UNITS", "Limit", "Unit", "accuracy_floor", "bare_number_message", "budget_line", "format_value",
+           "parse_limit",
            "resolve_vs_erm", "unit_of", "verdict_line", "vs_erm_entries"]

@@ -220,7 +220,8 @@ def _decode_resized(files: list[tuple[Path, int]], folder: Path, size: int | Non
         if first is None:
             first = arr.shape
         elif arr.shape != first:
-            raise PsaUsageError(f"images in {folder} differ in size", observed=f"{f.name}: {arr.shape[:2]} vs {first[:2]}",
+            raise PsaUsageError(f"images in {folder} differ in size",
+                                observed=f"{f.name}: {arr.shape[:2]} vs {first[:2]}",
                                 fix="pass size=<pixels> (e.g. size=64) to resize every image to size x size")
         images.append(arr)
     return (np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)),

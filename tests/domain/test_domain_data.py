@@ -52,7 +52,8 @@ def test_missing_class_names_domain_and_class_with_the_fix(tmp_path: Path) -> No
 
 
 def test_sizes_must_agree_or_be_resized(tmp_path: Path) -> None:
-    root = _tree(tmp_path / "mixed", {"a": {"x": 2, "y": 2}, "b": {"x": 2, "y": 2}}, size={"a": (20, 20), "b": (30, 24)})
+    root = _tree(tmp_path / "mixed", {"a": {"x": 2, "y": 2}, "b": {"x": 2, "y": 2}},
+                 size={"a": (20, 20), "b": (30, 24)})
     with pytest.raises(PsaUsageError, match=r"differ in (image )?(size|shape)[\s\S]*size="):
         read_domain_tree(root)
     data = read_domain_tree(root, size=16)
