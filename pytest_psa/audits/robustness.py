@@ -25,7 +25,7 @@ from torch import nn
 from pytest_psa.audits.evaluation_cache import EvaluationStore, model_checksum
 from pytest_psa.audits.robustness_evaluation import (
     ATTACK_BATCH, CorruptionSettings, Subject, evaluate_attack, evaluate_corruptions, evaluate_perturbations,
-    model_device,
+    model_device, prefetch_evaluations,
 )
 from pytest_psa.audits.trained_pair import BASELINE, SUBJECT, PairSpec, Sanity, seed_list
 from pytest_psa.data.image_data import ImageData
@@ -257,6 +257,12 @@ def _evaluate(audited: _Audited, ev: _Settings, store: EvaluationStore, *, optim
     subjects = [s for role in roles.values() for s in role]
     eval_data = test.subset(ev.n_images, seed=0)
     timing: dict[str, float] = {"models_s": t_models - t_start}
+    # a remote executor (--psa-executor=ray): every subject's missing evaluations computed at once, then read
+    prefetch_evaluations(subjects, store, corruptions=(eval_data, CorruptionSettings(corr, sev, seed, ev.resolution),
+                                                       EVAL_BATCH),
+                         perturbations=((test.subset(ev.n_perturbation_images, seed=0), perts, seed,
+                                         ev.perturbation_frames, EVAL_BATCH) if perts else None),
+                         attacks=(test.subset(ev.n_attack_images, seed=0), specs, seed))
     arrays, status, t = evaluate_corruptions(subjects, eval_data, CorruptionSettings(corr, sev, seed, ev.resolution),
                                              store, batch_size=EVAL_BATCH)
     _note(cache_status, subjects, status, "corruptions")

@@ -5,6 +5,12 @@ models that still need it (their cache entries missed), so comparing an augmente
 costs one generation, not two. Outputs are per-image predictions, which is what every metric
 and interval downstream needs. Evaluation is fp32, in eval mode, without gradients; a model's
 training mode is restored afterwards.
+
+With a remote executor (``--psa-executor=ray``) the audit first calls `prefetch_evaluations`: each
+missing evaluation of one model (its corruptions, its perturbation sequences, one attack) becomes a
+unit (`RobustnessJob`, run by `evaluate_unit` with the very `evaluate_*` function below, on that one
+model), all submitted at once; the driver stores the returned arrays under the keys a local run
+uses, and the `evaluate_*` calls then read them. The local executor does not come here.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from torch import nn
 from pytest_psa._threads import single_thread
 from pytest_psa._timings import stage
 from pytest_psa.data.image_data import ImageData
-from pytest_psa.audits.evaluation_cache import EvaluationStore, code_version
+from pytest_psa.audits.evaluation_cache import EvaluationStore, ModelRef, code_version, packed
+from pytest_psa.execution import Executor, Unit, current_executor, is_remote
 
 CHUNK = 1000  # images generated per corruption call (bounded memory at 224 px too)
 
@@ -162,6 +169,12 @@ class CorruptedChunks:
                     yield ci, si, part, x
 
 
+def corruption_entries(subjects: Sequence[Subject], data: ImageData,
+                       settings: CorruptionSettings) -> list[tuple[str, dict[str, Any]]]:
+    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.audits.robustness_evaluation")
+    return _entries("corruptions", subjects, data, settings.to_dict(), version)
+
+
 def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings: CorruptionSettings,
                          store: EvaluationStore, *, batch_size: int = 256) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
     """Clean and corrupted predictions of each subject on `data`: arrays ``clean`` [N] and ``pred`` [C, S, N].
@@ -171,8 +184,7 @@ def evaluate_corruptions(subjects: Sequence[Subject], data: ImageData, settings:
     a full cache hit, whatever the number of models).
     """
     timing = {"generate_s": 0.0, "predict_s": 0.0, "generated_images": 0}
-    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.audits.robustness_evaluation")
-    entries = _entries("corruptions", subjects, data, settings.to_dict(), version)
+    entries = corruption_entries(subjects, data, settings)
     detail = (f"{len(data)} images x {len(settings.names) * len(settings.severities)} variants, "
               f"{len(subjects)} models")
 
@@ -220,6 +232,14 @@ def _stage(staged: bool, name: str, detail: str) -> contextlib.AbstractContextMa
 
 
 # -- perturbation sequences -----------------------------------------------------------------------
+def perturbation_entries(subjects: Sequence[Subject], data: ImageData, names: Sequence[str], seed: int,
+                         frames: int | None) -> list[tuple[str, dict[str, Any]]]:
+    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.perturbations",
+                           "pytest_psa.audits.robustness_evaluation")
+    settings = {"names": list(names), "seed": seed, "frames": frames}
+    return _entries("perturbations", subjects, data, settings, version)
+
+
 def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: Sequence[str], seed: int,
                            frames: int | None, store: EvaluationStore, *,
                            batch_size: int = 256) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
@@ -227,10 +247,7 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
     from pytest_psa.measure.robustness import perturbations as P
 
     timing = {"generate_s": 0.0, "predict_s": 0.0}
-    version = code_version("pytest_psa.measure.robustness.corruptions", "pytest_psa.measure.robustness.perturbations",
-                           "pytest_psa.audits.robustness_evaluation")
-    settings = {"names": list(names), "seed": seed, "frames": frames}
-    entries = _entries("perturbations", subjects, data, settings, version)
+    entries = perturbation_entries(subjects, data, names, seed, frames)
 
     detail = f"{len(data)} images x {len(names)} sequences, {len(subjects)} models"
 
@@ -266,6 +283,12 @@ def evaluate_perturbations(subjects: Sequence[Subject], data: ImageData, names: 
 ATTACK_BATCH = 250  # measured on 2 CPU cores: PGD at batch 250 is 2x faster than at 1000
 
 
+def attack_entries(subjects: Sequence[Subject], data: ImageData, spec: Any,
+                   seed: int) -> list[tuple[str, dict[str, Any]]]:
+    version = code_version("pytest_psa.measure.robustness.attacks")
+    return _entries("attack", subjects, data, {**spec.settings, "seed": seed}, version, attack=spec.label)
+
+
 def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, seed: int, store: EvaluationStore,
                     ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run one attack (an `AttackSpec`) on each subject: arrays ``clean_correct``, ``robust_correct`` [N]
@@ -274,9 +297,8 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
 
     from pytest_psa.measure.robustness.attacks import run_attack
 
-    version = code_version("pytest_psa.measure.robustness.attacks")
     settings = {**spec.settings, "seed": seed}
-    entries = _entries("attack", subjects, data, settings, version, attack=spec.label)
+    entries = attack_entries(subjects, data, spec, seed)
 
     detail = f"{spec.label}, {len(data)} images, {len(subjects)} models"
 
@@ -300,3 +322,92 @@ def evaluate_attack(subjects: Sequence[Subject], data: ImageData, spec: Any, see
     for a in arrays:
         a["info"] = json.loads(str(a["info"])) if not isinstance(a["info"], dict) else a["info"]
     return arrays, status
+
+
+# -- as executor units ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RobustnessJob:
+    """A robustness unit's plan: one evaluation ("corruptions", "perturbations" or "attack") of one model;
+    `args` are the matching `evaluate_*` function's arguments after the subjects (the store excepted)."""
+
+    kind: str
+    label: str
+    model: ModelRef
+    data: ImageData
+    args: tuple[Any, ...]
+
+
+class _UnitStore(EvaluationStore):
+    """No store: a unit computes every entry and keeps the arrays for the driver (which stores them)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.arrays: list[dict[str, np.ndarray]] = []
+
+    def path(self, key: str) -> Any:
+        return self.dir / "in-a-unit-nothing-is-stored" / f"{key}.npz"
+
+    def get_or_compute(self, entries: Sequence[tuple[str, dict[str, Any]]],
+                       compute: Callable[[list[int]], list[dict[str, np.ndarray]]]) -> tuple[list[dict[str, Any]], list[str]]:
+        self.arrays = compute(list(range(len(entries))))
+        return [dict(a) for a in self.arrays], ["miss"] * len(entries)
+
+
+def evaluate_unit(job: RobustnessJob) -> dict[str, Any]:
+    """The robustness unit, run where the executor puts it: the `evaluate_*` function on the shipped
+    model, the arrays as the store keeps them (with their checksums)."""
+    store = _UnitStore()
+    with job.model.threads_set():
+        subjects = [Subject(job.label, job.model.build(), job.model.checksum)]
+        if job.kind == "corruptions":
+            evaluate_corruptions(subjects, job.data, job.args[0], store, batch_size=job.args[1])
+        elif job.kind == "perturbations":
+            names, seed, frames, batch_size = job.args
+            evaluate_perturbations(subjects, job.data, names, seed, frames, store, batch_size=batch_size)
+        else:
+            evaluate_attack(subjects, job.data, job.args[0], job.args[1], store)
+    return packed(store.arrays)
+
+
+def prefetch_evaluations(subjects: Sequence[Subject], store: EvaluationStore, *,
+                         corruptions: tuple[ImageData, CorruptionSettings, int],
+                         perturbations: tuple[ImageData, Sequence[str], int, int | None, int] | None,
+                         attacks: tuple[ImageData, Sequence[Any], int], executor: Executor | None = None,
+                         progress: bool = False) -> int:
+    """With a remote executor, every subject's missing evaluations as units submitted at once, stored
+    here (then the `evaluate_*` calls read them); returns how many were stored. Local: nothing.
+
+    `corruptions`: (data, settings, batch size); `perturbations`: (data, names, seed, frames, batch
+    size) or None; `attacks`: (data, specs, seed)."""
+    executor = executor if executor is not None else current_executor()
+    if not is_remote(executor) or not subjects:
+        return 0
+    threads = int(getattr(executor, "cpus_per_unit", 1))
+    refs = {s.label: ModelRef.of(s.model, s.checksum, threads=threads) for s in subjects}
+    plans: list[tuple[str, str, ImageData, tuple[Any, ...], list[tuple[str, dict[str, Any]]]]] = []
+    for s in subjects:
+        data, settings, batch = corruptions
+        plans.append(("corruptions", "corruptions", data, (settings, batch), corruption_entries([s], data, settings)))
+        if perturbations is not None:
+            data, names, seed, frames, batch = perturbations
+            plans.append(("perturbations", "perturbations", data, (list(names), seed, frames, batch),
+                          perturbation_entries([s], data, names, seed, frames)))
+        data, specs, seed = attacks
+        for spec in specs:
+            plans.append(("attack", f"attack {spec.label}", data, (spec, seed), attack_entries([s], data, spec, seed)))
+    subject_of = [s for s in subjects for _ in range(len(plans) // len(subjects))]
+    groups = []
+    for s, (kind, what, data, args, entries) in zip(subject_of, plans):
+        def unit_for(todo: list[int], s: Subject = s, kind: str = kind, what: str = what, data: ImageData = data,
+                     args: tuple[Any, ...] = args, entries: list[tuple[str, dict[str, Any]]] = entries) -> Unit:
+            ref = refs[s.label]
+            return Unit(key=entries[0][0], label=f"{s.label} {what}", fn=evaluate_unit,
+                        plan=RobustnessJob(kind, s.label, ref, data, args), cpus=float(threads),
+                        gpus=1.0 if ref.device == "cuda" else 0.0)
+
+        groups.append((entries, unit_for))
+    with stage("robustness", detail=f"{len(groups)} evaluations of {len(subjects)} models, "
+                                    f"{executor.name} executor") as st:
+        stored = store.compute_remote(groups, executor, desc="psa robustness", progress=progress)
+        st.cached = stored == 0
+    return stored
