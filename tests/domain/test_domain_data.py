@@ -110,3 +110,11 @@ def test_styles_differ_in_their_pixel_statistics() -> None:
     assert stats["infrared"][2] > 1.5, "the false-colour palette is red-dominated"
     means = sorted(s[0] for s in stats.values())
     assert len({round(m, 2) for m in means}) == 4, f"the four styles differ in mean brightness: {stats}"
+
+
+def test_fewer_classes_keep_the_first_shapes() -> None:
+    data = synthetic_domains(200, n_classes=4, size=16)
+    assert data.classes == ("disk", "square", "triangle", "ring") and data["photo"].image_size == (16, 16)
+    assert all(set(data[d].labels.tolist()) == {0, 1, 2, 3} for d in data.names)
+    with pytest.raises(PsaUsageError, match="n_classes"):
+        synthetic_domains(10, n_classes=1)
