@@ -17,11 +17,16 @@ it once) and measures, in the same run:
    parallel, one CPU and one thread each). The speed-up is local wall / Ray wall. The two runs'
    weights are not compared here: CPU weights depend on the thread count (tests/execution compare
    them at equal counts).
+3. A 4-model robustness evaluation: the models of 2. trained once (locally), then the corruption
+   evaluation of all four (``--eval-images`` test images, every CIFAR-10-C corruption at severity
+   ``--severity``) in a fresh evaluation store each time: local (one process, each corrupted set
+   generated once for the four models) vs Ray (one unit per model, each generating its own set).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import tempfile
 import time
@@ -29,6 +34,7 @@ import time
 import torch
 from torchvision.transforms import v2
 
+from pytest_psa.audits.robustness import robustness
 from pytest_psa import execution
 from pytest_psa.audits.trained_pair import PairSpec
 from pytest_psa.execution import LocalExecutor, Unit, probes
@@ -70,6 +76,22 @@ def audit(ex: object, args: argparse.Namespace) -> float:
         execution.use(previous)
 
 
+def evaluation(ex: object, args: argparse.Namespace, models: str) -> float:
+    """Wall seconds of the corruption evaluation of the 4 models in `models` (a cache's models folder)."""
+    previous = execution.use(ex)  # type: ignore[arg-type]
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            shutil.copytree(models, f"{cache}/models")  # trained: only the evaluations run
+            t = time.perf_counter()
+            robustness(v2.RandomHorizontalFlip(), data=args.data, seeds=[0, 1], preset="smoke",
+                       n_train=args.n_train, epochs=args.epochs, corruptions="cifar10-c",
+                       severities=(args.severity,), attacks=None, n_images=args.eval_images,
+                       sanity="warn", cache_dir=cache)
+            return time.perf_counter() - t
+    finally:
+        execution.use(previous)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=40)
@@ -78,6 +100,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="the first Ray audit runs on fresh workers")
+    ap.add_argument("--eval-images", type=int, default=500)
+    ap.add_argument("--severity", type=int, default=3)
     args = ap.parse_args()
     import ray
     import warnings
@@ -99,6 +123,17 @@ def main() -> None:
         what = "fresh workers: each imports torch first" if r == 0 else "warm workers"
         print(f"[{r}] 4-unit audit ({args.data}, n_train {args.n_train}, {args.epochs} epochs): local {wl:.1f} s, "
               f"ray {wr:.1f} s ({what}), speed-up x{wl / wr:.2f}")
+    with tempfile.TemporaryDirectory() as trained:
+        previous = execution.use(local)
+        try:
+            PairSpec.resolve(v2.RandomHorizontalFlip(), "erm", seeds=(0, 1), data=args.data, cache_dir=trained,
+                             preset="smoke", overrides={"n_train": args.n_train, "epochs": args.epochs}
+                             ).train(progress=False, sanity="warn")
+        finally:
+            execution.use(previous)
+        el, er = evaluation(local, args, f"{trained}/models"), evaluation(remote, args, f"{trained}/models")
+        print(f"4-model corruption evaluation ({args.eval_images} images x 15 corruptions, severity {args.severity}): "
+              f"local {el:.1f} s, ray {er:.1f} s (warm workers), speed-up x{el / er:.2f}")
     ray.shutdown()
     print(f"load after: {_uptime()}")
 

@@ -69,7 +69,7 @@ def local_then_copy_models(audit: Any, aug: Any, data: str, local: Path, remote:
     finally:
         execution.use(previous)
         torch.set_num_threads(threads)
-    shutil.copytree(local / "models", remote / "models")
+    shutil.copytree(local / "models", remote / "models", dirs_exist_ok=True)
     return result
 
 

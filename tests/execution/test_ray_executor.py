@@ -89,6 +89,36 @@ def test_an_audit_trains_in_ray_workers_bit_identical_to_local_and_a_rerun_submi
     assert again.metrics()["mce"].estimate == remote.metrics()["mce"].estimate
 
 
+def test_flatness_and_robustness_evaluations_run_as_ray_units_with_local_values(
+        executor: RayExecutor, sanity_levels: str, tmp_path: Path) -> None:
+    """The models trained locally (one thread) and copied: the Ray run only measures and evaluates,
+    each model's unit in a Ray worker; every value equals the local executor's; a rerun submits nothing."""
+    from test_evaluation_units import FLAT, ROB, TRAIN, local_then_copy_models, stored_workers
+
+    aug = v2.RandomHorizontalFlip()
+    flat_local = local_then_copy_models(pytest_psa.flatness, aug, sanity_levels, tmp_path / "l", tmp_path / "r",
+                                        **TRAIN, **FLAT)
+    flat = pytest_psa.flatness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **FLAT)
+    assert executor.submitted == 4  # 2 roles x 2 seeds, one eps_sharpness unit each, no training
+    workers = stored_workers(tmp_path / "r" / "flatness")
+    assert len(workers) == 4 and all(w["executor"] == "ray" and w["pid"] != os.getpid() for w in workers)
+    assert flat.metrics["eps_sharpness"].to_dict() == flat_local.metrics["eps_sharpness"].to_dict()
+
+    rob_local = local_then_copy_models(pytest_psa.robustness, aug, sanity_levels, tmp_path / "l", tmp_path / "r",
+                                       **TRAIN, **ROB)
+    rob = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
+    assert executor.submitted == 4 + 8  # 4 models x (corruptions, one attack)
+    workers = stored_workers(tmp_path / "r" / "robustness")
+    assert len(workers) == 8 and all(w["executor"] == "ray" and w["pid"] != os.getpid() for w in workers)
+    assert (rob.samples.corruption == rob_local.samples.corruption).all()
+    assert all((rob.samples.adversarial[k] == v).all() for k, v in rob_local.samples.adversarial.items())
+    assert rob.metrics()["mce"].estimate == rob_local.metrics()["mce"].estimate
+
+    pytest_psa.flatness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **FLAT)
+    again = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
+    assert executor.submitted == 12 and all(v == "hit" for v in again.cache.values())  # warm: nothing submitted
+
+
 def test_a_worker_lost_mid_unit_is_retried(cluster: None, tmp_path: Path) -> None:
     marker = tmp_path / "crashed.pid"
     [outcome] = RayExecutor(max_retries=1).run([Unit("k" * 64, "crash once", probes.crash_once, str(marker))])
