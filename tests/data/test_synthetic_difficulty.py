@@ -10,13 +10,16 @@ from __future__ import annotations
 import pytest
 
 from pytest_psa.data.synthetic import synthetic
-from pytest_psa.train import train
+from pytest_psa.train import ModelCache, resolve_preset
 
 
 @pytest.mark.slow
-def test_smoke_erm_does_not_fit_the_default_synthetic_set() -> None:
-    trained = train(None, synthetic("train"), None, preset="smoke", seed=0, test_data=synthetic("test"),
-                    progress=False)
+def test_smoke_erm_does_not_fit_the_default_synthetic_set(psa_cache_dir) -> None:
+    # the session model cache: this is the plan of flatness's ERM baseline of seed 0 (and of the
+    # feature distance's encoder, tests/density/test_distance_feature.py), trained once per run;
+    # a hit is the same plan's weights and its test accuracy is measured again on `synthetic("test")`
+    trained = ModelCache(psa_cache_dir).get_or_train(None, synthetic("train"), None, preset=resolve_preset("smoke"),
+                                                     seed=0, test_data=synthetic("test"), progress=False)
     acc = trained.record.test_accuracy
     assert acc is not None
     assert acc < 0.99, f"ERM reaches {acc:.3f}: the default set is too easy for flatness/robustness to differ"
