@@ -7,6 +7,8 @@ clean variant the smoke preset reaches 1.000 test accuracy. Measured on the clut
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_psa.data.synthetic import synthetic
@@ -14,7 +16,7 @@ from pytest_psa.train import ModelCache, resolve_preset
 
 
 @pytest.mark.slow
-def test_smoke_erm_does_not_fit_the_default_synthetic_set(psa_cache_dir) -> None:
+def test_smoke_erm_does_not_fit_the_default_synthetic_set(psa_cache_dir: Path) -> None:
     # the session model cache: this is the plan of flatness's ERM baseline of seed 0 (and of the
     # feature distance's encoder, tests/density/test_distance_feature.py), trained once per run;
     # a hit is the same plan's weights and its test accuracy is measured again on `synthetic("test")`
