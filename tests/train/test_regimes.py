@@ -188,11 +188,19 @@ def test_both_models_of_a_pair_reach_the_target_or_the_record_says_why(cache: Mo
 
 
 # -- the "losses differ" note ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> ModelCache:
+    """One model cache for the two loss-gap tests: their 8-epoch ERM on the clean set is one plan (the
+    same key, checked when this was written), so the second test loads what the first trained."""
+    return ModelCache(tmp_path_factory.mktemp("regimes-cache"))
+
+
 @pytest.mark.slow
-def test_verdict_lines_name_a_loss_gap_over_the_tolerance(tiny_train: ImageData) -> None:
-    base: dict[str, Any] = dict(preset="smoke", n_train=1000, batch_size=100, progress=False, seed=0, train_eval_n=500)
-    short = train(None, tiny_train, None, epochs=2, **base).record.to_dict()
-    long = train(None, tiny_train, None, epochs=8, **base).record.to_dict()
+def test_verdict_lines_name_a_loss_gap_over_the_tolerance(tiny_train: ImageData, shared_cache: ModelCache) -> None:
+    fields: dict[str, Any] = dict(n_train=1000, batch_size=100, train_eval_n=500)
+    short = train(None, tiny_train, None, preset="smoke", epochs=2, progress=False, seed=0, **fields).record.to_dict()
+    long = shared_cache.get_or_train(None, tiny_train, None, preset=resolve_preset("smoke", epochs=8, **fields), seed=0,
+                                     progress=False).record.to_dict()
     gap = loss_gap([short], [long], baseline_name="erm (2 epochs)", subject_name="erm (8 epochs)")
     assert abs(gap["gap"]) > LOSS_GAP_TOLERANCE and gap["differs"]
     text = "\n".join(training_loss_lines(gap))
@@ -225,12 +233,13 @@ def test_bad_arms_are_usage_errors() -> None:
 
 
 @pytest.mark.slow
-def test_flatness_verdict_names_the_loss_gap_of_an_arm_trained_less_far(cache: ModelCache) -> None:
-    """End to end: the baseline arm trains 3 epochs, the audited side 8; the verdict says their losses differ."""
+def test_flatness_verdict_names_the_loss_gap_of_an_arm_trained_less_far(shared_cache: ModelCache) -> None:
+    """End to end: the baseline arm trains 3 epochs, the audited side 8; the verdict says their losses differ.
+    (The audited side is the 8-epoch ERM of the test above: a cache hit when both run.)"""
     from pytest_psa.audits.flatness import flatness
 
     flat = flatness(None, baseline=arm(None, epochs=3), seeds=[0], metrics=["eps_sharpness"], n_measure=32,
-                    data=CLEAN, cache_dir=cache.root, progress=False, n_train=1000, epochs=8, batch_size=100,
+                    data=CLEAN, cache_dir=shared_cache.root, progress=False, n_train=1000, epochs=8, batch_size=100,
                     train_eval_n=500)
     losses = flat.settings["training_loss"]
     assert flat.training["erm"][0]["epochs"] == 3 and flat.training["augmented"][0]["epochs"] == 8
