@@ -19,13 +19,15 @@ from torchvision.transforms import v2
 
 import pytest_psa
 from pytest_psa import execution
-from pytest_psa.execution import LocalExecutor, Outcome, Unit
+from pytest_psa.execution import LocalExecutor, Outcome, RemoteUnitError, Unit
+from pytest_psa.train.models import SmallCNN
 
 TRAIN: dict[str, Any] = dict(seeds=[0, 1], epochs=3, n_train=None, batch_size=32, sanity="warn")
 FLAT: dict[str, Any] = dict(metrics=["eps_sharpness"], n_measure=64,
                             measure_options={"ascent_steps": 2, "restarts": 1})
 ROB: dict[str, Any] = dict(corruptions=["gaussian_noise"], severities=(1,), attacks=["linf:8/255:2"], n_images=100,
-                           n_attack_images=40, resolution=32)
+                           n_attack_images=40, perturbations=["translate"], n_perturbation_images=20,
+                           perturbation_frames=3, resolution=32)
 
 
 class PickledExecutor(LocalExecutor):
@@ -110,14 +112,36 @@ def test_a_robustness_audit_evaluates_as_units_with_local_values_and_a_rerun_sub
     local = local_then_copy_models(pytest_psa.robustness, aug, sanity_levels, tmp_path / "l", tmp_path / "r",
                                    **TRAIN, **ROB)
     remote = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
-    assert pickled.submitted == 8  # 4 models x (corruptions, one attack), submitted together
-    assert len(stored_workers(tmp_path / "r" / "robustness")) == 8
+    assert pickled.submitted == 12  # 4 models x (corruptions, perturbations, one attack), submitted together
+    assert len(stored_workers(tmp_path / "r" / "robustness")) == 12
     assert (remote.samples.clean == local.samples.clean).all()
+    assert (remote.samples.flips == local.samples.flips).all()
     assert (remote.samples.corruption == local.samples.corruption).all()
     assert all((remote.samples.adversarial[k] == v).all() for k, v in local.samples.adversarial.items())
     assert remote.metrics()["mce"].estimate == local.metrics()["mce"].estimate
     assert all(v == "miss" for k, v in remote.cache.items() if not k.endswith("model"))
 
     again = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
-    assert pickled.submitted == 8 and all(v == "hit" for v in again.cache.values())
+    assert pickled.submitted == 12 and all(v == "hit" for v in again.cache.values())
     assert again.metrics()["mce"].estimate == remote.metrics()["mce"].estimate
+
+
+class WrongShape(SmallCNN):
+    """Returns (N, 1, classes): the evaluation refuses it, in the unit."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, None]
+
+
+def test_a_failed_unit_names_its_model_and_the_good_units_are_stored_first(
+        pickled: PickledExecutor, sanity_levels: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    good, bad = SmallCNN(10, 3, widths=(8, 16, 16, 32)).eval(), WrongShape(10, 3, widths=(8, 16, 16, 32)).eval()
+    kw: dict[str, Any] = dict(data=sanity_levels, corruptions=["gaussian_noise"], severities=(1,), attacks=None,
+                              n_images=50, resolution=32, cache_dir=tmp_path)
+    with pytest.raises(RemoteUnitError, match=r"WrongShape \(baseline\) corruptions \(plan [0-9a-f]{16}\) failed on "
+                                              r"its worker: PsaUsageError: the model must return logits"):
+        pytest_psa.robustness(good, baseline=bad, **kw)
+    assert pickled.submitted == 2
+    again = pytest_psa.robustness(good, **kw)
+    assert pickled.submitted == 2 and again.cache == {"SmallCNN corruptions": "hit"}  # stored before the raise

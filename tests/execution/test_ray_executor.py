@@ -108,16 +108,16 @@ def test_flatness_and_robustness_evaluations_run_as_ray_units_with_local_values(
     rob_local = local_then_copy_models(pytest_psa.robustness, aug, sanity_levels, tmp_path / "l", tmp_path / "r",
                                        **TRAIN, **ROB)
     rob = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
-    assert executor.submitted == 4 + 8  # 4 models x (corruptions, one attack)
+    assert executor.submitted == 4 + 12  # 4 models x (corruptions, perturbations, one attack)
     workers = stored_workers(tmp_path / "r" / "robustness")
-    assert len(workers) == 8 and all(w["executor"] == "ray" and w["pid"] != os.getpid() for w in workers)
+    assert len(workers) == 12 and all(w["executor"] == "ray" and w["pid"] != os.getpid() for w in workers)
     assert (rob.samples.corruption == rob_local.samples.corruption).all()
     assert all((rob.samples.adversarial[k] == v).all() for k, v in rob_local.samples.adversarial.items())
     assert rob.metrics()["mce"].estimate == rob_local.metrics()["mce"].estimate
 
     pytest_psa.flatness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **FLAT)
     again = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=tmp_path / "r", **TRAIN, **ROB)
-    assert executor.submitted == 12 and all(v == "hit" for v in again.cache.values())  # warm: nothing submitted
+    assert executor.submitted == 16 and all(v == "hit" for v in again.cache.values())  # warm: nothing submitted
 
 
 def test_a_worker_lost_mid_unit_is_retried(cluster: None, tmp_path: Path) -> None:
