@@ -77,7 +77,7 @@ def flatness(
                      for t, s in zip(pair.models(role), pair.seeds))
 
     # a remote executor (--psa-executor=ray): every model's missing values measured at once, then read
-    prefetch([(t, s) for r in (BASELINE, SUBJECT) for t, s in zip((t.model for t in pair.models(r)), pair.seeds)],
+    prefetch([(m.model, s) for r in (BASELINE, SUBJECT) for m, s in zip(pair.models(r), pair.seeds)],
              measured, metrics=list(metrics), store=store, device=device, options=measure_options, progress=progress)
     erm_reports, aug_reports = measured_reports(BASELINE), measured_reports(SUBJECT)
     comparisons = {m: compare_metric(m, tuple(compared_value(r, m) for r in erm_reports),
