@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, metavar="DIR", help="write reproduce.json, results.md and figures/ to DIR")
     rp.add_argument("--cache-dir", default=None, help="model and evaluation cache folder")
     rp.add_argument("--tiny", action="store_true", help="the CI size on the synthetic set (minutes on 2 cores)")
+    rp.add_argument("--domains", default=None, metavar="DATA",
+                    help="also audit each augmentation under domain shift, leave one domain out (Table 3's PACS / "
+                         "OfficeHome rows): synthetic-domains, or a root/<domain>/<class>/<file> tree (docs/domains.md)")
+    rp.add_argument("--domain-size", default=None, type=int, metavar="PX", help="resize the domains' images")
+    rp.add_argument("--domain-per-domain", default=None, type=int, metavar="N", help="a seeded subset per domain")
     rp.add_argument("--no-plots", dest="plots", action="store_false", default=None, help="write no figures")
     rp.add_argument("--quiet", action="store_true", help="no progress lines")
     rp.set_defaults(func=cmd_reproduce)
@@ -187,7 +192,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     command = "psa reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] else "psa reproduce"
     report = reproduce(data=args.data, data_root=args.data_root, preset=args.preset, model=args.model,
                        seeds=args.seeds, arms=args.arms, out=args.out, cache_dir=args.cache_dir, tiny=args.tiny,
-                       plots=args.plots, command=command, quiet=args.quiet)
+                       plots=args.plots, command=command, quiet=args.quiet, domains=args.domains,
+                       domain_size=args.domain_size, domain_per_domain=args.domain_per_domain)
     print(main_text(report))
     return 0
 

@@ -107,6 +107,15 @@ class Design:
     train_overrides: Mapping[str, Any] = field(default_factory=dict)  # preset fields (the tiny CI size only)
     alpha: float = 0.05  # every interval is two-sided at 1 - alpha
     bootstrap: int = 2000
+    # domain shift (Table 3's PACS / OfficeHome rows): a multi-domain data set ("synthetic-domains", or a
+    # root/<domain>/<class>/<file> tree such as PACS) audited leave-one-domain-out per augmentation arm;
+    # None skips it (the CIFAR-10 run); the other fields go to pytest_psa.domain_generalization
+    domains: str | None = None
+    domain_held_out: tuple[str, ...] | None = None  # None: every domain
+    domain_size: int | None = None  # resize the domains' images (needed when they differ in size)
+    domain_per_domain: int | None = None  # a seeded subset of each domain
+    domain_classes: int | None = None  # synthetic-domains only: its first k shape classes (the CI size)
+    domain_overrides: Mapping[str, Any] = field(default_factory=dict)  # preset fields for the domain trainings
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -121,6 +130,11 @@ class Design:
                                 "two", observed=list(self.seeds), fix="--seeds 0,1,2 (the default)")
         object.__setattr__(self, "arms", ("erm", *(a for a in dict.fromkeys(self.arms) if a != "erm")))
 
+    def domain_arms(self) -> list[str]:
+        """The arms audited under domain shift: every augmentation arm (the paper's Table 3 columns), not
+        the regimes; empty when `domains` is None."""
+        return [a for a in self.arms if ARMS[a].role == "augmentation"] if self.domains else []
+
     def pairs(self) -> list[tuple[str, str]]:
         """Every (subject, baseline) audited: each arm vs ERM, then the extra pairs whose arms are both in."""
         main = [(a, "erm") for a in self.arms if a != "erm"]
@@ -129,6 +143,7 @@ class Design:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["flatness_options"], d["train_overrides"] = dict(self.flatness_options), dict(self.train_overrides)
+        d["domain_overrides"] = dict(self.domain_overrides)
         return d
 
 
@@ -148,7 +163,7 @@ def design(tiny: bool = False, **changes: Any) -> Design:
     """The default `Design` (or the tiny CI one) with `changes` (None values are ignored)."""
     base: dict[str, Any] = dict(TINY) if tiny else {}
     base.update({k: v for k, v in changes.items() if v is not None})
-    for key in ("seeds", "arms", "attacks", "flatness_keys"):
+    for key in ("seeds", "arms", "attacks", "flatness_keys", "domain_held_out"):
         if key in base and not isinstance(base[key], tuple):
             base[key] = tuple(base[key]) if isinstance(base[key], Sequence) and not isinstance(base[key], str) \
                 else (base[key],)

@@ -95,6 +95,8 @@ def main_text(report: dict[str, Any]) -> str:
     d = Design(**{**report["design"], "seeds": tuple(report["design"]["seeds"]), "arms": tuple(report["design"]["arms"]),
                   "attacks": tuple(report["design"]["attacks"]),
                   "flatness_keys": tuple(report["design"]["flatness_keys"]),
+                  "domain_held_out": None if report["design"].get("domain_held_out") is None
+                  else tuple(report["design"]["domain_held_out"]),
                   "corruptions": report["design"]["corruptions"] if isinstance(report["design"]["corruptions"], str)
                   else tuple(report["design"]["corruptions"])})
     return terminal(tables(report, d)) + "\n\n" + "\n".join(summary(report, d))

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_psa import _timings
 from pytest_psa._timings import stage
-from pytest_psa.errors import PsaError, PsaSanityError
+from pytest_psa.errors import PsaError, PsaSanityError, PsaUsageError
 from pytest_psa.reproduce.design import ARMS, FLATNESS_KEYS, ArmDef, Design
 
 # flatness key -> (metric, measure_flatness options that make it that convention)
@@ -54,7 +54,7 @@ class Runner:
         test = load_data(d.data, split="test", root=self.data_root, cache_dir=self.cache_dir)
         self.image_size = max(test.image_size)
         arms: dict[str, dict[str, Any]] = {}
-        steps = len(d.arms) + len(d.pairs()) + 1
+        steps = len(d.arms) + len(d.pairs()) + 1 + len(d.domain_arms())
         step = 0
         for key in d.arms:
             step += 1
@@ -68,12 +68,53 @@ class Runner:
         step += 1
         self.say(f"[{step}/{steps}] affinity and diversity")
         self._predictors(arms, pairs, test)
+        domains: dict[str, dict[str, Any]] = {}
+        for key in d.domain_arms():
+            step += 1
+            self.say(f"[{step}/{steps}] {key} vs erm under domain shift ({d.domains}, leave one domain out)")
+            domains[key] = self._domains(ARMS[key])
         stages = _timings.collect()[mark:]
         trained = sum(1 for s in stages if s.name == "training" and not s.cached)
-        return {"arms": arms, "pairs": pairs,
+        return {"arms": arms, "pairs": pairs, "domains": domains,
                 "timings": {"stages": _timings.summarize(stages), "trained": trained,
                             "total_s": time.perf_counter() - started},
                 "_records": self.records}  # the audits' full records, for the figures (not in the JSON)
+
+    # -- domain shift ----------------------------------------------------------------------------
+    def _domains(self, arm: ArmDef) -> dict[str, Any]:
+        """One arm vs ERM, leave one domain out (`pytest_psa.domain_generalization`): the averages over
+        held-out domains with their intervals, per-domain accuracies, and the protocol as recorded."""
+        from pytest_psa.audits.domain import domain_generalization
+
+        d = self.design
+        data: Any = d.domains
+        built = d.domain_classes is not None  # the synthetic set drawn here at its size and per-domain count
+        if built:
+            from pytest_psa.data.domains import SYNTHETIC_DOMAINS_NAME, synthetic_domains
+
+            if d.domains != SYNTHETIC_DOMAINS_NAME:
+                raise PsaUsageError("domain_classes applies to the synthetic-domains set only", observed=d.domains,
+                                    fix="drop domain_classes, or use domains='synthetic-domains'")
+            data = synthetic_domains(d.domain_per_domain or 1_500, size=d.domain_size or 32,
+                                     n_classes=int(d.domain_classes or 0))
+        try:
+            r = domain_generalization(
+                arm.augmentation, data=data, held_out=d.domain_held_out, seeds=list(d.seeds), preset=d.preset,
+                model=d.model, alpha=d.alpha, n_per_domain=None if built else d.domain_per_domain,
+                size=None if built else d.domain_size,
+                cache_dir=self.cache_dir, data_root=self.data_root, optimizer=d.optimizer, progress=False,
+                **dict(d.domain_overrides))
+        except PsaSanityError as exc:  # a collapsed model: the row says so and the run goes on
+            return {"refused": str(exc).splitlines()[0]}
+        self.records.append({"kind": "domain", "key": arm.key, "summary": r.to_dict()})
+        metrics = r.metrics()
+        return {"averages": {name: metrics[f"{name}_avg"].to_dict() for name in (
+                    "accuracy_heldout", "erm_accuracy_heldout", "delta_accuracy_heldout", "accuracy_indomain",
+                    "erm_accuracy_indomain")},
+                "held_out": list(r.domains),
+                "per_domain": {dom: {name: e.to_dict() for name, e in per.items()}
+                               for dom, per in r.per_domain().items()},
+                "protocol": r.settings.get("protocol")}
 
     # -- density ---------------------------------------------------------------------------------
     def _density(self, arm: ArmDef) -> dict[str, Any] | None:
