@@ -2,7 +2,7 @@
 
 A layer above `report` and below `cli`: `design` (the arms, sizes and CPU defaults), `runner` (the
 audits, through the caches), `analysis` (claim table, correlations, rival predictors), `render` and
-`page` (tables, docs/results.md), `figures`, and `paper` (the paper's own numbers, with their sources).
+`page` (tables, the results page), `figures`, and `paper` (the paper's own numbers, with their sources).
 """
 
 from __future__ import annotations

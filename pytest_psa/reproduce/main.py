@@ -6,7 +6,7 @@
     report["analysis"]["claims"]                                             # the claim table
 
 `psa reproduce` is the same function. The outputs (under `out`): ``reproduce.json`` (the design, every
-measurement, the analysis, versions and the stage timings), ``results.md`` (the docs/results.md page)
+measurement, the analysis, versions and the stage timings), ``results.md`` (the results page)
 and ``figures/`` (eCDFs, flatness bars, per-corruption errors, the density-robustness scatter).
 """
 

@@ -1,4 +1,4 @@
-"""The markdown page (docs/results.md) generated from one reproduction report."""
+"""The markdown results page (results.md) generated from one reproduction report."""
 
 from __future__ import annotations
 
