@@ -66,6 +66,7 @@ def _calls(pytester: pytest.Pytester) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow  # an inline pytest session that trains
 def test_the_fixture_trains_through_the_hook_once_per_plan(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(RECIPE)
     pytester.makepyfile(test_audit=AUDIT)
@@ -80,6 +81,7 @@ def test_the_fixture_trains_through_the_hook_once_per_plan(pytester: pytest.Pyte
     assert len(_calls(pytester)) == 2  # the second session loads both models from the cache
 
 
+@pytest.mark.slow  # an inline pytest session that trains
 def test_an_error_in_the_hook_reaches_the_report(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
 def pytest_psa_train(plan):
@@ -97,6 +99,7 @@ def pytest_psa_train(plan):
     ])
 
 
+@pytest.mark.slow  # an inline pytest session that trains
 def test_a_wrong_return_from_the_hook_is_a_clear_error(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
 def pytest_psa_train(plan):
@@ -113,6 +116,7 @@ def pytest_psa_train(plan):
     ])
 
 
+@pytest.mark.slow  # an inline pytest session that trains
 def test_the_psa_trainer_fixture_overrides_the_hook(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
 import pytest
