@@ -127,13 +127,7 @@ def _train_builtin(plan: TrainingPlan, test_data: ImageData | None, budget_s: fl
             _close(stream)
         net.eval()
         t_eval = time.perf_counter()
-        train_acc = train_loss = test_acc = test_loss = None
-        if p.train_eval_n is None or p.train_eval_n > 0:
-            train_acc, train_loss = evaluate(net, train_set.subset(p.train_eval_n, seed=p.subset_seed),
-                                             device=dev, autocast=amp, batch_size=p.eval_batch_size)
-        if test_data is not None:
-            test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp,
-                                           batch_size=p.eval_batch_size)
+        train_acc, train_loss, test_acc, test_loss = _final_evaluation(net, plan, test_data)
         adversarial = _adversarial_record(net, p, test_data, dev, seed)
         eval_s = time.perf_counter() - t_eval
         clock.check(steps.epochs - 1, steps.total_steps, stage="evaluation")
@@ -200,12 +194,7 @@ def _train_with_recipe(plan: TrainingPlan, test_data: ImageData | None, budget_s
         net, extra = accept_returned(returned, plan)
         net = net.to(dev).eval()
         t_eval = time.perf_counter()
-        train_acc = train_loss = test_acc = test_loss = None
-        if p.train_eval_n is None or p.train_eval_n > 0:
-            train_acc, train_loss = evaluate(net, train_set.subset(p.train_eval_n, seed=p.subset_seed),
-                                             device=dev, autocast=amp, batch_size=p.eval_batch_size)
-        if test_data is not None:
-            test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp, batch_size=p.eval_batch_size)
+        train_acc, train_loss, test_acc, test_loss = _final_evaluation(net, plan, test_data)
         eval_s = time.perf_counter() - t_eval
         clock.check(steps.epochs - 1, steps.total_steps, stage="evaluation")
 
@@ -268,6 +257,20 @@ class _StoppingRule:
                           f"on {len(self.images)} un-augmented training images (the preset's fixed class-balanced "
                           "subset), measured at the end of each epoch; the LR schedule spans the cap",
         }
+
+
+def _final_evaluation(net: nn.Module, plan: TrainingPlan, test_data: ImageData | None
+                      ) -> tuple[float | None, float | None, float | None, float | None]:
+    """(train accuracy, train loss, test accuracy, test loss) of a trained model, the record's clean numbers:
+    the train side on the preset's `train_eval_n` subset, the test side on all of `test_data` (None: skipped)."""
+    p, dev, amp = plan.preset, plan.device, plan.autocast_dtype
+    train_acc = train_loss = test_acc = test_loss = None
+    if p.train_eval_n is None or p.train_eval_n > 0:
+        train_acc, train_loss = evaluate(net, plan.data.subset(p.train_eval_n, seed=p.subset_seed),
+                                         device=dev, autocast=amp, batch_size=p.eval_batch_size)
+    if test_data is not None:
+        test_acc, test_loss = evaluate(net, test_data, device=dev, autocast=amp, batch_size=p.eval_batch_size)
+    return train_acc, train_loss, test_acc, test_loss
 
 
 def _adversarial_record(net: nn.Module, p: Preset, test_data: ImageData | None, dev: torch.device,
