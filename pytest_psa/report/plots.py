@@ -282,18 +282,7 @@ def corruption_figure(records: Sequence[AuditRecord], colors: ColorMap | None = 
         names += [n for n in table if n not in names]
     fig = _figure(max(7.0, 0.55 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
     ax = fig.subplots()
-    width = 0.8 / max(1, len(series))
-    for k, (label, table, color) in enumerate(series):
-        xs, ys, lo, hi = [], [], [], []
-        for i, name in enumerate(names):
-            e = table.get(name)
-            if e is None or e.estimate is None:
-                continue
-            xs.append(i + (k - (len(series) - 1) / 2) * width)
-            ys.append(100 * e.estimate)
-            lo.append(100 * max(0.0, e.estimate - (e.low if e.low is not None else e.estimate)))
-            hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
-        ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
+    _grouped_bars(ax, [(label, [table.get(n) for n in names], color) for label, table, color in series])
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=40, ha="right", fontsize=8)
     ax.set(ylabel="error (%)", title="error: clean, per corruption (mean over severities), mCE; 95% CI\n"
            + context_text(records))
@@ -339,6 +328,22 @@ def _mean_error(per_severity: Mapping[str, MetricRecord]) -> MetricRecord:
             "n": None}
 
 
+def _grouped_bars(ax: Any, series: Sequence[tuple[str, Sequence[MetricEstimate | None], str]]) -> None:
+    """One bar group per x position, one bar per series (label, estimates in x order, colour), in percent,
+    with each estimate's interval as error bars; a missing estimate leaves its slot empty."""
+    width = 0.8 / max(1, len(series))
+    for k, (label, estimates, color) in enumerate(series):
+        xs, ys, lo, hi = [], [], [], []
+        for i, e in enumerate(estimates):
+            if e is None or e.estimate is None:
+                continue
+            xs.append(i + (k - (len(series) - 1) / 2) * width)
+            ys.append(100 * e.estimate)
+            lo.append(100 * max(0.0, e.estimate - (e.low if e.low is not None else e.estimate)))
+            hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
+        ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
+
+
 def domain_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None) -> Any:
     """Held-out accuracy per held-out domain and averaged, ERM and each augmentation, with intervals
     (the leave-one-domain-out audit, results/domain.py)."""
@@ -356,19 +361,12 @@ def domain_figure(records: Sequence[AuditRecord], colors: ColorMap | None = None
     names.append("average")
     fig = _figure(max(6.0, 1.1 * len(names) * max(1, len(series)) ** 0.5 + 2), 4.0)
     ax = fig.subplots()
-    width = 0.8 / max(1, len(series))
-    for k, (label, prefix, rec, color) in enumerate(series):
+    bars = []
+    for label, prefix, rec, color in series:
         metrics = rec.metrics()
-        xs, ys, lo, hi = [], [], [], []
-        for i, name in enumerate(names):
-            e = metrics.get(f"{prefix}_avg" if name == "average" else f"{prefix}[{name}]")
-            if e is None or e.estimate is None:
-                continue
-            xs.append(i + (k - (len(series) - 1) / 2) * width)
-            ys.append(100 * e.estimate)
-            lo.append(100 * max(0.0, e.estimate - (e.low if e.low is not None else e.estimate)))
-            hi.append(100 * max(0.0, (e.high if e.high is not None else e.estimate) - e.estimate))
-        ax.bar(xs, ys, width=width, color=color, label=label, yerr=[lo, hi], capsize=2, alpha=0.9)
+        bars.append((label, [metrics.get(f"{prefix}_avg" if n == "average" else f"{prefix}[{n}]") for n in names],
+                     color))
+    _grouped_bars(ax, bars)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set(ylabel="held-out accuracy (%)", title="leave one domain out: accuracy on the held-out domain; 95% CI\n"
            + context_text(records))
