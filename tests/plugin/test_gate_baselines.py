@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import hypothesis  # noqa: F401
@@ -192,6 +193,9 @@ def test_key_or_identity_mismatch_skips_the_comparison_visibly(pytester: pytest.
     _run(pytester, "--psa-save=main", "-k", "flip").assert_outcomes(passed=1)
     pytester.makepyfile(test_suite=SUITE.replace("@pytest.mark.psa(n_images=60, draws=2)\ndef test_flip",
                                                  "@pytest.mark.psa(n_images=70, draws=2)\ndef test_flip"))
+    # the rewrite keeps the file's size and may land in the same second: drop the bytecode so Python
+    # (and pytest's assertion rewriter) cannot take the old file's from __pycache__
+    shutil.rmtree(pytester.path / "__pycache__", ignore_errors=True)
     changed = _run(pytester, "--psa-compare", "--psa-compare-fail=*:0", "-k", "flip")
     changed.assert_outcomes(passed=1)
     changed.stdout.fnmatch_lines(["*SKIPPED comparison test_suite.py::test_flip: the test measured something else: "
