@@ -30,7 +30,7 @@ import torch
 from pytest_psa._paths import default_cache_dir, default_data_root
 from pytest_psa.data.folders import IMAGE_SUFFIXES, _read_npz, _write_npz, is_archive, unpack_archive
 from pytest_psa.data.image_data import ImageData
-from pytest_psa.data.synthetic import CLASSES, _shape_masks
+from pytest_psa.data.synthetic import CLASSES, placed_shapes
 from pytest_psa.errors import DataSourceError, PsaUsageError
 
 MissingClasses = Literal["error", "allow"]
@@ -281,14 +281,7 @@ def _style_block(style: str, seed: int, block: int, size: int, k: int) -> tuple[
     # each style its own stream: a domain's images do not change when styles are added or dropped
     rng = np.random.Generator(np.random.PCG64([seed, 40 + STYLES.index(style), block]))
     m = _BLOCK
-    labels = rng.permutation(np.arange(m) % k).astype(np.int64)
-    s = size / 32.0
-    cx = size / 2 + rng.uniform(-5, 5, m) * s
-    cy = size / 2 + rng.uniform(-5, 5, m) * s
-    r = rng.uniform(6.0, 10.5, m) * s
-    tilt = np.deg2rad(rng.uniform(-20, 20, m))
-    grid = np.arange(size, dtype=np.float64) + 0.5
-    _, _, mask = _shape_masks(labels, cx, cy, r, tilt, grid)
+    labels, mask, _ = placed_shapes(rng, m, size, k, min_radius=6.0)
     img = _RENDER[style](rng, mask, size)
     img += rng.normal(0.0, 0.02, img.shape)
     return (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8), labels

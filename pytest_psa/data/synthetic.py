@@ -67,17 +67,26 @@ def _generate(split: str, n: int, seed: int, size: int, variant: Variant) -> tup
     return images, labels
 
 
-def _block(seed: int, salt: int, block: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.Generator(np.random.PCG64([seed, salt, block]))
-    m = _BLOCK
-    labels = rng.permutation(np.arange(m) % len(CLASSES)).astype(np.int64)
+def placed_shapes(rng: np.random.Generator, m: int, size: int, n_classes: int, *, min_radius: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, masks, pixel-centre grid) of `m` class-balanced shapes of the first `n_classes`, near the
+    centre, radius in [min_radius, 10.5] px at 32 px (scaled with `size`), tilted up to 20 degrees; the
+    draws come from `rng` in a fixed order (the clean synthetic set and the domain styles share it)."""
+    labels = rng.permutation(np.arange(m) % n_classes).astype(np.int64)
     s = size / 32.0
     cx = size / 2 + rng.uniform(-5, 5, m) * s
     cy = size / 2 + rng.uniform(-5, 5, m) * s
-    r = rng.uniform(6.5, 10.5, m) * s
+    r = rng.uniform(min_radius, 10.5, m) * s
     tilt = np.deg2rad(rng.uniform(-20, 20, m))
     grid = np.arange(size, dtype=np.float64) + 0.5
     _, _, mask = _shape_masks(labels, cx, cy, r, tilt, grid)
+    return labels, mask, grid
+
+
+def _block(seed: int, salt: int, block: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.Generator(np.random.PCG64([seed, salt, block]))
+    m = _BLOCK
+    labels, mask, grid = placed_shapes(rng, m, size, len(CLASSES), min_radius=6.5)
     # background: a dark or bright colour with a gentle gradient; foreground on the other side
     bright = rng.random(m) < 0.5
     bg = rng.uniform(0.0, 0.45, (m, 3)) + np.where(bright, 0.5, 0.0)[:, None]
