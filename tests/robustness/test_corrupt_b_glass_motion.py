@@ -160,6 +160,27 @@ def test_motion_blur_of_a_point_trails_against_the_angle():
     assert abs(float(row.sum()) - 1.0) < 1e-6
 
 
+
+@pytest.mark.parametrize(
+    ("channels", "low", "radius", "sigma"), [(1, -135.0, 10, 4), (3, -45.0, 9, 2.5), (3, -180.0, 6, 1)]
+)
+def test_run_wise_motion_blur_equals_the_per_tap_gathers_bit_for_bit(channels, low, radius, sigma):
+    # the CPU batch path (angle-sorted runs of equal offsets, blocks of 256 images) against the
+    # small-batch/GPU path (one gather per tap): same multiply and add per element, so the same bits
+    from pytest_psa.measure.robustness.corruptions.motion import _blur_gathered, _blur_runs, _significant
+
+    gen = torch.Generator().manual_seed(channels)
+    x = torch.rand(600, channels, 32, 32, generator=gen)
+    angles = torch.rand(600, generator=gen, dtype=torch.float64) * (90.0 if low > -180 else 360.0) + low
+    full = motion_kernel(float(radius), float(sigma))
+    weights = _significant(full)
+    ox, oy = motion_offsets(len(full), angles)
+    ox, oy = ox[:, : len(weights)], oy[:, : len(weights)]
+    runs = _blur_runs(x, weights, ox, oy, angles)
+    assert torch.equal(runs, _blur_gathered(x, weights, ox, oy))
+    assert torch.equal(runs, apply_motion_blur(x, radius, sigma, angles))
+    assert torch.equal(runs[7:8], apply_motion_blur(x[7:8], radius, sigma, angles[7:8]))
+
 @pytest.mark.parametrize("severity", [1, 3, 5])
 def test_motion_blur_equals_the_imagemagick_formula_with_the_same_angles(shapes, severity):
     radius, sigma = MOTION_TABLES[32][severity - 1]
