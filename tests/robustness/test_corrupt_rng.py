@@ -174,6 +174,21 @@ def test_poisson_table_path_equals_the_direct_path():
                        CounterRNG(0, [0], "x", 1).poisson(torch.zeros(1, 3, dtype=torch.float64)))
 
 
+
+@pytest.mark.parametrize("photons", [3.0, 60.0, 500.0])
+def test_poisson_table_path_equals_the_direct_path_in_every_bucket_kind(photons):
+    # 40,000 draws per case: enough that draws land in the guide table's ambiguous buckets (the tails'
+    # first and last, bisected after the pass) as well as in the one-comparison ones, at rates from
+    # 0.01 (grey level 1 at 3 photons) to 500; counts across chunk boundaries (rows of 20,000 words).
+    levels = torch.arange(256, dtype=torch.float64) / 255.0 * photons
+    codes = torch.randint(0, 256, (2, 20_000), generator=torch.Generator().manual_seed(int(photons)))
+    rng = CounterRNG(3, torch.tensor([4, 9]), "shot_noise", 2)
+    table = rng.poisson_levels_int(levels, codes, stream=1)
+    assert table.dtype == torch.int32
+    assert torch.equal(table.to(torch.float64), rng.poisson(levels[codes], stream=1))
+    assert torch.equal(table[1:], CounterRNG(3, torch.tensor([9]), "shot_noise", 2).poisson_levels_int(
+        levels, codes[1:], stream=1))
+
 def test_poisson_rejects_a_rate_of_the_wrong_batch_size():
     with pytest.raises(ValueError, match="N=2"):
         CounterRNG(0, torch.arange(2), "shot_noise", 1).poisson(torch.ones(3, 4))

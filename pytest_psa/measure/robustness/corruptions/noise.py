@@ -41,9 +41,13 @@ def shot_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> tor
     codes = torch.round(x * 255.0)
     if bool(torch.equal(codes / 255.0, x)):  # exactly on the uint8 grid, in x's own dtype
         levels = (torch.arange(256, dtype=x.dtype, device=x.device) / 255.0).to(torch.float64) * photons
-        counts = rng.poisson_levels(levels, codes.to(torch.int64), stream=0)
-    else:
-        counts = rng.poisson(x.to(torch.float64) * photons, stream=0)
+        counts = rng.poisson_levels_int(levels, codes.to(torch.int64), stream=0)
+        # counts are small integers: map each through (k / c).clamp(0, 1) in float64, then x's dtype,
+        # by a table (the same values as the elementwise ops, in one gather)
+        top = int(counts.max()) + 1 if counts.numel() else 1
+        values = torch.arange(top, dtype=torch.float64, device=x.device).div_(photons).clamp_(0.0, 1.0)
+        return values.to(x.dtype).index_select(0, counts.reshape(-1)).reshape(x.shape)
+    counts = rng.poisson(x.to(torch.float64) * photons, stream=0)
     return counts.div_(photons).clamp_(0.0, 1.0).to(x.dtype)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 
@@ -120,6 +120,12 @@ class CounterRNG:
                 z = keys[rows, None] + positions.unsqueeze(0)
                 write(_mix_inplace(z, torch.empty_like(z)), rows, 0, count)
 
+    def _words_at(self, rows: torch.Tensor, positions: torch.Tensor, stream: int) -> torch.Tensor:
+        """The words :meth:`_fill` makes for (sample row, position) pairs, for a few scattered elements."""
+        keys = mix64(self._keys ^ mix64_int(0x5EED0000 + int(stream)))
+        z = keys.index_select(0, rows) + positions.to(torch.int64) * _GOLDEN
+        return _mix_inplace(z, torch.empty_like(z))
+
     @staticmethod
     def _numel(shape: tuple[int, ...]) -> int:
         return int(math.prod(int(s) for s in shape))
@@ -223,13 +229,46 @@ class CounterRNG:
     def poisson_levels(self, levels: torch.Tensor, codes: torch.Tensor, stream: int = 0) -> torch.Tensor:
         """``poisson(levels[codes], stream)``, bit for bit, fast when there are few levels.
 
-        ``levels``: float rates [K]; ``codes``: int64 [N, ...] indices into it (e.g. the 256 grey values
+        ``levels``: float rates [K]; ``codes``: integer [N, ...] indices into it (e.g. the 256 grey values
         of images that came from uint8). One CDF table per level replaces per-element gamma functions.
+        """
+        return self.poisson_levels_int(levels, codes, stream).to(torch.float64)
+
+    def poisson_levels_int(self, levels: torch.Tensor, codes: torch.Tensor, stream: int = 0) -> torch.Tensor:
+        """:meth:`poisson_levels` as int32 counts (a caller can map counts through a small table).
+
+        The same 53-bit uniforms as :meth:`uniform64`, compared as integers (``cdf < u`` exactly when
+        ``floor(cdf * 2^53) < u * 2^53``) while the words are hashed, chunk by chunk in cache; see
+        :func:`_cdf_table` for the search.
         """
         codes = torch.as_tensor(codes, device=self.device)
         self._check_rows(codes, "codes")
-        u = self.uniform64(tuple(codes.shape[1:]), stream)
-        return _poisson_table(levels.to(device=self.device, dtype=torch.float64), codes, u)
+        table = _cdf_table(levels.to(device=self.device, dtype=torch.float64))
+        buckets = 1 << table.bits
+        if levels.numel() * (buckets + 1) >= 2**31:
+            raise ValueError("too many Poisson levels for the table path")
+        count = self._numel(tuple(codes.shape[1:]))
+        first_entry = torch.mul(codes.reshape(self.n, count).to(torch.int64), buckets + 1)
+        out = torch.empty((self.n, count), dtype=torch.int32, device=self.device)
+        shift = 53 - table.bits
+        low_mask = (1 << shift) - 1
+        k_mask = (1 << (table.bits + 1)) - 1
+
+        def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
+            u53 = torch.bitwise_right_shift(z, 11, out=z).bitwise_and_((1 << 53) - 1)
+            entry = torch.bitwise_right_shift(u53, shift).add_(first_entry[rows, c0:c1]).reshape(-1)
+            word = table.packed.index_select(0, entry).view_as(u53)
+            below = torch.bitwise_right_shift(word, table.bits + 1) < u53.bitwise_and_(low_mask)
+            torch.add(word.bitwise_and_(k_mask), below, out=out[rows, c0:c1])
+
+        self._fill(count, stream, write)
+        pending = (out.reshape(-1) >= table.width).nonzero().squeeze(1)
+        if pending.numel():  # draws in ambiguous buckets (~2 / B of them): bisect within the bucket
+            rows, positions = pending // count, pending % count
+            u53 = torch.bitwise_right_shift(self._words_at(rows, positions, stream), 11).bitwise_and_((1 << 53) - 1)
+            entry = torch.bitwise_right_shift(u53, shift).add_(first_entry.reshape(-1).index_select(0, pending))
+            out.view(-1)[pending] = _bisect(table, entry, u53)
+        return out.reshape(codes.shape)
 
     def _check_rows(self, tensor: torch.Tensor, what: str) -> None:
         if tensor.dim() == 0 or tensor.shape[0] != self.n:
@@ -273,12 +312,31 @@ def _poisson_direct(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return k.reshape(shape)
 
 
-_TABLES: dict[tuple[str, int, bytes], tuple[torch.Tensor, torch.Tensor, int, int]] = {}
+class _Table(NamedTuple):
+    """Inversion tables for K Poisson rates, flat, row r of a [K, ...] table at r * (its width)."""
+
+    cdf: torch.Tensor  # int64 [K * L]: floor(CDF(k) * 2^53) for k < L (cdf < u iff this < u * 2^53)
+    guide: torch.Tensor  # int32 [K * (B + 1)]: smallest k with CDF(k) >= m / B, m = 0..B
+    packed: torch.Tensor  # int64 [K * (B + 1)]: min(cdf[guide[m]] - m 2^(53-bits), 2^(53-bits)) << (bits + 1)
+    # | guide[m], or the sentinel 2^(bits+1) - 2 (>= L) where bucket m holds two or more CDF jumps
+    width: int  # L
+    bits: int  # B = 2^bits
 
 
-def _cdf_table(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(flat cdf [K * L], flat guide [K * (B + 1)], L, B) for these levels, cached: a kernel applied
-    chunk by chunk reuses one table instead of re-evaluating K * L incomplete gamma functions."""
+_TABLES: dict[tuple[str, int, bytes], _Table] = {}
+
+
+def _cdf_table(levels: torch.Tensor) -> _Table:
+    """The inversion tables for these rates, cached: a kernel applied chunk by chunk reuses one table
+    instead of re-evaluating K * L incomplete gamma functions.
+
+    A 53-bit uniform u's bucket floor(u B) (B the power of two >= L, so the bucket is u's top bits and
+    m / B is exact) brackets the answer: it lies in [guide[m], guide[m + 1]]. Where that range holds at
+    most one CDF jump, ``guide[m] + (cdf[guide[m]] < u)`` is the answer, computed from one packed word
+    per bucket (the threshold relative to the bucket's start, compared with u's low bits, and the guide);
+    the others (the tails' first and last buckets, ~2 / B of the draws) give a sentinel >= L and are
+    bisected.
+    """
     key = (str(levels.device), levels.numel(), levels.cpu().numpy().tobytes())
     cached = _TABLES.get(key)  # one lookup: another thread may clear the dict in between
     if cached is not None:
@@ -288,45 +346,33 @@ def _cdf_table(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, i
     ks = torch.arange(width, dtype=torch.float64, device=levels.device)
     cdf = _poisson_cdf(ks.unsqueeze(0), levels.unsqueeze(1))  # [K, L]
     cdf[:, -1] = 1.0  # the tail beyond L has mass < 1e-40 for these widths
-    buckets = 4 * width
+    bits = max(1, (width - 1).bit_length())
+    buckets = 1 << bits
     marks = torch.arange(buckets + 1, dtype=torch.float64, device=levels.device) / buckets
     guide = torch.searchsorted(cdf, marks.expand(levels.numel(), buckets + 1).contiguous())
-    # int32 indices: half the memory traffic of int64 in the per-element gathers
-    entry = (cdf.reshape(-1), guide.clamp_(max=width - 1).reshape(-1).to(torch.int32), width, buckets)
+    guide = guide.clamp_(max=width - 1)
+    cdf53 = cdf.mul(2.0**53).floor_().to(torch.int64)  # exact: cdf <= 1
+    span = 1 << (53 - bits)
+    start = torch.arange(buckets + 1, dtype=torch.int64, device=levels.device) * span
+    offset = (cdf53.gather(1, guide) - start).clamp_(0, span)  # >= span: never below u's low bits
+    packed = offset.bitwise_left_shift(bits + 1).bitwise_or_(guide)  # < 2^(55): no sign bit
+    packed[:, :-1].masked_fill_((guide[:, 1:] - guide[:, :-1]) >= 2, (1 << (bits + 1)) - 2)
+    entry = _Table(cdf53.reshape(-1), guide.to(torch.int32).reshape(-1), packed.reshape(-1), width, bits)
     if len(_TABLES) > 64:
         _TABLES.clear()
     _TABLES[key] = entry
     return entry
 
 
-def _poisson_table(levels: torch.Tensor, codes: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Table inversion with a guide table: ``guide[r, m]`` is the smallest k with cdf[r, k] >= m / B.
-
-    The answer for u lies in [guide[r, floor(uB)], guide[r, floor(uB) + 1]]; with B = 4L that range
-    holds at most two values except in the tails' first and last buckets (~0.2 % of draws), so one
-    comparison settles almost everything and a bisection the rest.
-    """
-    flat_cdf, flat_guide, width, buckets = _cdf_table(levels)
-    if levels.numel() * (buckets + 1) >= 2**31:
-        raise ValueError("too many Poisson levels for the table path")
-    uu = u.reshape(-1)
-    row = codes.reshape(-1).to(torch.int32)
-    bucket = (uu * buckets).to(torch.int32).add_(row * (buckets + 1))
-    k = flat_guide.index_select(0, bucket)
-    row = row * width  # not in place: ``codes`` may share this storage
-    # One unconditional step settles every bucket that holds at most one CDF jump (all but the
-    # tails' first and last buckets); the few left are found and bisected.
-    k += flat_cdf.index_select(0, row + k) < uu
-    short = flat_cdf.index_select(0, row + k) < uu
-    if bool(short.any()):
-        pending = short.nonzero().squeeze(1)
-        lo = k[pending]  # cdf[lo] < u <= cdf[hi]
-        hi = flat_guide.index_select(0, bucket[pending] + 1)
-        prow, pu = row[pending], uu[pending]
-        while bool((hi - lo > 1).any()):
-            mid = (lo + hi) // 2
-            covers = flat_cdf.index_select(0, prow + mid) >= pu
-            hi = torch.where(covers, mid, hi)
-            lo = torch.where(covers, lo, mid)
-        k[pending] = hi
-    return k.to(torch.float64).reshape(codes.shape)
+def _bisect(table: _Table, entry: torch.Tensor, u53: torch.Tensor) -> torch.Tensor:
+    """Smallest k with cdf[row, k] >= u within [guide[m], guide[m + 1]] (1-D; ``entry`` = row * (B + 1) + m)."""
+    buckets = 1 << table.bits
+    base = (entry // (buckets + 1)) * table.width
+    lo = table.guide.index_select(0, entry).to(torch.int64)
+    hi = table.guide.index_select(0, entry + 1).to(torch.int64)
+    while bool((lo < hi).any()):  # invariant: the answer lies in [lo, hi]
+        mid = (lo + hi) // 2
+        below = table.cdf.index_select(0, base + mid) < u53
+        lo = torch.where(below, mid + 1, lo)
+        hi = torch.where(below, hi, mid)
+    return lo.to(torch.int32)
