@@ -156,6 +156,21 @@ def test_frost_is_the_reference_blend_of_image_and_texture(shapes):
 # -- spatter ------------------------------------------------------------------------------------------------
 
 
+
+def test_fog_at_224_px_stays_within_float_rounding_of_the_float64_plasma():
+    # from 128 px the plasma is drawn in float32 (speed); against the float64 map of the same draws
+    # the output moves by far less than the reference's 8-bit step (1 / 255)
+    from pytest_psa.measure.robustness.corruptions.weather_maps import next_power_of_two
+
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    for strength, decay in FOG_TABLES[224]:
+        rng = CounterRNG(11, torch.arange(2), "fog", 4)
+        out = fog(x, (strength, decay), rng).double()
+        plasma = plasma_fractal(rng, next_power_of_two(224), decay, stream=0)[:, :224, :224].unsqueeze(1)
+        peak = x.double().amax(dim=(1, 2, 3), keepdim=True)
+        expected = ((x.double() + plasma * strength) * (peak / (peak + strength))).clamp(0.0, 1.0)
+        assert (out - expected).abs().max() < 2e-6
+
 @pytest.mark.parametrize("severity", [4, 5])
 def test_spatter_mud_equals_the_reference_with_the_same_draws(shapes, severity):
     params = SPATTER_TABLES[32][severity - 1]

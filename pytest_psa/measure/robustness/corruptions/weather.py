@@ -185,7 +185,11 @@ def fog(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tens
     """Fog: ``(x + c * plasma) * max(x) / (max(x) + c)``, plasma from diamond-square per sample."""
     strength, decay = float(params[0]), float(params[1])
     _, _, h, w = x.shape
-    plasma = plasma_fractal(rng, next_power_of_two(max(h, w)), decay, stream=0)
+    mapsize = next_power_of_two(max(h, w))
+    # float32 maps from 128 px: 1.5x faster at 256, and they differ from float64 maps by < 4e-7 (of the
+    # [0, 1] range; the reference's uint8 output steps by 3.9e-3); float64 (same bits as before) below
+    dtype = torch.float32 if mapsize >= 128 else torch.float64
+    plasma = plasma_fractal(rng, mapsize, decay, stream=0, dtype=dtype)
     plasma = plasma[:, :h, :w].to(x.dtype).unsqueeze(1)
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
     return ((x + plasma * strength) * (peak / (peak + strength))).clamp_(0.0, 1.0)
