@@ -69,9 +69,36 @@ def environment() -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a missing distribution is reported as such
             versions[dist] = "not installed"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"versions": versions, "platform": platform.platform(), "cpus": os.cpu_count(),
+    return {"versions": versions, "source": _source_commit(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": _torch_threads(),
             "load_average": list(load) if load else None,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _source_commit() -> str | None:
+    """The git commit of a source checkout the package runs from (None when installed from a wheel): the
+    version string does not change between commits, and corruption kernels or presets may."""
+    import subprocess
+
+    here = Path(__file__).resolve().parents[2]
+    if not (here / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no",
+                                "--", "pytest_psa"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + (" (with uncommitted changes to pytest_psa/)" if dirty.strip() else "")
+
+
+def _torch_threads() -> int | None:
+    """Intra-op threads: CPU weights depend on the count (docs/scaling.md), so a rerun must use the same."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def write(report: dict[str, Any], d: Design, out: Path, records: list[dict[str, Any]], plots: bool | None) -> list[Path]:

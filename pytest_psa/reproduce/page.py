@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_psa.reproduce import paper as P
-from pytest_psa.reproduce.design import GPU_NOTE, Design
+from pytest_psa.reproduce.design import ARMS, DEFAULT_ARMS, GPU_NOTE, Design
 from pytest_psa.reproduce.render import Table, markdown_table, summary, tables
 
 _FIGURE_TITLES = {"scatter_density_mce.png": "Proximal density vs mCE gain over ERM",
@@ -28,6 +28,7 @@ def page(report: Mapping[str, Any], d: Design) -> str:
         f"trained WideResNet-40-2 for 200 epochs (Table 1 on CIFAR-100); the tool's models are its preset's. "
         f"DeepAug and StyleAug are stand-ins here (docs/augmentations.md).",
         "",
+        *_left_out(d),
         "## How this was made",
         "",
         "```",
@@ -36,7 +37,10 @@ def page(report: Mapping[str, Any], d: Design) -> str:
         "",
         f"- date: {env['date']}; machine: {env['platform']}, {env['cpus']} CPUs, load average at the end "
         f"{', '.join(f'{x:.1f}' for x in env['load_average'] or [])}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + (f"; source: git commit {env['source']}" if env.get("source") else ""),
+        *([f"- torch intra-op threads: {env['torch_threads']} (CPU weights depend on the count: rerun with the "
+           "same to get the same values)"] if env.get("torch_threads") else []),
         f"- total wall time {timings['total_s'] / 60:.1f} min; trainings run (not cache hits): {timings['trained']}; "
         "a rerun of the command with the same cache reads every model and evaluation back "
         "(same seeds, same values on CPU)",
@@ -62,6 +66,17 @@ def page(report: Mapping[str, Any], d: Design) -> str:
               f"{P.SOURCE}: " + "; ".join(f"Table {k}: {v['where']} ({v['reading']})" for k, v in P.TABLES.items()),
               ""]
     return "\n".join(lines)
+
+
+def _left_out(d: Design) -> list[str]:
+    """The paper's arms this run did not train (`--arms` chose a subset): named, so no reader takes the
+    page for the whole experiment; their tables' columns and claim rows say "not run"."""
+    missing = [ARMS[a].label for a in DEFAULT_ARMS if a not in d.arms]
+    if not missing:
+        return []
+    return [f"**Not the whole experiment:** this run trained {len(d.arms) - 1} of the {len(DEFAULT_ARMS) - 1} "
+            f"arms (`--arms`). Not run: {', '.join(missing)}. Their columns and claim rows say so; rerun "
+            f"without `--arms` for all of them.", ""]
 
 
 def _gpu_note() -> str:

@@ -109,7 +109,8 @@ def table2(raw: Mapping[str, Any], design: Design, arms: Sequence[str] | None = 
         if pk in paper_rows and (fk == "pac_bayes(target=loss)" or "(" not in fk or fk == "lpf(bisla)"):
             rows.append((f"paper: {pk}", _pv(P.paper_value(table, pk, baseline)),
                          *(_pv(P.paper_value(table, pk, a)) for a in arms)))
-    for what, side_key in (("clean train loss (nats)", "loss"), ("final train loss (nats)", "final_loss")):
+    for what, side_key in (("clean train loss (nats)", "loss"), ("final train loss (nats)", "final_loss"),
+                           ("epochs trained (seed mean)", "epochs"), ("training wall s per model (recorded)", "wall_s")):
         cells = []
         base_cell = "n/a"
         for a in arms:
@@ -119,9 +120,10 @@ def table2(raw: Mapping[str, Any], design: Design, arms: Sequence[str] | None = 
                 cells.append(_num(rec.get("subject_mean"), ".3f"))
                 base_cell = _num(rec.get("baseline_mean"), ".3f")
             else:
-                fl = t.get("final_loss") or {}
-                cells.append(_num(_avg(fl.get("subject")), ".3f"))
-                base_cell = _num(_avg(fl.get("baseline")), ".3f")
+                fl = t.get(side_key) or {}
+                spec = ".3f" if side_key == "final_loss" else ".1f" if side_key == "epochs" else ".0f"
+                cells.append(_num(_avg(fl.get("subject")), spec))
+                base_cell = _num(_avg(fl.get("baseline")), spec)
         rows.append((what, base_cell, *cells))
     notes = (f"tool: {design.data}, preset {design.preset}, model {design.model or 'the preset`s'}, seeds "
              f"{list(design.seeds)}, {design.n_measure} training images measured; cell: seed mean (improvement "

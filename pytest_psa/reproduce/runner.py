@@ -189,7 +189,12 @@ class Runner:
                             "final_loss": {"subject": [t.get("final_loss") for t in r.training["augmented"]],
                                            "baseline": [t.get("final_loss") for t in r.training["erm"]]},
                             "test_accuracy": {"subject": [t.get("test_accuracy") for t in r.training["augmented"]],
-                                              "baseline": [t.get("test_accuracy") for t in r.training["erm"]]}}
+                                              "baseline": [t.get("test_accuracy") for t in r.training["erm"]]},
+                            # the cost as recorded when each model was trained (a warm rerun reads it back)
+                            "epochs": {"subject": [t.get("epochs") for t in r.training["augmented"]],
+                                       "baseline": [t.get("epochs") for t in r.training["erm"]]},
+                            "wall_s": {"subject": [t.get("wall_s") for t in r.training["augmented"]],
+                                       "baseline": [t.get("wall_s") for t in r.training["erm"]]}}
             if key == "pac_bayes(target=loss)" and baseline.key == "erm":
                 self.records.append({"kind": "flatness", "key": subject.key, "summary": r.to_dict()})
         out["training"] = training

@@ -60,6 +60,16 @@ def test_the_tables_and_the_page_are_written(runs: dict[str, Any]) -> None:
     page = (out / "results.md").read_text()
     assert "pytest_psa.reproduce(tiny=True" in page and "## What the tool found" in page
     assert "| claim | source | gain [interval] | verdict |" in page
+    # the tiny design trains 5 of the 13 arms: the page names what it left out
+    assert "**Not the whole experiment:**" in page and "PixMix (IFS fractals)" in page
+    assert f"torch intra-op threads: {torch.get_num_threads()}" in page
+    # the training cost comes from each model's record, so a warm rerun still shows it
+    augmix = runs["cold"]["raw"]["pairs"]["augmix vs erm"]["training"]
+    assert len(augmix["epochs"]["subject"]) == len(TINY["seeds"]) and all(w > 0 for w in augmix["wall_s"]["subject"])
+    assert runs["warm"]["raw"]["pairs"]["augmix vs erm"]["training"]["wall_s"] == augmix["wall_s"]
+    row = next(line for line in page.splitlines() if line.startswith("| epochs trained (seed mean)"))
+    mean = sum(augmix["epochs"]["subject"]) / len(augmix["epochs"]["subject"])
+    assert f"{mean:.1f}" in row.split("|")[3], row
 
 
 def test_claim_verdicts_follow_their_intervals(runs: dict[str, Any]) -> None:
