@@ -23,7 +23,7 @@ __all__ = ["CHUNK_PIXELS", "GROUPED_CHUNK_PIXELS", "chunked", "map_chunks", "rng
 
 #: Pixels (per channel) per chunk: 256 CIFAR images, 64 at 64 px, 5 at 224 px.
 CHUNK_PIXELS = 256 * 32 * 32
-#: For kernels that motion-blur: 1024 CIFAR images, enough for sizeable same-direction groups.
+#: For kernels that motion-blur: 1024 CIFAR images, enough for long runs of equal tap offsets.
 GROUPED_CHUNK_PIXELS = 1024 * 32 * 32
 
 Kernel = Callable[[torch.Tensor, tuple[Any, ...], "CounterRNG"], torch.Tensor]

@@ -149,8 +149,8 @@ def snow(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Ten
     """Snow: thresholded zoomed normal noise, motion-blurred at U(-135, -45) degrees, added twice
     (as is and rotated 180 degrees) onto the image blended towards ``max(x, 1.5 gray + 0.5)``.
 
-    The 1-channel snow layer is made for the whole batch (the motion blur groups samples by direction,
-    and bigger groups are cheaper); the 3-channel blend runs in cache-sized chunks.
+    The 1-channel snow layer is made for the whole batch (the motion blur sorts samples by direction,
+    and longer runs of equal offsets are cheaper); the 3-channel blend runs in cache-sized chunks.
     """
     loc, scale, zoom, threshold, radius, sigma, blend = (float(p) for p in params)
     _, _, h, w = x.shape
