@@ -19,15 +19,78 @@ from pytest_psa.reproduce.analysis import AGREES, DISAGREES, INCONCLUSIVE, NOT_R
 from pytest_psa.reproduce.design import TINY, design
 
 
+# The fast tier runs the pipeline end to end on two arms (an augmentation and a regime: 6 trainings);
+# the whole tiny design (5 arms, 12 trainings, correlations across arms, the domain row) is slow and
+# reads the same model cache, so in a full run the small run's models are hits for it.
+SMALL_ARMS = ("randaugment", "fgsm_at")  # RandAugment has paper claims; TrivialAugment has none
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    cache = tmp_path_factory.mktemp("reproduce-cache")
+def repro_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("reproduce-cache")
+
+
+@pytest.fixture(scope="module")
+def small(repro_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("reproduce-small-out")
+    cold = pytest_psa.reproduce(tiny=True, arms=list(SMALL_ARMS), cache_dir=repro_cache, out=out, quiet=True)
+    warm = pytest_psa.reproduce(tiny=True, arms=list(SMALL_ARMS), cache_dir=repro_cache, quiet=True)
+    return {"cold": cold, "warm": warm, "out": out, "cache": repro_cache}
+
+
+@pytest.fixture(scope="module")
+def runs(repro_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("reproduce-out")
-    cold = pytest_psa.reproduce(tiny=True, cache_dir=cache, out=out, quiet=True)
-    warm = pytest_psa.reproduce(tiny=True, cache_dir=cache, quiet=True)
-    return {"cold": cold, "warm": warm, "out": out, "cache": cache}
+    cold = pytest_psa.reproduce(tiny=True, cache_dir=repro_cache, out=out, quiet=True)
+    warm = pytest_psa.reproduce(tiny=True, cache_dir=repro_cache, quiet=True)
+    return {"cold": cold, "warm": warm, "out": out, "cache": repro_cache}
 
 
+def test_two_arms_end_to_end_rows_page_claims_and_a_warm_rerun(small: dict[str, Any]) -> None:
+    """The fast counterpart of the slow tests below: every arm and pair has its row, the page and the
+    tables are written, each claim's verdict follows its interval, and a warm rerun trains nothing."""
+    from pytest_psa.reproduce.main import main_text
+
+    r = small["cold"]
+    d = design(tiny=True, arms=list(SMALL_ARMS))
+    assert list(r["raw"]["arms"]) == list(d.arms) == ["erm", *SMALL_ARMS]
+    assert list(r["raw"]["pairs"]) == [f"{s} vs {b}" for s, b in d.pairs()] == [f"{a} vs erm" for a in SMALL_ARMS]
+    for key, arm in r["raw"]["arms"].items():
+        f = arm["density"]["tool"]["ecdf"]
+        assert f and all(0 <= e["low"] <= e["estimate"] <= e["high"] <= 1 for e in f), key
+    for name, pair in r["raw"]["pairs"].items():
+        assert set(pair["flatness"]) == set(d.flatness_keys), name
+        assert "delta_mce" in pair["robustness"]["metrics"], name
+    assert list(r["analysis"]["per_arm"]) == ["randaugment"]  # regimes are not in the per-arm table
+    text = main_text(r)
+    for title in ("Table 1:", "Table 2:", "Table 3:", "Claim table", "Wall time per stage"):  # Table 8: AT + AugMix
+        assert title in text, title
+    saved = json.loads((small["out"] / "reproduce.json").read_text())
+    assert saved["analysis"]["claims"] == json.loads(json.dumps(r["analysis"]["claims"]))
+    page = (small["out"] / "results.md").read_text()
+    assert "pytest_psa.reproduce(tiny=True" in page and "| claim | source | gain [interval] | verdict |" in page
+    claims = r["analysis"]["claims"]
+    assert [c["id"] for c in claims] == [c.id for c in paper_claims("linf,1/255")]
+    ran = [c for c in claims if c["verdict"] != NOT_RUN]
+    assert {"randaugment>erm:mce", "randaugment>erm:pgd", "randaugment>erm:lpf(bisla)"} <= {c["id"] for c in ran}
+    for c in ran:
+        low, high = c["low"], c["high"]
+        if low is None or high is None:
+            assert c["verdict"] == INCONCLUSIVE
+            continue
+        assert low <= c["estimate"] <= high, c["id"]
+        expected = (INCONCLUSIVE if low <= 0 <= high else
+                    AGREES if (low > 0) == c["better"] else DISAGREES)
+        assert c["verdict"] == expected, c
+    c = next(c for c in claims if c["id"] == "randaugment>erm:mce")  # the audit's paired delta, sign flipped
+    delta = r["raw"]["pairs"]["randaugment vs erm"]["robustness"]["metrics"]["delta_mce"]
+    assert (c["estimate"], c["low"], c["high"]) == (-delta["estimate"], -delta["high"], -delta["low"])
+    assert r["raw"]["timings"]["trained"] == 3 * len(d.seeds)
+    assert small["warm"]["raw"]["timings"]["trained"] == 0
+    assert small["warm"]["analysis"]["claims"] == claims
+
+
+@pytest.mark.slow
 def test_every_arm_and_pair_has_a_row(runs: dict[str, Any]) -> None:
     r = runs["cold"]
     d = design(tiny=True)
@@ -46,6 +109,7 @@ def test_every_arm_and_pair_has_a_row(runs: dict[str, Any]) -> None:
         assert 0 < row["affinity"] <= 2 and row["diversity"] > 0
 
 
+@pytest.mark.slow
 def test_the_tables_and_the_page_are_written(runs: dict[str, Any]) -> None:
     from pytest_psa.reproduce.main import main_text
 
@@ -72,6 +136,7 @@ def test_the_tables_and_the_page_are_written(runs: dict[str, Any]) -> None:
     assert f"{mean:.1f}" in row.split("|")[3], row
 
 
+@pytest.mark.slow
 def test_claim_verdicts_follow_their_intervals(runs: dict[str, Any]) -> None:
     claims = runs["cold"]["analysis"]["claims"]
     assert [c["id"] for c in claims] == [c.id for c in paper_claims("linf,1/255")]
@@ -92,6 +157,7 @@ def test_claim_verdicts_follow_their_intervals(runs: dict[str, Any]) -> None:
     assert (c["estimate"], c["low"], c["high"]) == (-delta["estimate"], -delta["high"], -delta["low"])
 
 
+@pytest.mark.slow
 def test_rho_recomputed_from_the_per_arm_table(runs: dict[str, Any]) -> None:
     an = runs["cold"]["analysis"]
     rows = an["correlations"]
@@ -111,6 +177,7 @@ def test_rho_recomputed_from_the_per_arm_table(runs: dict[str, Any]) -> None:
     assert claim["estimate"] == corr["rho"]
 
 
+@pytest.mark.slow
 def test_a_warm_rerun_trains_nothing_and_gives_the_same_numbers(runs: dict[str, Any]) -> None:
     assert runs["cold"]["raw"]["timings"]["trained"] > 0
     assert runs["warm"]["raw"]["timings"]["trained"] == 0
@@ -152,6 +219,7 @@ def test_affinity_of_the_identity_is_one_and_diversity_is_a_paired_ratio() -> No
     assert dv.low is not None and dv.high is not None and dv.low < np.sqrt(2 * 3) < dv.high
 
 
+@pytest.mark.slow
 def test_the_domain_shift_row(runs: dict[str, Any]) -> None:
     """Table 3's PACS / OfficeHome row on the procedural multi-domain set: one arm vs ERM, sketch held
     out (four classes at 16 px, as tests/domain); the arm's other audits come from the module's cache."""
