@@ -1,20 +1,26 @@
 """Density-audit overhead (issue 15): time of pytest_psa.density / time of a plain per-image loop
 applying the same augmentation to the same images the same number of times, measured side by side.
 
-    python benchmarks/bench_density.py [--n-images 500] [--draws 8] [--repeats 5] [--data synthetic] [--json out.json]
+    nice -n 10 python benchmarks/bench_density.py [--n-images 500] [--draws 8] [--repeats 9] [--clock cpu]
+        [--only CropFlip ...] [--json out.json]
 
 One intra-op thread for both (the audit's per-image work runs single-threaded; on 32 px images a
-second thread only adds hand-offs). Runs are interleaved (plain, audit, plain, audit, ...) so drift
-hits both; the ratio is taken of the medians, of wall time and of process CPU time. The audit
-includes everything a user waits for: data selection, the probe (determinism self-check, reported
-separately as probe_s), seeding, contract checks and distances. The machine's load (`os.getloadavg`)
-is printed before and after: figures taken under load are not comparable. Goal: ratio <= 1.10.
+second thread only adds hand-offs). Each repeat times plain, seeded, plain under inference mode and
+the audit back to back, in an order that alternates from repeat to repeat, and takes the ratio
+within the repeat: drift and load hit both sides of a pair alike. The figures are the median of
+those paired ratios and their interquartile range. `--clock cpu` (the default) is process CPU time
+(`time.process_time`): it counts every thread of the process and none of the time spent waiting
+for a core, so it holds up on a loaded machine where wall time (`--clock wall`) swings 0.75-1.77;
+the audit starts no thread or process (the script checks the thread count). The audit includes
+everything a user waits for: data selection, the probe (determinism self-check), seeding, contract
+checks, distances and the result. The load (`os.getloadavg`) is printed before and after.
+Goal: ratio <= 1.10.
 
-Two columns locate a gap: ``seeded`` is the plain loop with one ``torch.manual_seed`` per draw from the
-audit's own seed table (the same draws as the audit: the same operations of RandAugment etc. are
-picked), and ``outside s`` is the audit's time outside its augmentation calls (data, probe, distances,
-result; ``timing["augment_s"]`` subtracted), so ``audit / seeded`` near 1 with a small ``outside s``
-says the audit adds little beyond seeding and that the rest of ``ratio`` is the draws themselves.
+Columns that locate a gap: ``seeded`` is the plain loop with one seeding per draw from the audit's
+own seed table (the same draws as the audit); ``infer`` is the plain loop under
+``torch.inference_mode`` (what the audit does for torchvision pipelines with a pixel distance, so
+``audit/infer`` is the audit's own overhead on top of the augmentation); ``outside s`` is the
+audit's wall time outside its augmentation calls (``timing["augment_s"]`` subtracted).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,10 +50,8 @@ AUGMENTATIONS: dict[str, Callable[[], Any]] = {
 }
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, out
+def clock(kind: str) -> Callable[[], float]:
+    return time.process_time if kind == "cpu" else time.perf_counter
 
 
 def plain_loop(aug: Any, images: torch.Tensor, draws: int) -> None:
@@ -65,6 +70,29 @@ def seeded_loop(aug: Any, images: torch.Tensor, seeds: np.ndarray) -> None:
             aug(img)
 
 
+def inference_loop(aug: Any, images: torch.Tensor, draws: int) -> None:
+    """The plain loop without autograd bookkeeping, as the audit runs torchvision's transforms."""
+    with torch.inference_mode():
+        plain_loop(aug, images, draws)
+
+
+def threads() -> int:
+    """Threads of this process (Linux), to check that the audit starts none that a clock could miss."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def paired(values: list[float], base: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of the per-repeat ratios values[i] / base[i]."""
+    ratios = [v / b for v, b in zip(values, base)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), q1, q3
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
@@ -74,54 +102,65 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--n-images", type=int, default=500)
     p.add_argument("--draws", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="cpu: process CPU time (default; use it on a loaded machine), wall: elapsed time")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--only", nargs="*", choices=sorted(AUGMENTATIONS), help="a subset of the augmentations")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     torch.set_num_threads(1)
+    now = clock(args.clock)
     data = pytest_psa.load_data(args.data, split="test", n=args.n_images, seed=0)
     images = data.float_images()
     before = load()
-    print(f"{args.n_images} images x {args.draws} draws, {args.repeats} interleaved repeats, 1 torch thread, "
-          f"data {data.describe()}, torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    print(f"{args.n_images} images x {args.draws} draws, {args.repeats} alternating repeats, {args.clock} clock, "
+          f"1 torch thread, data {data.describe()}, torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}")
     print(f"before: {before}")
     positions = data.indices.numpy() if data.indices is not None else np.arange(len(data))
     seeds = draw_seeds(0, positions, args.draws)
-    print(f"{'augmentation':20s} {'plain s':>8s} {'seeded s':>8s} {'audit s':>8s} {'ratio':>6s} {'cpu ratio':>9s} "
-          f"{'audit/seeded':>12s} {'outside s':>9s} {'probe s':>8s}")
+    print(f"{'augmentation':20s} {'plain s':>8s} {'seeded s':>8s} {'infer s':>8s} {'audit s':>8s} {'ratio':>6s} "
+          f"{'ratio IQR':>11s} {'seeded':>6s} {'audit/infer':>11s} {'outside s':>9s} {'probe s':>8s}")
     rows = []
     for name in args.only or list(AUGMENTATIONS):
         aug = AUGMENTATIONS[name]()
         pytest_psa.density(aug, data=data, n_images=20, draws=1, seed=0)  # warm-up: first calls allocate
-        plain_wall, plain_cpu, seeded_wall, audit_wall, audit_cpu, probe, outside = [], [], [], [], [], [], []
-        for _ in range(args.repeats):
-            w, c, _ = _timed(lambda: plain_loop(aug, images, args.draws))
-            plain_wall.append(w)
-            plain_cpu.append(c)
-            seeded_wall.append(_timed(lambda: seeded_loop(aug, images, seeds))[0])
-            w, c, result = _timed(lambda: pytest_psa.density(aug, data=data, n_images=args.n_images,
-                                                             draws=args.draws, seed=0))
-            audit_wall.append(w)
-            audit_cpu.append(c)
-            probe.append(result.timing["probe_s"])
-            outside.append(w - result.timing["augment_s"])
-        row = {"augmentation": name, "plain_s": statistics.median(plain_wall), "audit_s": statistics.median(audit_wall),
-               "seeded_s": statistics.median(seeded_wall), "outside_augmentation_s": statistics.median(outside),
-               "plain_cpu_s": statistics.median(plain_cpu), "audit_cpu_s": statistics.median(audit_cpu),
-               "probe_s": statistics.median(probe)}
-        row["ratio"] = row["audit_s"] / row["plain_s"]
-        row["cpu_ratio"] = row["audit_cpu_s"] / row["plain_cpu_s"]
-        row["audit_over_seeded"] = row["audit_s"] / row["seeded_s"]
+        timed: dict[str, list[float]] = {"plain": [], "seeded": [], "infer": [], "audit": []}
+        probe, outside, spawned = [], [], 0
+        for r in range(args.repeats):
+            runs: list[tuple[str, Callable[[], Any]]] = [
+                ("plain", lambda: plain_loop(aug, images, args.draws)),
+                ("seeded", lambda: seeded_loop(aug, images, seeds)),
+                ("infer", lambda: inference_loop(aug, images, args.draws)),
+                ("audit", lambda: pytest_psa.density(aug, data=data, n_images=args.n_images, draws=args.draws,
+                                                     seed=0))]
+            for key, fn in runs if r % 2 == 0 else runs[::-1]:
+                started_threads, t0, w0 = threads(), now(), time.perf_counter()
+                out = fn()
+                timed[key].append(now() - t0)
+                if key == "audit":
+                    spawned = max(spawned, threads() - started_threads)
+                    probe.append(out.timing["probe_s"])
+                    outside.append(time.perf_counter() - w0 - out.timing["augment_s"])
+        ratio, q1, q3 = paired(timed["audit"], timed["plain"])
+        row = {"augmentation": name, "clock": args.clock, **{f"{k}_s": statistics.median(v) for k, v in timed.items()},
+               "ratio": ratio, "ratio_q1": q1, "ratio_q3": q3,
+               "seeded_ratio": paired(timed["seeded"], timed["plain"])[0],
+               "audit_over_infer": paired(timed["audit"], timed["infer"])[0],
+               "outside_augmentation_wall_s": statistics.median(outside), "probe_wall_s": statistics.median(probe),
+               "threads_started_by_audit": spawned}
         rows.append(row)
-        print(f"{name:20s} {row['plain_s']:8.2f} {row['seeded_s']:8.2f} {row['audit_s']:8.2f} {row['ratio']:6.3f} "
-              f"{row['cpu_ratio']:9.3f} {row['audit_over_seeded']:12.3f} {row['outside_augmentation_s']:9.3f} "
-              f"{row['probe_s']:8.3f}")
+        print(f"{name:20s} {row['plain_s']:8.3f} {row['seeded_s']:8.3f} {row['infer_s']:8.3f} {row['audit_s']:8.3f} "
+              f"{ratio:6.3f} {q1:5.3f}-{q3:5.3f} {row['seeded_ratio']:6.3f} {row['audit_over_infer']:11.3f} "
+              f"{row['outside_augmentation_wall_s']:9.3f} {row['probe_wall_s']:8.3f}"
+              + (f"  (the audit started {spawned} threads)" if spawned else ""))
     after = load()
     print(f"after: {after}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"n_images": args.n_images, "draws": args.draws, "repeats": args.repeats, "threads": 1,
+                       "clock": args.clock,
                        "load_before": before, "load_after": after, "rows": rows}, f, indent=2)
 
 
