@@ -26,12 +26,8 @@ SMALL_ARMS = ("randaugment", "fgsm_at")  # RandAugment has paper claims; Trivial
 
 
 @pytest.fixture(scope="module")
-def repro_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("reproduce-cache")
-
-
-@pytest.fixture(scope="module")
-def small(repro_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    repro_cache = tmp_path_factory.mktemp("reproduce-cache")
     out = tmp_path_factory.mktemp("reproduce-small-out")
     cold = pytest_psa.reproduce(tiny=True, arms=list(SMALL_ARMS), cache_dir=repro_cache, out=out, quiet=True)
     warm = pytest_psa.reproduce(tiny=True, arms=list(SMALL_ARMS), cache_dir=repro_cache, quiet=True)
@@ -39,7 +35,9 @@ def small(repro_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def runs(repro_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(small: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # `small` first in any order or selection (its cold run must find the cache empty); its models are hits here
+    repro_cache = small["cache"]
     out = tmp_path_factory.mktemp("reproduce-out")
     cold = pytest_psa.reproduce(tiny=True, cache_dir=repro_cache, out=out, quiet=True)
     warm = pytest_psa.reproduce(tiny=True, cache_dir=repro_cache, quiet=True)
