@@ -175,11 +175,12 @@ class ModelCache:
                         todo.append(key)
                     else:
                         hits[key] = hit
-                # a CPU unit trains with as many intra-op threads as the cores it asks for: CPU weights
-                # depend on the thread count, so a unit's are those of a local run at that count
-                threads = int(getattr(executor, "cpus_per_unit", 1))
+                # a CPU unit computes with its plan's intra-op threads (the weights depend on the count,
+                # which the key names) and asks for at least as many cores
+                per_unit = int(getattr(executor, "cpus_per_unit", 1))
                 units = [Unit(key=k, label=by_key[k].label, fn=train_payload,
-                              plan=TrainingJob(by_key[k], test_data, threads), cpus=float(threads),
+                              plan=TrainingJob(by_key[k], test_data),
+                              cpus=float(max(per_unit, by_key[k].threads or 1)),
                               gpus=1.0 if by_key[k].device.type == "cuda" else 0.0) for k in todo]
                 errors: list[PsaError] = []
                 for outcome in executor.run(units, desc="psa training", progress=progress):
@@ -341,7 +342,6 @@ class TrainingJob:
 
     plan: TrainingPlan
     test_data: ImageData | None
-    threads: int = 1  # torch's intra-op threads for a CPU training (the weights depend on it)
 
 
 def weights_blob(net: nn.Module, key: str) -> bytes:
@@ -367,16 +367,10 @@ def train_payload(job: TrainingJob) -> dict[str, Any]:
                                 fix="run GPU units on workers with the driver's GPU model (a Ray custom "
                                     "resource or node label), or plan on the workers' kind")
         plan = dataclasses.replace(plan, device=here)
-    old_threads = torch.get_num_threads()
-    if plan.device.type == "cpu":
-        torch.set_num_threads(max(1, int(job.threads)))
-    try:
-        trained = _trainer.train_plan(plan, test_data=job.test_data, progress=False)
-    finally:
-        torch.set_num_threads(old_threads)
+    trained = _trainer.train_plan(plan, test_data=job.test_data, progress=False)  # at the plan's threads
     blob = weights_blob(trained.model, job.plan.fingerprint)
     return {"weights": blob, "sha256": sha256_hex(blob), "record": trained.record.to_dict(),
-            "threads": int(job.threads) if plan.device.type == "cpu" else None}
+            "threads": plan.threads}
 
 
 def _check_budget(keys: list[str]) -> None:

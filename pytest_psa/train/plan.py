@@ -14,9 +14,12 @@ training is a pure function of its plan plus the run-time knobs that do not chan
 
 `fingerprint` is the SHA-256 of `key_material` (model identity, training-data fingerprint,
 augmentation identity, the preset's weight-determining fields, seed, optimizer, versions, device
-kind, autocast). The augmentation identity is taken by behaviour (`Augmentation.identity(shape)`:
+kind, autocast, and on CPU the intra-op thread count). The augmentation identity is taken by behaviour (`Augmentation.identity(shape)`:
 its outputs on a probe set of the training images' shape, which also checks that it is
-reproducible), so format 2 keys differ from format 1 ones and old entries are never reused. The model's identity is
+reproducible), so format 2 keys differ from format 1 ones and old entries are never reused. A CPU
+training's weights also depend on how many intra-op threads split its reductions, so the plan fixes
+that count (`threads`, resolved from the caller's torch setting and the augmentation workers) and
+the training runs with exactly it: format 3 keys name it, and one key never holds two sets of weights. The model's identity is
 computed on first use, because plain `train` accepts factories (lambdas) that cannot be
 identified, and only the cache needs to name them.
 """
@@ -35,11 +38,14 @@ from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.errors import PsaUsageError
 from pytest_psa.train import models as _models
+from pytest_psa.train.batches import auto_workers, cpu_count
 from pytest_psa.train.presets import Preset, resolve_preset
 from pytest_psa.train.recipe import recipe_identity
 from pytest_psa.train.record import versions
 
-FORMAT = 2  # the key format (2: augmentation identity by behaviour); the model cache's entry files carry it
+# the key format, which the model cache's entry files carry: 2 = augmentation identity by behaviour;
+# 3 = a CPU plan names its intra-op thread count (CPU weights depend on it: reductions split by thread)
+FORMAT = 3
 
 OptimizerName = Literal["sgd", "sam", "asam"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sam", "asam")
@@ -67,6 +73,7 @@ class TrainingPlan:
     device: torch.device               # resolved ("auto" -> cuda:N or cpu)
     device_kind: str                   # "cpu" or "cuda:<GPU name>" (see `device_kind`)
     autocast: str                      # "off", "bf16" or "fp16" (see `autocast_dtype`)
+    threads: int | None                # CPU: the intra-op threads the training runs with (None on GPU)
     num_classes: int
     in_channels: int
     image_size: int                    # the larger side of the images, in px
@@ -115,6 +122,7 @@ class TrainingPlan:
             augmentation=aug, augmentation_identity=aug.identity(tuple(train_set.images.shape[1:])),
             preset=p, optimizer=str(optimizer), seed=int(seed),
             device=dev, device_kind=device_kind(dev), autocast=autocast_name(amp),
+            threads=training_threads(dev, p, aug),
             num_classes=data.num_classes, in_channels=int(data.images.shape[1]), image_size=size,
             versions=versions(), trainer=trainer, trainer_identity=recipe_id,
         )
@@ -148,6 +156,8 @@ class TrainingPlan:
             "device_kind": self.device_kind,
             "autocast": self.autocast,
         }
+        if self.threads is not None:
+            material["cpu_threads"] = int(self.threads)
         if self.trainer_identity is not None:  # only then: plans of the built-in trainer keep their keys
             material["trainer"] = dict(self.trainer_identity)
         return material
@@ -216,6 +226,17 @@ def resolve_device(device: str | torch.device | None, preset: Preset) -> torch.d
                                 fix="use preset='smoke' on CPU, or pass device='cpu' to run it slowly")
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def training_threads(dev: torch.device, preset: Preset, aug: Augmentation) -> int | None:
+    """The intra-op threads a training on `dev` computes with: None on GPU; on CPU torch's current
+    count, less one core per augmentation worker (OpenMP threads spin-waiting for a core a worker
+    holds make a step 5-8x slower, docs/training.md), at least one."""
+    if dev.type != "cpu":
+        return None
+    workers = auto_workers(dev, aug) if preset.workers == "auto" else int(preset.workers)
+    threads = int(torch.get_num_threads())
+    return max(1, min(threads, cpu_count() - workers)) if workers > 0 else threads
 
 
 def cpu_has_native_bf16() -> bool:
@@ -300,4 +321,5 @@ def _structure(spec: _models.ModelSpec, num_classes: int, in_channels: int, imag
 __all__ = [
     "FORMAT", "OPTIMIZERS", "OptimizerName", "TrainingPlan", "autocast_name", "check_training_data",
     "cpu_has_native_bf16", "default_data", "device_kind", "model_identity", "resolve_autocast", "resolve_device",
+    "training_threads",
 ]

@@ -65,6 +65,8 @@ class TrainingRecord:
     # the user's training recipe (`train.user_trainer`): its identity, and whether the built-in trainer stood in
     # (a pytest_psa_train hook that declined); None for the built-in trainer
     recipe: dict[str, Any] | None = None
+    # CPU: the intra-op threads it computed with (the plan's, part of the key); None on GPU and in old records
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -121,7 +121,7 @@ def _train_builtin(plan: TrainingPlan, test_data: ImageData | None, budget_s: fl
         loop = _Loop(net, opt, sched, scaler, amp, p, optimizer, dev, seed)
         stop = _StoppingRule(p, train_set, dev, amp) if p.target_train_loss is not None else None
         try:
-            with _compute_threads(dev, workers):
+            with _compute_threads(plan):
                 final_loss, wait_s, loop_s, epochs_done = loop.run(stream, steps, clock, progress, label, stop)
         finally:
             _close(stream)
@@ -149,7 +149,7 @@ def _train_builtin(plan: TrainingPlan, test_data: ImageData | None, budget_s: fl
         versions=dict(plan.versions), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"aug_microbatch": p.aug_microbatch} if p.aug_microbatch > 1 else {},
         stopping=stop.record(epochs_done, steps.epochs) if stop is not None else None,
-        adversarial=adversarial,
+        adversarial=adversarial, threads=plan.threads,
     )
     return TrainedModel(net, record)
 
@@ -175,9 +175,10 @@ def _train_with_recipe(plan: TrainingPlan, test_data: ImageData | None, budget_s
                    scheduler=lambda opt: _scheduler(opt, p, steps.total_steps),
                    check_budget=lambda epoch, done: clock.check(epoch, done),
                    stopping=lambda: _StoppingRule(p, train_set, dev, amp) if p.target_train_loss is not None else None,
-                   compute_threads=_compute_threads)
+                   compute_threads=lambda dev, workers: _compute_threads(plan))
     job = TrainingJob(plan, progress, tools)
-    with _seeded(seed, dev), _cudnn_benchmark(dev.type == "cuda"):
+    # the whole recipe at the plan's thread count: its own forward passes change the weights as well
+    with _seeded(seed, dev), _cudnn_benchmark(dev.type == "cuda"), _compute_threads(plan):
         t_loop = time.perf_counter()
         try:
             with recipe_errors(plan):
@@ -219,6 +220,7 @@ def _train_with_recipe(plan: TrainingPlan, test_data: ImageData | None, budget_s
                 "convention": "the recipe trained the model; epochs, steps and final_loss count what it drew from "
                               "job.batches() and logged with job.log_loss() (final_loss NaN: none logged); "
                               "train and test accuracy and loss are the plugin's clean evaluation in eval mode"},
+        threads=plan.threads,
     )
     return TrainedModel(net, record)
 
@@ -494,12 +496,12 @@ def _cudnn_benchmark(on: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _compute_threads(dev: torch.device, workers: int) -> Iterator[None]:
-    """On CPU, leave one core per augmentation worker: OpenMP threads that spin-wait for a
-    core another process holds make a step 5-8x slower (measured, docs/training.md)."""
+def _compute_threads(plan: TrainingPlan) -> Iterator[None]:
+    """On CPU, compute with exactly the plan's intra-op threads (`TrainingPlan.threads`: the weights
+    depend on the count, and the key names it), whatever the caller's torch setting is now."""
     old = torch.get_num_threads()
-    if dev.type == "cpu" and workers > 0:
-        torch.set_num_threads(max(1, min(old, batches.cpu_count() - workers)))
+    if plan.threads is not None:
+        torch.set_num_threads(plan.threads)
     try:
         yield
     finally:

@@ -61,16 +61,13 @@ def pickled() -> Iterator[PickledExecutor]:
 
 
 def local_then_copy_models(audit: Any, aug: Any, data: str, local: Path, remote: Path, **kw: Any) -> Any:
-    """The local audit (one torch thread: a CPU unit's count), then its trained models copied to
-    `remote`: the remote run trains nothing and evaluates everything."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """The local audit, then its trained models copied to `remote`: the remote run trains nothing and
+    evaluates everything."""
     previous = execution.use(LocalExecutor())
     try:
         result = audit(aug, data=data, cache_dir=local, **kw)
     finally:
         execution.use(previous)
-        torch.set_num_threads(threads)
     shutil.copytree(local / "models", remote / "models", dirs_exist_ok=True)
     return result
 

@@ -62,16 +62,12 @@ def test_an_audit_trains_in_ray_workers_bit_identical_to_local_and_a_rerun_submi
         executor: RayExecutor, sanity_levels: str, tmp_path: Path) -> None:
     aug = v2.RandomHorizontalFlip()
     local_cache, ray_cache = tmp_path / "local", tmp_path / "ray"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(executor.cpus_per_unit)  # CPU weights depend on the thread count: compare at one
+    assert torch.get_num_threads() == executor.cpus_per_unit == 1  # conftest: both runs plan one thread
+    previous = execution.use(execution.LocalExecutor())
     try:
-        previous = execution.use(execution.LocalExecutor())
-        try:
-            local = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=local_cache, **AUDIT)
-        finally:
-            execution.use(previous)
+        local = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=local_cache, **AUDIT)
     finally:
-        torch.set_num_threads(threads)
+        execution.use(previous)
 
     remote = pytest_psa.robustness(aug, data=sanity_levels, cache_dir=ray_cache, **AUDIT)
     # 2 roles x 2 seeds trained together, then their 4 corruption evaluations together

@@ -1,9 +1,9 @@
-"""`TrainingPlan`: resolution, the fingerprint (= the model cache's key, unchanged), execution.
+"""`TrainingPlan`: resolution, the fingerprint (= the model cache's key), execution.
 
 The key-equality evidence comes two ways: hex keys written down from ``ModelCache().key(...)``
-before the plan existed (with the versions and the CPU's bf16 flag pinned, so they do not depend
-on the machine), and a verbatim copy of the old ``ModelCache._key`` computed against the plan on
-the installed versions.
+(with the versions, the CPU's bf16 flag and the thread count pinned, so they do not depend on the
+machine; the format 2 keys, written before the plan, match once format 3's thread count is taken
+out), and a copy of the old ``ModelCache._key`` computed against the plan on the installed versions.
 """
 
 from __future__ import annotations
@@ -30,18 +30,33 @@ from pytest_psa.train.plan import (
     model_identity,
     resolve_autocast,
     resolve_device,
+    training_threads,
 )
 from pytest_psa.train.presets import resolve_preset
 from pytest_psa.train.record import versions
 
-# -- keys written down at key format 2 (augmentation identity by behaviour; format 1 keys were
-# recorded from the code before the plan, commit 8738bae) -----------------------------------------
+# -- keys written down at key format 3 (format 2 + a CPU plan's intra-op thread count; format 2 keys
+# below, format 1 keys were recorded from the code before the plan, commit 8738bae) ------------------
 PINNED_VERSIONS = {"torch": "2.x-pinned", "torchvision": "0.x-pinned", "python": "3.x-pinned",
                    "pytest_psa": "0.0-pinned"}
 RECORDED_WITH = ("2.14.1", "0.29.1")  # torch, torchvision: module reprs enter the structure hash
 # ModelCache(...).key("small_cnn", synthetic("train", n=1000), aug, preset="smoke", seed=seed,
-# optimizer=opt, device="cpu"), aug None or v2.RandomHorizontalFlip(p=0.5)
+# optimizer=opt, device="cpu"), aug None or v2.RandomHorizontalFlip(p=0.5), at one intra-op thread
 PINNED_KEYS = {
+    (None, "sgd", 0): "34ac06b3b61e0199d697d6a3d2ee9ff0dd8e4e487c081a6e706b9b847488fb75",
+    (None, "sgd", 1): "c107270c37363009b6ca9b4465d2af7e19aa8a513d783492fd798b6b0ce53367",
+    (None, "sam", 0): "8bcecc4ab9a602d897faa751888fa90683cab7c29f355402dc879fc66f4747d3",
+    (None, "sam", 1): "9d431b501ee12ab7972858e93fa1257217657efc475293a6abee10148eafb078",
+    ("flip", "sgd", 0): "8a1b2c93110f46555f8a250e078c2878772af4307a843943214a48b35614d966",
+    ("flip", "sgd", 1): "00654c46da533df548b318298c7f05c897a02ab23edeb2532c6c63548d7d60af",
+    ("flip", "sam", 0): "d9925a3479359cc1844dd6ca307ecc864a4f5d2c8bf464574267a4f4187a44fd",
+    ("flip", "sam", 1): "0594fae94714df9b487dbef4a3ce7278098a390f68eb4b1071009c805a031423",
+}
+PINNED_DEFAULT = "3eba6e0a9375325615f9dd121bbf95624e1a9172d5287cb5032c98b882ed96ee"  # ModelCache().key()
+# key("small_cnn", data, None, preset="smoke", seed=0, epochs=2, n_train=300, batch_size=100)
+PINNED_OVERRIDES = "aa75abc98b8c9fac08de836f5cc093042584683dd86f4d5bc9dcbc25d0260f84"
+# the same keys at format 2 (written before format 3): format 3 changed nothing but the added field
+PINNED_KEYS_FORMAT2 = {
     (None, "sgd", 0): "f0adfdbb6f1da4db1442f61096d371a134136cb642aaa092380b34edda3c1e8b",
     (None, "sgd", 1): "bacd3cf22b135b23e48710a569c8073dd77ffaa24e4dcf0a537a3ece1ce3eb79",
     (None, "sam", 0): "3fcdaf7852d05ea677ff38ecca8cb7512a06b2bf4c1bfba64de69d3f8c22cc78",
@@ -51,13 +66,18 @@ PINNED_KEYS = {
     ("flip", "sam", 0): "f72befc821659d498f6e2b7b62fa301cec00c082f98758e72771279554293e19",
     ("flip", "sam", 1): "15e7eb7491c1b338ce45456e405f9e02f93617031c36a83c2bdbf35a174d831a",
 }
-PINNED_DEFAULT = "a4eb350e68b7bd4e818b2c7218be517bcd8c60d886264f531efdeb5981a5b9b2"  # ModelCache().key()
-# key("small_cnn", data, None, preset="smoke", seed=0, epochs=2, n_train=300, batch_size=100)
-PINNED_OVERRIDES = "84fd77991d1b0984343672556cd0356b1219ac4f0a923ee90c64fc8bfad5f9b2"
+PINNED_DEFAULT_FORMAT2 = "a4eb350e68b7bd4e818b2c7218be517bcd8c60d886264f531efdeb5981a5b9b2"
+PINNED_OVERRIDES_FORMAT2 = "84fd77991d1b0984343672556cd0356b1219ac4f0a923ee90c64fc8bfad5f9b2"
 
 
 def _release(v: str) -> str:
     return v.split("+", 1)[0]
+
+
+def _format2_key(plan: TrainingPlan) -> str:
+    """The plan's key as format 2 computed it: no thread count."""
+    material = {k: v for k, v in plan.key_material.items() if k != "cpu_threads"}
+    return hashlib.sha256(json.dumps({**material, "format": 2}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @pytest.fixture
@@ -66,6 +86,7 @@ def pinned(monkeypatch):
         pytest.skip(f"keys recorded with torch/torchvision {RECORDED_WITH}: module reprs may differ")
     monkeypatch.setattr(plan_module, "versions", lambda: dict(PINNED_VERSIONS))
     monkeypatch.setattr(plan_module, "cpu_has_native_bf16", lambda: False)
+    assert torch.get_num_threads() == 1  # tests/train/conftest.py's one_thread: the pinned keys' count
 
 
 @pytest.mark.parametrize(("aug", "optimizer", "seed"), sorted(PINNED_KEYS, key=str))
@@ -77,18 +98,25 @@ def test_fingerprint_equals_the_keys_written_before_the_plan(pinned, tiny_train,
     assert plan.fingerprint == want
     assert ModelCache(tmp_path).key("small_cnn", tiny_train, augmentation, preset="smoke", seed=seed,
                                     optimizer=optimizer, device="cpu") == want
+    assert plan.key_material["cpu_threads"] == 1
+    assert _format2_key(plan) == PINNED_KEYS_FORMAT2[(aug, optimizer, seed)]
 
 
 def test_default_and_override_keys_are_unchanged(pinned, tiny_train, tmp_path):
     assert ModelCache(tmp_path).key() == PINNED_DEFAULT
     assert TrainingPlan.resolve().fingerprint == PINNED_DEFAULT
+    assert _format2_key(TrainingPlan.resolve()) == PINNED_DEFAULT_FORMAT2
     assert ModelCache(tmp_path).key("small_cnn", tiny_train, None, preset="smoke", seed=0, epochs=2, n_train=300,
                                     batch_size=100) == PINNED_OVERRIDES
+    overrides = TrainingPlan.resolve("small_cnn", tiny_train, None, preset="smoke", seed=0, epochs=2, n_train=300,
+                                     batch_size=100)
+    assert _format2_key(overrides) == PINNED_OVERRIDES_FORMAT2
 
 
 def _old_key(model, data, augmentation, preset="smoke", seed=0, device=None, optimizer="sgd", cache_key=None,
              **overrides):
-    """`ModelCache._key` as it was before the plan (commit 8738bae), verbatim but for the names."""
+    """`ModelCache._key` as it was before the plan (commit 8738bae), verbatim but for the names and
+    format 3's thread count."""
     size = max(data.image_size)
     p = resolve_preset(preset, **overrides).for_image_size(size)
     spec = p.model if model is None else model
@@ -107,6 +135,8 @@ def _old_key(model, data, augmentation, preset="smoke", seed=0, device=None, opt
         "device_kind": device_kind(dev),
         "autocast": autocast_name(amp),
     }
+    if dev.type == "cpu":
+        material["cpu_threads"] = training_threads(dev, p, as_augmentation(augmentation))
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest(), material
 
 
@@ -135,7 +165,7 @@ def test_fingerprint_is_the_old_key_computation(tiny_train, tmp_path, case):
     plan = TrainingPlan.resolve(model, tiny_train, augmentation, **case)
     assert plan.key_material == material
     assert plan.fingerprint == want == ModelCache(tmp_path).key(model, tiny_train, augmentation, **case)
-    assert FORMAT == 2
+    assert FORMAT == 3
 
 
 # -- resolution --------------------------------------------------------------------------------

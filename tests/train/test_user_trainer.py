@@ -31,8 +31,11 @@ def _builtin_loop(job):  # the built-in trainer's loop, written as a recipe
     net = job.build_model().train()
     opt = job.optimizer(net)
     sched = job.scheduler(opt)
+    amp = job.autocast_dtype  # bf16 on a CPU that computes it natively (AVX512-BF16, AMX), else None
     for x, y in job.batches(model=net):
-        loss = F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y)
+        with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = net(x.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,7 +123,7 @@ def test_the_recipe_identity_is_in_the_key_and_only_when_set(tiny_train) -> None
     plain = _plan(tiny_train)
     assert "trainer" not in plain.key_material  # every plan cached before this feature keeps its key
     assert set(plain.key_material) == {"format", "model", "data", "augmentation", "preset", "seed", "optimizer",
-                                       "versions", "device_kind", "autocast"}
+                                       "versions", "device_kind", "autocast", "cpu_threads"}
     keys = {name: _plan(tiny_train, trainer=fn).fingerprint
             for name, fn in [("counting", counting_recipe), ("other", other_recipe), ("versioned", versioned_recipe)]}
     assert len({plain.fingerprint, *keys.values()}) == 4
