@@ -5,7 +5,7 @@ Two modes:
     python benchmarks/bench_corruptions.py --sizes 32,64,224 --threads 1 [--images 32:200,64:64,224:16]
     python benchmarks/bench_corruptions.py --full --threads 2 [--n-images 10000] [--ref-images 40]
 
-common options: [--repeats 3] [--data auto|cifar10|synthetic] [--only NAME ...] [--clock wall|cpu]
+common options: [--repeats 3] [--data auto|cifar10|synthetic|photos] [--only NAME ...] [--clock wall|cpu]
                 [--no-reference] [--fidelity] [--json PATH]
 
 Sizes mode (default): for each size, the same images (CIFAR-10 test images, bicubic-upscaled to 64 and
@@ -82,10 +82,35 @@ def load_images(kind: str, n: int) -> tuple[torch.Tensor, str]:
             data = pytest_psa.load_data("cifar10", split="test", root=root)
             return data.float_images()[:n], f"CIFAR-10 test ({min(n, len(data))} images)"
     if kind == "cifar10":
-        raise SystemExit("CIFAR-10 not found: set PSA_DATA_ROOT (or use --data synthetic)")
+        raise SystemExit("CIFAR-10 not found: set PSA_DATA_ROOT (or use --data synthetic or photos)")
+    if kind == "photos":
+        return photo_crops(n), f"photo crops ({n} 32 px downscales of scikit-image's sample photographs)"
     data = pytest_psa.load_data("synthetic", split="train")
     images = data.float_images()[:n]
     return images, f"synthetic shapes ({len(images)} images; real CIFAR-10 not found)"
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
+
+
+def photo_crops(n: int) -> torch.Tensor:
+    """CIFAR-like stand-ins where CIFAR-10 is absent: random square crops (64 px to the short side) of
+    the photographs bundled with scikit-image (a dependency of the reference), BOX-downscaled to 32 px
+    as CIFAR's images were; photographic texture costs JPEG and the blurs more than flat shapes do."""
+    from PIL import Image
+    from skimage import data as sk_data
+
+    photos = [getattr(sk_data, name)() for name in PHOTOS]
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        side = int(rng.integers(64, min(photo.shape[:2]) + 1))
+        top = int(rng.integers(0, photo.shape[0] - side + 1))
+        left = int(rng.integers(0, photo.shape[1] - side + 1))
+        crop = Image.fromarray(photo[top : top + side, left : left + side, :3])
+        crops.append(np.asarray(crop.resize((32, 32), Image.BOX)))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
 def upscale(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -344,7 +369,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    parser.add_argument("--data", choices=["auto", "cifar10", "synthetic"], default="auto")
+    parser.add_argument("--data", choices=["auto", "cifar10", "synthetic", "photos"], default="auto",
+                        help="auto: CIFAR-10 under $PSA_DATA_ROOT, else synthetic shapes; photos: crops "
+                        "of scikit-image's sample photographs at 32 px (CIFAR-like, needs scikit-image)")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--fidelity", action="store_true")

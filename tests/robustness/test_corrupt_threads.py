@@ -133,6 +133,38 @@ def test_jpeg_per_image_path_gives_pil_pixels():
             assert torch.equal(ours[i], ref), (dtype, i)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_jpeg_word_rounding_is_rint_on_any_float(dtype):
+    """The per-image path rounds ``x * 255`` on machine words (x * 255 + M, low byte) and packs RGB into
+    uint32 words: the pixels of np.rint + clip + uint8 -> PIL, on floats between levels, on the exact
+    ties k + 0.5 (to even) and on 0, 1 and -0.0, for both dtypes and the corrupt() entry."""
+    from pytest_psa.measure.robustness.corruptions.digital import _jpeg_pil_float
+
+    rng = np.random.default_rng(7)
+    values = rng.random((2, 3, 96, 112))
+    levels = rng.integers(0, 255, values.shape)
+    values[0, :, :32] = (levels[0, :, :32] + 0.5) / 255  # ties, where the dtype keeps them exact
+    values[0, :, 32:40] = 0.0
+    values[0, :, 40:48] = 1.0
+    values[1, :, :8] = -0.0
+    x = torch.from_numpy(values).to(dtype)
+    scaled = x.numpy() * x.numpy().dtype.type(255.0)
+    assert int((scaled == np.floor(scaled) + 0.5).sum()) > 1000  # the ties are really there
+    expected = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    assert np.any(expected != np.floor(scaled + 0.5))  # half-up rounding would differ
+    for quality in (90, 15):
+        ours = _jpeg_pil_float(x, quality)
+        assert ours.dtype == dtype
+        for i, image in enumerate(expected):
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buffer, "JPEG", quality=quality)
+            ref = torch.from_numpy(np.array(Image.open(buffer))).permute(2, 0, 1).to(dtype) / 255.0
+            assert torch.equal(ours[i], ref), (dtype, quality, i)
+    square = x[:, :, :96, :96].contiguous()
+    via_corrupt = corrupt(square, "jpeg_compression", 2, resolution=224)
+    assert torch.equal(via_corrupt, _jpeg_pil_float(square, 18))  # whole batch, no block copies
+
+
 def _strided_plasma(rng, mapsize: int, decay: float, stream: int) -> torch.Tensor:
     """The reference's recursion on strided views of the full map (the previous implementation)."""
     n = rng.n

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pytest_psa.measure.robustness.corruptions.blur import apply_separable
+from pytest_psa.measure.robustness.corruptions.chunking import map_chunks, whole_batch
 from pytest_psa.measure.robustness.corruptions.registry import Corruption
 from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
 
@@ -302,12 +303,18 @@ def _jpeg_pil(levels: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def _jpeg_pil_float(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """:func:`_jpeg_pil` for float CPU images, image by image from and to the caller's dtype.
+    """:func:`_jpeg_pil` for float CPU images in [0, 1], image by image from and to the caller's dtype.
 
-    Rounding to 8 bits and back runs on one image at a time in reused buffers, in numpy (its float to
-    uint8 cast is ~6x faster than torch's), with the channel planes handed to PIL separately (merge and
-    split are cheaper than transposing to HWC): on whole batches those conversions cost as much as
-    libjpeg itself at 224 px. Same values as ``round(x * 255)`` -> PIL -> ``.to(dtype) / 255``.
+    Same values as ``round(x * 255)`` -> PIL -> ``.to(dtype) / 255`` (``round`` half to even, as
+    np.rint), at about the cost of the reference's own uint8 plumbing. What it avoids, per 224 px image
+    (measured one thread, side by side): rint, clip and cast as separate passes plus ``Image.merge``
+    (the rounding and the RGB interleave are done on machine words: ``x * 255 + M`` holds the rounded
+    level in its low byte, three shifted adds pack R, G, B into one uint32 per pixel, which PIL maps
+    as an RGBX image without copying), a fresh 200 kB image per decode (the page faults of a new
+    allocation cost a third of the decode), and ``split`` + ``np.asarray`` (three planar ``tobytes``).
+    The encoder reads the same RGB bytes, so libjpeg sees the same input and the bytes are PIL's.
+
+    ``x`` must lie in [0, 1] (``corrupt`` checks it): ``x * 255`` then needs no clip.
     """
     import io
 
@@ -318,19 +325,39 @@ def _jpeg_pil_float(x: torch.Tensor, quality: int) -> torch.Tensor:
     source = x.contiguous().numpy()
     out = torch.empty((n, c, h, w), dtype=x.dtype)
     target = out.numpy()
+    # M = 1.5 * 2**(mantissa bits): the float's unit in the last place is 1 on [M, M + 2**22), so
+    # v + M rounds v in [0, 255] to an integer, ties to even (np.rint's rule), into the word's low byte
+    single = source.dtype == np.float32
+    magic = np.float32(1.5 * 2**23) if single else np.float64(1.5 * 2**52)
+    word: type[np.unsignedinteger[Any]] = np.uint32 if single else np.uint64
     scaled = np.empty((c, h, w), dtype=source.dtype)
-    planes = np.empty((c, h, w), dtype=np.uint8)
+    levels = scaled.view(word)  # M + level as an unsigned integer: the level is in the low byte
+    shifted = np.empty((h, w), dtype=word)
+    packed_word = np.empty((h, w), dtype=word)
+    # (M + r) + ((M + g) << 8) + ((M + b) << 16) - (M + (M << 8) + (M << 16)), modulo the word size
+    offset = word(int(magic.view(word)) * (1 + (1 << 8) + (1 << 16)) % (1 << (8 * magic.itemsize)))
+    packed = packed_word if word is np.uint32 else np.empty((h, w), dtype=np.uint32)
+    # shares packed's memory: rewriting packed rewrites the image (byte order R, G, B, 0 per pixel)
+    image = Image.frombuffer("RGBX", (w, h), packed, "raw", "RGBX", 0, 1)
+    decoded = Image.new("RGB", (w, h))  # decoded into in place: a fresh image per decode costs page faults
     divisor = source.dtype.type(255.0)
     for i in range(n):
         np.multiply(source[i], 255.0, out=scaled)
-        np.clip(np.rint(scaled, out=scaled), 0, 255, out=scaled)
-        np.copyto(planes, scaled, casting="unsafe")  # whole numbers in [0, 255]: exact
+        np.add(scaled, magic, out=scaled)
+        np.left_shift(levels[1], 8, out=shifted)
+        np.add(levels[0], shifted, out=packed_word)
+        np.left_shift(levels[2], 16, out=shifted)
+        np.add(packed_word, shifted, out=packed_word)
+        np.subtract(packed_word, offset, out=packed_word)
+        if packed is not packed_word:
+            np.copyto(packed, packed_word, casting="unsafe")  # < 2**24: exact
         buffer = io.BytesIO()
-        Image.merge("RGB", [Image.fromarray(plane) for plane in planes]).save(buffer, "JPEG", quality=quality)
-        decoded = Image.frombytes("RGB", (w, h), buffer.getbuffer(), "jpeg", "RGB", "")
-        for channel, plane in enumerate(decoded.split()):
+        image.save(buffer, "JPEG", quality=quality)  # an RGBX image is saved as its RGB bytes
+        decoded.frombytes(buffer.getbuffer(), "jpeg", "RGB", "")
+        for channel, band in enumerate("RGB"):
+            plane = np.frombuffer(decoded.tobytes("raw", band), dtype=np.uint8).reshape(h, w)
             # uint8 / a scalar of the output's dtype computes in that dtype: torch's .to(dtype) / 255
-            np.divide(np.asarray(plane), divisor, out=target[i, channel])
+            np.divide(plane, divisor, out=target[i, channel])
     return out
 
 
@@ -340,6 +367,7 @@ def _jpeg_pil_float(x: torch.Tensor, quality: int) -> torch.Tensor:
 PIL_JPEG_MIN_PIXELS = 96 * 96
 
 
+@whole_batch
 def jpeg_compression(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
     """Encode at JPEG ``quality`` and decode as libjpeg does with PIL's settings (4:2:0, baseline
     tables, islow DCT, fancy upsampling): the same pixels as the reference's ``PIL.Image.save``.
@@ -349,22 +377,35 @@ def jpeg_compression(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) 
     (while its deprecated codecs exist). On CUDA, and on CPU when neither applies, the batched torch
     re-implementation in ``jpeg.py`` runs. Sizes that are not multiples of 16 always go through a
     library (libjpeg's edge padding). params = (quality,).
+
+    Takes the whole batch (``whole_batch``): the per-image PIL path writes straight into the result
+    (``corrupt`` would otherwise copy each block's result once more); the batched paths run on the
+    blocks ``corrupt`` would have cut. Every path is per image, so neither changes a bit.
     """
-    from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip, supports
+    from pytest_psa.measure.robustness.corruptions import _CPU_BLOCK, _CUDA_BLOCK
 
     (quality,) = params
     h, w = x.shape[-2:]
     if x.device.type == "cpu" and h * w >= PIL_JPEG_MIN_PIXELS and x.shape[1] == 3:
         return _jpeg_pil_float(x.detach(), int(quality))
-    levels = torch.round(x.detach() * 255.0).clamp_(0, 255)
+    block = _CPU_BLOCK if x.device.type == "cpu" else _CUDA_BLOCK
+    return map_chunks(lambda piece: _jpeg_batched(piece, int(quality)), x.detach(), pixels=block // x.shape[1])
+
+
+def _jpeg_batched(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """:func:`jpeg_compression` through torchvision's codec, PIL per image or ``jpeg.py`` (see there)."""
+    from pytest_psa.measure.robustness.corruptions.jpeg import jpeg_round_trip, supports
+
+    h, w = x.shape[-2:]
+    levels = torch.round(x * 255.0).clamp_(0, 255)
     decoded = None
     if x.device.type == "cpu" or not supports(h, w):
         cpu_levels = levels.to("cpu", torch.uint8).contiguous()
-        decoded = _jpeg_torchvision(cpu_levels, int(quality))
+        decoded = _jpeg_torchvision(cpu_levels, quality)
         if decoded is None and not supports(h, w):
-            decoded = _jpeg_pil(cpu_levels, int(quality))
+            decoded = _jpeg_pil(cpu_levels, quality)
     if decoded is None:
-        decoded = jpeg_round_trip(levels.to(torch.float64), int(quality))
+        decoded = jpeg_round_trip(levels.to(torch.float64), quality)
     return decoded.to(device=x.device, dtype=x.dtype) / 255.0
 
 
