@@ -332,6 +332,208 @@ def full_mode(args, reference, why_not: str) -> dict:
     return summary
 
 
+# -- --limits: what the reference's own library calls leave attainable at 224 px ---------------------------
+
+#: The reference's severity parameters at 224 px for the library calls below (imagecorruptions 1.1.x).
+_JPEG_Q = (25, 18, 15, 10, 7)
+_PIXELATE_C = (0.6, 0.5, 0.4, 0.3, 0.25)
+_DEFOCUS_C = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
+_GLASS_SIGMA = (0.7, 0.9, 1, 1.1, 1.5)
+_ZOOM_C = ((1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03))
+_ELASTIC_ALPHA = (250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12)
+_SNOW_ZOOM = (3, 2, 4, 4.5, 2.5)
+_BRIGHTNESS_C = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+#: "must call": our kernel makes the same library call (bit-exact output needs it), so its time is a hard
+#: floor of ours. "reproduced": our kernel recomputes that call's arithmetic in torch (same formula, own
+#: code, float output), so the call's time estimates the work but bounds nothing.
+LIBRARY_STAGES = {
+    "jpeg_compression": ("must call", "PIL save(JPEG, q) + libjpeg decode (Image.frombytes, reused image)"),
+    "pixelate": ("reproduced", "PIL resize BOX down + NEAREST up"),
+    "zoom_blur": ("reproduced", "scipy.ndimage.zoom(order=1) per zoom factor (clipped_zoom)"),
+    "defocus_blur": ("reproduced", "cv2.filter2D with the disk, three channels"),
+    "glass_blur": ("reproduced", "skimage gaussian twice (the numba shuffle excluded)"),
+    "elastic_transform": ("reproduced", "skimage gaussian on dx, dy + scipy map_coordinates(order=1)"),
+    "snow": ("reproduced", "scipy zoom of the snow layer (clipped_zoom) + cv2 RGB2GRAY"),
+    "brightness": ("reproduced", "skimage rgb2hsv + hsv2rgb (ours: closed form, no HSV)"),
+}
+
+
+def _stage_runner(name: str, images_u8: np.ndarray):
+    """A callable timing nothing but the reference's library calls for ``name``, all five severities,
+    on every image (inputs prepared outside: PIL images, float copies, disks, random fields)."""
+    import cv2
+    from PIL import Image
+    from scipy.ndimage import map_coordinates
+    from skimage import color
+    from skimage.filters import gaussian
+
+    from imagecorruptions.corruptions import clipped_zoom, disk
+
+    h, w = images_u8.shape[1:3]
+    if name == "jpeg_compression":
+        import io
+
+        pils = [Image.fromarray(im) for im in images_u8]
+        decoded = Image.new("RGB", (w, h))
+
+        def run() -> None:
+            for q in _JPEG_Q:
+                for pil in pils:
+                    buffer = io.BytesIO()
+                    pil.save(buffer, "JPEG", quality=q)
+                    decoded.frombytes(buffer.getbuffer(), "jpeg", "RGB", "")
+        return run
+    if name == "pixelate":
+        pils = [Image.fromarray(im) for im in images_u8]
+
+        def run() -> None:
+            for c in _PIXELATE_C:
+                for pil in pils:
+                    pil.resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.NEAREST)
+        return run
+    floats = [im / 255.0 for im in images_u8]
+    if name == "zoom_blur":
+        floats32 = [f.astype(np.float32) for f in floats]
+
+        def run() -> None:
+            for start, stop, step in _ZOOM_C:
+                for x in floats32:
+                    for factor in np.arange(start, stop, step):
+                        clipped_zoom(x, factor)
+        return run
+    if name == "defocus_blur":
+        disks = [disk(radius=r, alias_blur=a) for r, a in _DEFOCUS_C]
+
+        def run() -> None:
+            for kernel in disks:
+                for x in floats:
+                    for d in range(3):
+                        cv2.filter2D(x[:, :, d], -1, kernel)
+        return run
+    if name == "glass_blur":
+        def run() -> None:
+            for sigma in _GLASS_SIGMA:
+                for x in floats:
+                    gaussian(gaussian(x, sigma=sigma, channel_axis=-1), sigma=sigma, channel_axis=-1)
+        return run
+    if name == "elastic_transform":
+        rng = np.random.default_rng(0)
+        sigma = np.array((h, w)) * 0.01
+        fields = [rng.uniform(-h * 0.005, h * 0.005, size=(2, h, w)) for _ in floats]
+        yy, xx, zz = np.meshgrid(np.arange(h), np.arange(w), np.arange(3), indexing="ij")
+        grids = [(np.reshape(yy + 0.3, (-1, 1)), np.reshape(xx - 0.2, (-1, 1)), np.reshape(zz, (-1, 1)))]
+        floats32 = [f.astype(np.float32) for f in floats]
+
+        def run() -> None:
+            for alpha in _ELASTIC_ALPHA:
+                for x, (fx, fy) in zip(floats32, fields):
+                    (gaussian(fx, sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+                    (gaussian(fy, sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+                    map_coordinates(x, grids[0], order=1, mode="reflect")
+        return run
+    if name == "snow":
+        rng = np.random.default_rng(0)
+        layers = [rng.normal(size=(h, w, 1)) for _ in floats]
+        floats32 = [f.astype(np.float32) for f in floats]
+
+        def run() -> None:
+            for factor in _SNOW_ZOOM:
+                for x, layer in zip(floats32, layers):
+                    clipped_zoom(layer, factor)
+                    cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+        return run
+    if name == "brightness":
+        def run() -> None:
+            for _ in _BRIGHTNESS_C:
+                for x in floats:
+                    color.hsv2rgb(color.rgb2hsv(x))
+        return run
+    raise KeyError(name)
+
+
+def limits_mode(args, reference, why_not: str) -> dict:
+    """224 px: per corruption, ours and the reference side by side (the ratios now), ours at severity 0
+    (``corrupt``'s validation and one copy of the batch: the least any kernel costs through it) and the
+    reference's library calls (``LIBRARY_STAGES``); the attainable ratio is reference / (that floor)."""
+    if reference is None:
+        raise SystemExit(f"--limits needs the reference: {why_not}")
+    size = 224
+    counts = dict(DEFAULT_IMAGES)
+    counts.update({int(k): int(v) for k, v in (i.split(":") for i in filter(None, (args.images or "").split(",")))})
+    n = counts[size]
+    base, description = load_images(args.data, n)
+    images = upscale(base, size).contiguous()
+    images_u8 = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    names = [name for name in BENCHMARK if args.only is None or name in args.only]
+    print(f"limits at {size} px: {description}; torch threads {torch.get_num_threads()}; reference "
+          f"{reference_name(reference)}, one thread; clock {args.clock}; fastest of {args.repeats}")
+    print(f"before: {load_avg()}")
+    print("ms per image (5 severities); now: reference / ours in this run; sev0: ours at severity 0 (validation and "
+          "one copy); lib: the reference's library call; cap: reference / (sev0 + lib if 'must call' else sev0)")
+    header = (f"{'corruption':18s} {'ref ms':>8s} {'ours ms':>8s} {'now':>6s} {'sev0 ms':>8s} {'lib ms':>8s} "
+              f"{'kind':>10s} {'cap':>7s}  library call; ours / it")
+    rows = []
+    severity0: list[float] = []  # the same work for every corruption: the fastest of all runs counts
+    for name in names:
+        ours, per_image, error = side_by_side(reference, images, images, name, args.repeats)
+        if per_image is None:
+            print(f"{name:18s} reference fails: {error}")
+            continue
+        severity0 += [_timed(lambda: corrupt(images, name, 0)) / len(images) for _ in range(max(1, args.repeats))]
+        row = {"corruption": name, "reference_ms": 1000 * sum(per_image) / 5,
+               "ours_ms": 1000 * sum(ours) / (5 * len(images))}
+        row["ratio_now"] = row["reference_ms"] / row["ours_ms"]
+        kind, what = LIBRARY_STAGES.get(name, ("", ""))
+        if kind:
+            run = _stage_runner(name, images_u8)
+            run()  # warm-up (imports, caches)
+            stage_s = min(_timed(run) for _ in range(max(1, args.repeats))) / (5 * len(images))
+            row.update(library_ms=1000 * stage_s, library_kind=kind, library_call=what)
+        rows.append(row)
+        print(f"  {name}: reference {row['reference_ms']:.3f} ms, ours {row['ours_ms']:.3f} ms", flush=True)
+    floor_ms = 1000 * min(severity0)
+    print(header + "\n" + "-" * len(header))
+    for row in rows:
+        kind, what = row.get("library_kind", ""), row.get("library_call", "")
+        row["severity0_ms"] = floor_ms
+        row["cap"] = row["reference_ms"] / (floor_ms + (row["library_ms"] if kind == "must call" else 0.0))
+        if kind:
+            row["ours_over_library"] = row["ours_ms"] / row["library_ms"]
+        lib = f"{row['library_ms']:8.3f}" if kind else f"{'-':>8s}"
+        extra = f"{what}; ours / it {row['ours_over_library']:.2f}" if kind else what
+        print(f"{row['corruption']:18s} {row['reference_ms']:8.3f} {row['ours_ms']:8.3f} {row['ratio_now']:6.2f} "
+              f"{floor_ms:8.3f} {lib} {kind or '-':>10s} {row['cap']:7.1f}  {extra}")
+    now = geometric_mean([r["ratio_now"] for r in rows])
+    hard = [r for r in rows if r.get("library_kind") == "must call"]
+    with_caps = geometric_mean([r["cap"] if r in hard else r["ratio_now"] for r in rows])
+    all_caps = geometric_mean([r["cap"] for r in rows])
+    print(f"\ngeometric mean now {now:.2f}x over {len(rows)}")
+    others = [r["ratio_now"] for r in rows if r not in hard]
+    need = (5.0 ** len(rows) / math.prod(r["cap"] for r in hard)) ** (1 / len(others)) if others else float("nan")
+    for r in hard:
+        print(f"{r['corruption']}: at most {r['cap']:.2f}x (reference / (the library calls it must make + "
+              f"severity-0 cost)); now {r['ratio_now']:.2f}x")
+    print(f"hard-capped kernels at their caps, the others as now: {with_caps:.2f}x; 5x then needs the other "
+          f"{len(others)} at a geometric mean of {need:.2f}x (now {geometric_mean(others):.2f}x)")
+    print(f"every kernel at its floor (severity-0 cost, plus the calls it must make): {all_caps:.1f}x (a bound "
+          "no kernel reaches: real kernels do arithmetic)")
+    slower = [f"{r['corruption']} {r['ours_over_library']:.1f}x" for r in rows
+              if r.get("library_kind") == "reproduced" and r["ours_over_library"] > 1]
+    print("reproduced kernels slower than the reference's library call for the same arithmetic (ours / it): "
+          + (", ".join(slower) or "none") + " (not a cap: an estimate of headroom)")
+    print(f"after: {load_avg()}")
+    return {"mode": "limits", "size": size, "data": description, "threads": torch.get_num_threads(),
+            "clock": args.clock, "rows": rows, "geomean_now": now, "geomean_hard_caps_others_now": with_caps,
+            "geomean_all_floors": all_caps, "geomean_needed_from_the_others": need}
+
+
+def _timed(fn) -> float:
+    start = CLOCK()
+    fn()
+    return CLOCK() - start
+
+
 def fidelity_224(reference) -> list[dict]:
     """Max level differences against imagecorruptions at 224 px (ImageNet table on both sides)."""
     from PIL import Image
@@ -364,6 +566,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64,224", help="sizes mode: comma-separated image sizes")
     parser.add_argument("--images", default=None, help="images per size, e.g. 32:200,64:64,224:16")
     parser.add_argument("--full", action="store_true", help="all 75 variants on --n-images at 32 px")
+    parser.add_argument("--limits", action="store_true", help="224 px: the ratio each kernel could reach given "
+                        "the reference's library calls it must make or reproduces, and the geometric mean that caps")
     parser.add_argument("--n-images", type=int, default=10_000)
     parser.add_argument("--ref-images", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
@@ -383,7 +587,10 @@ def main() -> None:
     reference, why_not = (None, "skipped (--no-reference)") if args.no_reference else load_reference()
     if reference is not None:
         REFERENCE_NAME, why_not = why_not, ""
-    summary = full_mode(args, reference, why_not) if args.full else sizes_mode(args, reference, why_not)
+    if args.limits:
+        summary = limits_mode(args, reference, why_not)
+    else:
+        summary = full_mode(args, reference, why_not) if args.full else sizes_mode(args, reference, why_not)
     if args.fidelity and reference is not None:
         summary["fidelity_224"] = fidelity_224(reference)
         print("\nfidelity vs the reference at 224 px (levels of 1/255; its output is np.uint8-truncated):")
