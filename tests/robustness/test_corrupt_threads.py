@@ -116,6 +116,25 @@ def test_pixelate_paths_agree_with_pil(size, fraction):
     assert np.abs(floats - ref).max() <= 1.0 + 1e-4  # PIL rounds after each pass, floats do not
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_box_mean_is_avg_pool2d_bit_for_bit(dtype):
+    """pixelate's whole-factor downscale: strided slice adds in avg_pool2d's order give its bits, signed
+    zeros included (windows of -0.0 only, of -0.0 and +0.0), for square and oblong windows, on a
+    non-contiguous input too."""
+    from pytest_psa.measure.robustness.corruptions.digital import _box_mean
+
+    x = torch.rand(2, 3, 48, 60, dtype=dtype)
+    x[0, 0, :8, :8] = -0.0
+    x[0, 1, :4, :6] = 0.0
+    x[0, 1, 0, :6] = -0.0
+    x[1, 2, :12] = (torch.arange(60, dtype=dtype) / 255).expand(12, 60)  # 8-bit levels
+    for kh, kw in ((2, 2), (3, 3), (4, 4), (2, 3), (4, 2), (6, 6)):
+        for images in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):
+            ours, ref = _box_mean(images, kh, kw), torch.nn.functional.avg_pool2d(images, (kh, kw))
+            assert torch.equal(ours, ref), (kh, kw)
+            assert torch.equal(torch.signbit(ours), torch.signbit(ref)), (kh, kw)
+
+
 def test_jpeg_per_image_path_gives_pil_pixels():
     from pytest_psa.measure.robustness.corruptions.digital import PIL_JPEG_MIN_PIXELS, _jpeg_pil_float
 
