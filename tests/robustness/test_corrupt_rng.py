@@ -47,6 +47,28 @@ def test_golden_values_pin_the_stream_layout():
     assert got == [[202821687, 47802993, 829081579], [964092626, 127513696, 455687653]]
 
 
+@pytest.mark.parametrize("open_low", [False, True])
+def test_24_bit_uniforms_are_the_word_bits_times_two_to_the_minus_24(open_low):
+    """Word k of a row gives element k (bits 40..63) and element half + k (bits 8..31) as
+    (bits + open_low) * 2**-24, exactly, whatever ops make them (checked from the raw words)."""
+    rng = CounterRNG(4, torch.tensor([3, 11, 12]), "fog", 2)
+    count = 2 * 37
+    half = count // 2
+    rows = torch.arange(3).repeat_interleave(half)
+    words = rng._words_at(rows, torch.arange(half).repeat(3), stream=6).reshape(3, half)
+    offset = int(open_low)
+    first = ((words >> 40) & 0xFFFFFF).add(offset).double() * 2.0**-24
+    second = ((words >> 8) & 0xFFFFFF).add(offset).double() * 2.0**-24
+    if open_low:
+        got_first, got_second = rng._uniform24_halves(half, 6, open_low=True)
+    else:
+        got = rng.uniform((count,), stream=6)
+        got_first, got_second = got[:, :half], got[:, half:]
+    assert got_first.dtype == torch.float32
+    assert torch.equal(got_first.double(), first) and torch.equal(got_second.double(), second)
+    assert bool((first > 0).all()) if open_low else bool((first < 1).all())
+
+
 @pytest.mark.parametrize("method", ["uniform", "normal", "randint", "uniform64", "poisson"])
 def test_a_sample_gets_the_same_numbers_alone_in_a_batch_reversed_or_mixed(method):
     shape = (3, 5, 7)  # odd element count exercises the paired (two per word) layout

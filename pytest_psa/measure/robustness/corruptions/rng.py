@@ -44,6 +44,15 @@ def _mix_inplace(z: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
     return z.bitwise_xor_(tmp)
 
 
+def _to_unit(bits: torch.Tensor, offset: float, out: torch.Tensor) -> None:
+    """``out[...] = (bits + offset) * 2**-24`` for int64 ``bits`` in [0, 2**24) and offset 0 or 1, as
+    one multiply written straight into ``out`` (a float32 view). Every value is an exact float32
+    (k * 2**-24 with k <= 2**24), so this equals the cast, add and multiply it replaces, bit for bit."""
+    if offset:
+        bits.add_(int(offset))
+    torch.mul(bits, 2.0**-24, out=out)
+
+
 def mix64(z: torch.Tensor) -> torch.Tensor:
     """SplitMix64 finalizer of an int64 tensor (a bijection on 64-bit words), out of place."""
     z = z.clone()
@@ -142,9 +151,9 @@ class CounterRNG:
 
         def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
             hi = torch.bitwise_right_shift(z, 40).bitwise_and_(0xFFFFFF)
-            first[rows, c0:c1] = hi.to(torch.float32).add_(offset).mul_(2.0**-24)
+            _to_unit(hi, offset, first[rows, c0:c1])
             lo = torch.bitwise_right_shift(z, 8, out=hi).bitwise_and_(0xFFFFFF)
-            second[rows, c0:c1] = lo.to(torch.float32).add_(offset).mul_(2.0**-24)
+            _to_unit(lo, offset, second[rows, c0:c1])
 
         self._fill(half, stream, write)
         return first, second
@@ -157,9 +166,9 @@ class CounterRNG:
 
         def write(z: torch.Tensor, rows: slice, c0: int, c1: int) -> None:
             hi = torch.bitwise_right_shift(z, 40).bitwise_and_(0xFFFFFF)
-            out[rows, c0:c1] = hi.to(torch.float32).add_(offset).mul_(2.0**-24)
+            _to_unit(hi, offset, out[rows, c0:c1])
             lo = torch.bitwise_right_shift(z, 8, out=hi).bitwise_and_(0xFFFFFF)
-            out[rows, half + c0 : half + c1] = lo.to(torch.float32).add_(offset).mul_(2.0**-24)
+            _to_unit(lo, offset, out[rows, half + c0 : half + c1])
 
         self._fill(half, stream, write)
         return out[:, :count]
