@@ -184,6 +184,29 @@ def test_jpeg_word_rounding_is_rint_on_any_float(dtype):
     assert torch.equal(via_corrupt, _jpeg_pil_float(square, 18))  # whole batch, no block copies
 
 
+@pytest.mark.parametrize("size", [32, 224])
+def test_fog_in_place_is_the_out_of_place_formula_bit_for_bit(size):
+    """fog scales its own plasma map and the sum in place: the bits of
+    ``((x + plasma * c) * (peak / (peak + c))).clamp(0, 1)`` computed out of place, and the plasma's
+    in-place min-max normalization is ``(g - min) / max`` on the raw lattice."""
+    from pytest_psa.measure.robustness.corruptions import get_corruption
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+    from pytest_psa.measure.robustness.corruptions.weather import fog
+    from pytest_psa.measure.robustness.corruptions.weather_maps import next_power_of_two, plasma_fractal
+
+    x = torch.rand(3, 3, size, size)
+    strength, decay = get_corruption("fog").params(4, size)
+    dtype = torch.float32 if size >= 128 else torch.float64
+    rng = CounterRNG(2, torch.arange(3), "fog", 4)
+    plasma = plasma_fractal(rng, next_power_of_two(size), float(decay), stream=0, dtype=dtype)
+    plasma = plasma[:, :size, :size].to(x.dtype).unsqueeze(1)
+    peak = x.amax(dim=(1, 2, 3), keepdim=True)
+    expected = ((x + plasma * float(strength)) * (peak / (peak + float(strength)))).clamp(0.0, 1.0)
+    assert torch.equal(fog(x, (strength, decay), rng), expected)
+    raw = plasma_fractal(rng, 8, 2.0, stream=0)
+    assert float(raw.amin()) == 0.0 and float(raw.amax()) == 1.0
+
+
 def _strided_plasma(rng, mapsize: int, decay: float, stream: int) -> torch.Tensor:
     """The reference's recursion on strided views of the full map (the previous implementation)."""
     n = rng.n

@@ -75,10 +75,9 @@ def plasma_fractal(
         corners = finer.reshape(n, 2 * m, 2 * m)
         wibble /= wibbledecay
         level += 1
-    grid = corners
-    low = grid.amin(dim=(1, 2), keepdim=True)
-    grid = grid - low
-    return grid / grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    grid = corners  # a fresh tensor of this call: normalized in place (no two more map-sized buffers)
+    grid.sub_(grid.amin(dim=(1, 2), keepdim=True))
+    return grid.div_(grid.amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(dtype).tiny))
 
 
 def _plus_rolled(a: torch.Tensor, b: torch.Tensor, shift: int, dim: int) -> torch.Tensor:
