@@ -207,6 +207,26 @@ def test_fog_in_place_is_the_out_of_place_formula_bit_for_bit(size):
     assert float(raw.amin()) == 0.0 and float(raw.amax()) == 1.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_impulse_noise_is_the_nested_where_bit_for_bit(dtype):
+    """impulse_noise's two masked fills select what ``where(u < a, where(u < a/2, 1, 0), x)`` does,
+    -0.0 kept where nothing flips."""
+    from pytest_psa.measure.robustness.corruptions.noise import impulse_noise
+    from pytest_psa.measure.robustness.corruptions.rng import CounterRNG
+
+    x = torch.rand(3, 3, 40, 40, dtype=dtype)
+    x[0, :, :6] = -0.0
+    for amount in (0.03, 0.27, 0.9):
+        rng = CounterRNG(1, torch.arange(3), "impulse_noise", 5)
+        u = rng.uniform((3, 40, 40), stream=0)
+        salt = torch.where(u < 0.5 * amount, 1.0, 0.0).to(dtype)
+        expected = torch.where(u < amount, salt, x)
+        got = impulse_noise(x, (amount,), rng)
+        assert got.dtype == dtype and torch.equal(got, expected)
+        assert torch.equal(torch.signbit(got), torch.signbit(expected))
+        assert 0 < int((got == 1).sum()) and 0 < int(((got == 0) & (x != 0)).sum())
+
+
 def _strided_plasma(rng, mapsize: int, decay: float, stream: int) -> torch.Tensor:
     """The reference's recursion on strided views of the full map (the previous implementation)."""
     n = rng.n

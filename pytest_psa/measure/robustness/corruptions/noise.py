@@ -61,8 +61,9 @@ def impulse_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> 
     """
     (amount,) = params
     u = rng.uniform(tuple(x.shape[1:]), stream=0)
-    salt_or_pepper = torch.where(u < 0.5 * amount, 1.0, 0.0).to(x.dtype)
-    return torch.where(u < amount, salt_or_pepper, x)
+    # flipped elements to 0, then the salt among them to 1: the same selection as two nested wheres,
+    # with one image-sized buffer instead of three
+    return x.masked_fill(u < amount, 0.0).masked_fill_(u < 0.5 * amount, 1.0)
 
 
 def speckle_noise(x: torch.Tensor, params: tuple[Any, ...], rng: CounterRNG) -> torch.Tensor:
