@@ -40,9 +40,10 @@ def reproduce(*, data: str | None = None, data_root: Any = None, preset: str | N
     say = (lambda text: None) if quiet else None
     raw = Runner(d, data_root=data_root, cache_dir=cache_dir, say=say).run()
     records = raw.pop("_records", None)
+    env = {**environment(), "training_autocast": sorted(_autocasts(records or []))}
     report: dict[str, Any] = {
         "schema": "psa-reproduce/1", "design": d.to_dict(), "raw": raw, "analysis": analyse(raw, d),
-        "environment": environment(), "command": command or _python_call(d, tiny),
+        "environment": env, "command": command or _python_call(d, tiny),
         "conventions": {"density_gammas": {"tool": f"F(γ={TOOL_GAMMA:g}) on l2 (RMS on [0, 1])",
                                            "paper": f"F(γ={PAPER_GAMMA:g}) on l2_255 (L2 on 0-255 pixels)"},
                         "intervals": f"two-sided {100 * (1 - d.alpha):.0f}%"},
@@ -68,9 +69,11 @@ def environment() -> dict[str, Any]:
             versions[dist] = version(dist)
         except Exception:  # noqa: BLE001 - a missing distribution is reported as such
             versions[dist] = "not installed"
+    from pytest_psa.train.plan import cpu_has_native_bf16
+
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"versions": versions, "source": _source_commit(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch_threads": _torch_threads(),
+            "cpu": _cpu_model(), "cpu_native_bf16": cpu_has_native_bf16(), "torch_threads": _torch_threads(),
             "load_average": list(load) if load else None,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -91,6 +94,29 @@ def _source_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + (" (with uncommitted changes to pytest_psa/)" if dirty.strip() else "")
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo; else platform.processor()): training speed and, through
+    native bf16, the training precision depend on it."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _autocasts(node: Any) -> set[str]:
+    """Every training record's autocast dtype name in the audits' records ("bf16", "off", ...)."""
+    if isinstance(node, dict):
+        found = {node["autocast"]} if isinstance(node.get("autocast"), str) and "wall_s" in node else set()
+        return found.union(*(_autocasts(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_autocasts(v) for v in node))
+    return set()
 
 
 def _torch_threads() -> int | None:

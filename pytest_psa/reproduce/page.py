@@ -41,6 +41,7 @@ def page(report: Mapping[str, Any], d: Design) -> str:
         + (f"; source: git commit {env['source']}" if env.get("source") else ""),
         *([f"- torch intra-op threads: {env['torch_threads']} (CPU weights depend on the count: rerun with the "
            "same to get the same values)"] if env.get("torch_threads") else []),
+        *_precision(env),
         f"- total wall time {timings['total_s'] / 60:.1f} min; trainings run (not cache hits): {timings['trained']}; "
         "a rerun of the command with the same cache reads every model and evaluation back "
         "(same seeds, same values on CPU)",
@@ -66,6 +67,18 @@ def page(report: Mapping[str, Any], d: Design) -> str:
               f"{P.SOURCE}: " + "; ".join(f"Table {k}: {v['where']} ({v['reading']})" for k, v in P.TABLES.items()),
               ""]
     return "\n".join(lines)
+
+
+def _precision(env: Mapping[str, Any]) -> list[str]:
+    """The CPU and the training precision: the preset's autocast "auto" trains in bf16 on a CPU with native
+    bf16 and in fp32 elsewhere, so the same command gives other values on another CPU."""
+    if not env.get("cpu") and "cpu_native_bf16" not in env:
+        return []  # a report written before these fields
+    native = env.get("cpu_native_bf16")
+    amp = ", ".join(env.get("training_autocast") or []) or "not recorded"
+    return [f"- CPU: {env.get('cpu') or 'unknown'}; native bf16: {'yes' if native else 'no'}; training autocast: "
+            f"{amp} (autocast \"auto\" is bf16 on a CPU with native bf16 and fp32 on one without: the "
+            "values differ between the two)"]
 
 
 def _left_out(d: Design) -> list[str]:

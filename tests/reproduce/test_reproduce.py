@@ -67,6 +67,13 @@ def test_two_arms_end_to_end_rows_page_claims_and_a_warm_rerun(small: dict[str, 
     assert saved["analysis"]["claims"] == json.loads(json.dumps(r["analysis"]["claims"]))
     page = (small["out"] / "results.md").read_text()
     assert "pytest_psa.reproduce(tiny=True" in page and "| claim | source | gain [interval] | verdict |" in page
+    # the precision the models trained in is on the page: it depends on the CPU (bf16 autocast where native)
+    from pytest_psa.train.plan import cpu_has_native_bf16
+
+    env = r["environment"]
+    assert env["cpu_native_bf16"] == cpu_has_native_bf16()
+    assert env["training_autocast"] == (["bf16"] if cpu_has_native_bf16() else ["off"])
+    assert f"training autocast: {env['training_autocast'][0]} (" in page
     claims = r["analysis"]["claims"]
     assert [c["id"] for c in claims] == [c.id for c in paper_claims("linf,1/255")]
     ran = [c for c in claims if c["verdict"] != NOT_RUN]
