@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         reference(args.data, *args.child_ref)
         return {}
     if args.data == "cifar10" and not os.environ.get("PSA_DATA_ROOT"):
-        raise SystemExit("--data cifar10 needs PSA_DATA_ROOT (a folder holding CIFAR-10, e.g. /work/shared/datasets)")
+        raise SystemExit("--data cifar10 needs PSA_DATA_ROOT (a folder holding CIFAR-10, e.g. ../shared/datasets)")
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
