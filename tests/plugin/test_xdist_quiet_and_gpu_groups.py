@@ -14,7 +14,8 @@ from pytest_psa._devices import gpu_summary_line
 
 pytest.importorskip("xdist")
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+# other plugins' own output is not ours: pytest-benchmark (on the GPU image) warns that xdist disables it
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 
 @pytest.mark.slow

@@ -135,6 +135,36 @@ def test_random_outputs_fail():
         run_attack(model, x, y, steps=2)
 
 
+def test_forward_precision_names_the_arithmetic_the_model_computes_in():
+    from pytest_psa.measure.robustness.attacks.checks import forward_precision
+
+    x = torch.rand(4, 3, 8, 8)
+    assert forward_precision(_net(), x) == ("float32", torch.finfo(torch.float32).eps)
+    assert forward_precision(_net().to(torch.bfloat16), x) == ("bfloat16", torch.finfo(torch.bfloat16).eps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert forward_precision(_net(), x) == ("autocast bfloat16", torch.finfo(torch.bfloat16).eps)
+
+
+def test_rounding_sized_differences_pass_at_tf32_and_noise_still_fails():
+    """On CUDA, TF32 convolutions of another batch size differ by ~3e-4 of the largest logit (an H200
+    gave 0.0048 at |logit| 15.7, over the float32 tolerance): a false alarm that failed every GPU attack
+    on a float32 conv net. The check now scales with the forward's precision; noise of a randomized
+    model (Noisy's 0.05) is still far outside it."""
+    from pytest_psa.measure.robustness.attacks.checks import check_deterministic
+
+    g = torch.Generator().manual_seed(0)
+    a = 15.7 * (2 * torch.rand(64, 10, generator=g) - 1)
+    rounding = a * (1 + 3e-4 * (2 * torch.rand(64, 10, generator=g) - 1))
+    tf32 = ("tf32 (CUDA float32 with TF32 allowed)", 2.0 ** -10)
+    outcomes: list = []
+    check_deterministic(a, rounding, outcomes, precision=tf32)
+    assert outcomes[-1].passed and "tf32" in outcomes[-1].detail
+    with pytest.raises(AttackSelfCheckError, match="for float32 arithmetic"):
+        check_deterministic(a, rounding, [])  # the same difference is not float32 rounding
+    with pytest.raises(AttackSelfCheckError, match="randomized or batch-dependent"):
+        check_deterministic(a, a + 0.05 * 15.7 * torch.randn(64, 10, generator=g), [], precision=tf32)
+
+
 def test_batch_dependent_outputs_fail():
     model = BatchCentred(_net())
     x, y = _labelled(model)

@@ -158,7 +158,8 @@ def _clean_logits(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, *, first: bo
         checks.check_not_probabilities(out, outcomes)
         again = oracle.raw(x[:PROBE])
         assert isinstance(again, torch.Tensor)
-        checks.check_deterministic(out[:PROBE], again, outcomes)
+        checks.check_deterministic(out[:PROBE], again, outcomes,
+                                    precision=checks.forward_precision(oracle.model, x))
     return out
 
 
