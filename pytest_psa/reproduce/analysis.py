@@ -166,7 +166,9 @@ def claim_table(raw: Mapping[str, Any], design: Design, correlations: Sequence[M
                 continue
             g = None if pair is None else gain(pair, c.quantity)
         if g is None:
-            row.update(estimate=None, low=None, high=None, verdict=NOT_RUN)
+            why = ("needs a multi-domain set (--domains)" if c.quantity == DOMAIN_QUANTITY and not design.domains
+                   else "an arm of the claim was left out (--arms)")
+            row.update(estimate=None, low=None, high=None, verdict=NOT_RUN, reason=why)
         else:
             row.update(g, verdict=verdict(c.better, g["low"], g["high"]))
             if row["verdict"] == INCONCLUSIVE:

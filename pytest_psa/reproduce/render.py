@@ -258,7 +258,7 @@ def claims_table(claims: Sequence[Mapping[str, Any]]) -> Table:
                  ("gain of the subject over its baseline, > 0 = as claimed better (flatness: improvement in %; "
                   "robustness: error removed in pp; rho as is) [two-sided interval]",
                   "agrees: the interval excludes 0 on the claimed side; disagrees: on the other side; "
-                  "inconclusive: it holds 0; not run: an arm of the claim was not in --arms"),
+                  "inconclusive: it holds 0; not run: an arm of the claim was not in --arms, or it needs --domains"),
                  ("claim", "source", "gain [interval]", "verdict"), tuple(rows))
 
 
@@ -324,6 +324,16 @@ def markdown_table(t: Table) -> list[str]:
 
 
 # -- the plain-words summary -------------------------------------------------------------------------
+def _not_run_reasons(claims: Sequence[Mapping[str, Any]]) -> str:
+    """Why claims were not run, counted: '3 needs a multi-domain set (--domains)'."""
+    reasons: dict[str, int] = {}
+    for c in claims:
+        if c["verdict"] == NOT_RUN:
+            why = c.get("reason") or "an arm of the claim was left out (--arms)"
+            reasons[why] = reasons.get(why, 0) + 1
+    return "; ".join(f"{n}: {why}" for why, n in reasons.items())
+
+
 def summary(report: Mapping[str, Any], design: Design) -> list[str]:
     """What the tool found, in words, from the claim table (and what scale would decide the open rows)."""
     claims = report["analysis"]["claims"]
@@ -331,7 +341,7 @@ def summary(report: Mapping[str, Any], design: Design) -> list[str]:
               for v in (AGREES, DISAGREES, INCONCLUSIVE, NOT_RUN, REFUSED)}
     lines = [f"Of {len(claims)} directional claims, the tool's measurements agree with {counts[AGREES]}, disagree with "
              f"{counts[DISAGREES]} and decide neither way on {counts[INCONCLUSIVE]}"
-             + (f"; {counts[NOT_RUN]} were not run (arms left out)" if counts[NOT_RUN] else "")
+             + (f"; {counts[NOT_RUN]} were not run ({_not_run_reasons(claims)})" if counts[NOT_RUN] else "")
              + (f"; {counts[REFUSED]} got no verdict because a model learned nothing (sanity gate)"
                 if counts[REFUSED] else "") + "."]
     refused = {p: v["refused"].splitlines()[0] for p, v in report["raw"]["pairs"].items() if "refused" in v}

@@ -78,6 +78,11 @@ def test_two_arms_end_to_end_rows_page_claims_and_a_warm_rerun(small: dict[str, 
     assert [c["id"] for c in claims] == [c.id for c in paper_claims("linf,1/255")]
     ran = [c for c in claims if c["verdict"] != NOT_RUN]
     assert {"randaugment>erm:mce", "randaugment>erm:pgd", "randaugment>erm:lpf(bisla)"} <= {c["id"] for c in ran}
+    # a claim not run says why: an arm left out, or (its domain rows) no multi-domain set audited
+    reasons = {c["id"]: c["reason"] for c in claims if c["verdict"] == NOT_RUN}
+    assert reasons["augmix>erm:mce"] == "an arm of the claim was left out (--arms)"
+    assert reasons["augmix>erm:domain"] == "needs a multi-domain set (--domains)"
+    assert "needs a multi-domain set (--domains)" in text and "an arm of the claim was left out" in text
     for c in ran:
         low, high = c["low"], c["high"]
         if low is None or high is None:
@@ -251,4 +256,4 @@ def test_the_domain_shift_row(runs: dict[str, Any]) -> None:
     assert "82.1" in text and "PACS 79.8" in text  # the paper's PACS numbers (AugMix, ERM), marked as the paper's
     # the CIFAR-10 design runs no domain audit: its claim rows say "not run"
     cold = next(c for c in runs["cold"]["analysis"]["claims"] if c["id"] == "augmix>erm:domain")
-    assert cold["verdict"] == NOT_RUN
+    assert cold["verdict"] == NOT_RUN and cold["reason"] == "needs a multi-domain set (--domains)"
