@@ -37,6 +37,7 @@ def flatness(
 ) -> FlatnessComparison:
     """Train (or load from the cache) ERM and `augmentation` models for each seed and compare flatness.
 
+    `augmentation` is a transform, a name `psa list` shows ("augmix") or a ``module:attr`` path.
     `seeds` is a count (seeds 0..k-1: `seed_list` with ``first=0``) or explicit seeds; `baseline`
     is "erm" (no augmentation) or another augmentation; `preset` is "smoke" (default), "fast",
     "paper" or a Preset; keyword `train_overrides` replace preset fields (``epochs=2, n_train=2000``).

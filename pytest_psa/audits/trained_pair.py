@@ -37,7 +37,8 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from pytest_psa._timings import stage
-from pytest_psa.augment.adapters import Augmentation, as_augmentation
+from pytest_psa.augment.adapters import Augmentation
+from pytest_psa.augment.known import resolve_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
 from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
@@ -97,7 +98,8 @@ class PairSpec:
     def resolve(cls, augmentation: Any, baseline: Any = "erm", *, seeds: Sequence[int], data: Any = None,
                 data_root: Any = None, cache_dir: Any = None, preset: Any = None,
                 overrides: Mapping[str, Any] | None = None) -> PairSpec:
-        """Wrap the augmentations (`baseline` "erm" or None is ERM), load both splits of `data` once and
+        """Wrap the augmentations (a transform, a name `psa list` shows such as "augmix", or a module:attr
+        path, built for the data's image size; `baseline` "erm" or None is ERM), load both splits of `data` once and
         resolve `preset` (default "smoke") with the training `overrides` once. Either side may be a
         `TrainingArm` (`pytest_psa.train.arm(aug, optimizer=..., **preset_fields)`): that side then
         trains with its own optimizer and preset fields on top of the shared recipe."""
@@ -106,10 +108,12 @@ class PairSpec:
             raise PsaUsageError("a trained pair needs at least one seed", fix="pass seeds=seed_list(1, first=0)")
         augmentation, subject_arm = split_arm(augmentation)
         baseline, baseline_arm = split_arm(baseline)
-        subject = as_augmentation(augmentation)
-        base = None if baseline in ("erm", None) else as_augmentation(baseline)
         train_data = load_data(data, split="train", root=data_root, cache_dir=cache_dir)
         test_data = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
+        # a name ("augmix") or module:attr path is built for the data's image size, as density() and psa audit do
+        size = max(train_data.image_size)
+        subject = resolve_augmentation(augmentation, image_size=size)
+        base = None if baseline in ("erm", None) else resolve_augmentation(baseline, image_size=size)
         recipe = resolve_preset(preset or "smoke", **dict(overrides or {}))
         return cls(subject, base, train_data, test_data, recipe, seeds, cache_dir, subject_arm, baseline_arm)
 
