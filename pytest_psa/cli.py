@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
                    help="training preset (smoke; converged: train until the clean training loss reaches 0.3)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")
+    g.add_argument("--model", default=None, help="model of every training, by name (small_cnn, resnet9, wrn40_2, resnet18; "
+                                                 "default: the preset's)")
+    g.add_argument("--trainer", default=None, metavar="MODULE:FN",
+                   help="your training recipe fn(job) -> nn.Module for every model, both sides of each comparison "
+                        "(docs/training.md); default: the built-in trainer")
     g.add_argument("--executor", default=None, choices=("local", "ray"),
                    help="where trainings run: local (default; $PSA_EXECUTOR) or ray (docs/scaling.md)")
     g.add_argument("--ray-address", default=None, help="Ray cluster: none starts a local one, auto, ray://host:10001")
@@ -306,7 +311,8 @@ class _Audit:
         extra = {"n_measure": a.n_measure} if a.n_measure else {}
         result = flatness(aug, seeds=[a.seed + i for i in range(a.seeds)], metrics=list(a.metrics or DEFAULT_METRICS),
                           preset=a.preset, data=a.data, data_root=a.data_root, cache_dir=a.cache_dir,
-                          device=a.device, progress=True, sanity=a.sanity, **extra, **self.overrides)
+                          device=a.device, progress=True, sanity=a.sanity, model=a.model, trainer=a.trainer_fn,
+                          **extra, **self.overrides)
         self.record(key, "flatness", result.to_dict(), [])
         self.say(f"flatness {key}: {a.seeds} seeds x (ERM, augmented) in {time.perf_counter() - t0:.1f} s")
 
@@ -330,8 +336,8 @@ class _Audit:
         if a.attack_images:
             kw["n_attack_images"] = a.attack_images
         result = robustness(aug, data=a.data, preset=a.preset, seed=a.seed, seeds=a.seeds, device=a.device,
-                            cache_dir=a.cache_dir, data_root=a.data_root, progress=True, sanity=a.sanity, **kw,
-                            **self.overrides)
+                            cache_dir=a.cache_dir, data_root=a.data_root, progress=True, sanity=a.sanity,
+                            model=a.model, trainer=a.trainer_fn, **kw, **self.overrides)
         self.record(key, "robustness", result.to_dict(), [])
         self.say(f"robustness {key}: done in {time.perf_counter() - t0:.1f} s")
 
@@ -347,7 +353,7 @@ class _Audit:
                                        seeds=[a.seed + i for i in range(a.seeds)],
                                        preset=a.preset, size=a.domain_size, n_per_domain=a.per_domain,
                                        data_root=a.data_root, cache_dir=a.cache_dir, device=a.device, progress=True,
-                                       sanity=a.sanity, **self.overrides)
+                                       sanity=a.sanity, model=a.model, trainer=a.trainer_fn, **self.overrides)
         self.record(key, "domain", result.to_dict(), [])
         self.say(f"domain {key}: {len(result.domains)} held-out domains x {a.seeds} seeds x (ERM, augmented) in "
                  f"{time.perf_counter() - t0:.1f} s")
@@ -406,6 +412,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         _density_scale(args)
     if os.getcwd() not in sys.path and "" not in sys.path:  # module:attr of the project it runs in, as python -m
         sys.path.insert(0, os.getcwd())
+    args.trainer_fn = _load_trainer(args.trainer) if args.trainer else None  # before any work, as the names
     _timings.reset()
     with _timings.stage("data", detail=f"{args.data} (image size probe)"):
         probe = load_data(args.data, split="test", root=args.data_root, cache_dir=args.cache_dir, n=1)
@@ -430,9 +437,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_INCOMPLETE if audit.skipped else EXIT_OK
 
 
+def _load_trainer(spec: str) -> Any:
+    """The recipe function ``--trainer MODULE:FN`` names (docs/training.md), imported from the working
+    directory's project as ``python -m`` would."""
+    import importlib
+
+    from pytest_psa.errors import PsaUsageError
+
+    fix = "give MODULE:FN, a function fn(job) -> nn.Module, e.g. --trainer myproject.recipes:augmix_jsd"
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise PsaUsageError(f"--trainer {spec!r} is not MODULE:FN", fix=fix)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PsaUsageError(f"--trainer: cannot import {module_name!r}: {exc}", fix=fix) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PsaUsageError(f"--trainer: {module_name!r} has no attribute {attr!r}", fix=fix)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise PsaUsageError(f"--trainer {spec} is a {type(obj).__name__}, not a function", fix=fix)
+    return obj
+
+
 def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
     """The names and paths `psa audit` was given, checked before any data is loaded or model trained:
-    augmentations, --data and --data-root, --distance, --metrics, --corruptions and --attacks."""
+    augmentations, --model, --data and --data-root, --distance, --metrics, --corruptions and --attacks."""
     import difflib
 
     from pytest_psa._paths import default_data_root
@@ -450,6 +481,11 @@ def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
         if ":" not in spec and spec.strip().lower() not in KNOWN_AUGMENTATIONS:
             raise unknown("augmentation", spec, list(KNOWN_AUGMENTATIONS),
                           f"use one of {', '.join(KNOWN_AUGMENTATIONS)} (`psa list`) or an import path module:attr")
+    if args.model is not None:
+        from pytest_psa.train.models import MODELS
+
+        if args.model not in MODELS:
+            raise unknown("model", args.model, sorted(MODELS), f"--model takes {', '.join(sorted(MODELS))}")
     if args.data_root is not None and not os.path.isdir(os.path.expanduser(args.data_root)):
         raise PsaUsageError(f"--data-root {args.data_root} is not a folder",
                             fix="pass the folder that holds your data sets (cifar-10-batches-py/, cifar10*.tar.gz, "

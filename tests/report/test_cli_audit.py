@@ -106,6 +106,63 @@ def test_an_augmentation_of_the_project_it_runs_in(tmp_path: Path, monkeypatch: 
     sys.modules.pop("g1_cli_augs", None)
 
 
+RECIPE = """
+import torch
+import torch.nn.functional as F
+
+CALLS = []
+
+
+def recipe(job):
+    CALLS.append((job.augmentation.name, job.seed))
+    net = job.build_model().train()
+    opt = job.optimizer(net)
+    for x, y in job.batches(model=net):
+        with torch.autocast(x.device.type, dtype=job.autocast_dtype or torch.float32,
+                            enabled=job.autocast_dtype is not None):
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        job.log_loss(loss)
+    return net
+
+
+NOT_A_FUNCTION = 3
+"""
+
+
+def test_trainer_and_model_flags_train_every_model_with_the_users_recipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`psa audit --trainer MODULE:FN --model NAME`: both sides of the comparison train with the recipe
+    (the project's module, imported as python -m would) and the named model; bad values fail before work."""
+    (tmp_path / "g1_cli_recipes.py").write_text(RECIPE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "g1_cli_recipes", raising=False)
+    argv = ["audit", "cropflip", "--no-density", "--no-robustness", "--metrics", "lpf", "--seeds", "1",
+            "--epochs", "1", "--n-train", "256", "--n-measure", "20", "--sanity", "warn", "--model", "small_cnn",
+            "--trainer", "g1_cli_recipes:recipe", "--cache-dir", str(tmp_path / "cache"), "-q",
+            "--json", str(tmp_path / "run.json")]
+    with pytest.warns(PsaWarning, match="sanity gate"):  # one epoch on 256 images: plumbing, no verdict
+        assert main(argv) == EXIT_OK
+    calls = sys.modules["g1_cli_recipes"].CALLS
+    assert sorted(calls) == [("cropflip", 0), ("none", 0)]  # ERM and the augmented model, both by the recipe
+    training = load_run(tmp_path / "run.json")["results"][0]["summary"]["training"]
+    for side in ("erm", "augmented"):
+        (t,) = training[side]
+        assert t["model"] == "small_cnn" and t["recipe"]["name"] == "g1_cli_recipes.recipe", t
+        assert not t["recipe"]["declined"]
+    for bad, problem in ((["--trainer", "g1_cli_recipes"], "is not MODULE:FN"),
+                         (["--trainer", "no_such_module_x:fn"], "cannot import 'no_such_module_x'"),
+                         (["--trainer", "g1_cli_recipes:nope"], "has no attribute 'nope'"),
+                         (["--trainer", "g1_cli_recipes:NOT_A_FUNCTION"], "is a int, not a function"),
+                         (["--model", "wrn40"], "unknown model 'wrn40' (did you mean 'wrn40_2'?)")):
+        assert main(["audit", "cropflip", "--no-density", *bad]) == EXIT_USAGE
+        assert problem in capsys.readouterr().err, bad
+    sys.modules.pop("g1_cli_recipes", None)
+
+
 def test_a_missing_check_is_reported_and_fails_the_exit_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # what an installation without the robustness module looks like to `import`
