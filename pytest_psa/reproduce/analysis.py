@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -178,6 +178,9 @@ def claim_table(raw: Mapping[str, Any], design: Design, correlations: Sequence[M
     return rows
 
 
+MAX_SCALE_UP: Final = 100  # would_decide names no image count beyond 100x the run's (it printed 4e36 once)
+
+
 def would_decide(claim: Mapping[str, Any], pair: Mapping[str, Any], design: Design) -> str:
     """The scale at which an inconclusive claim's interval would exclude 0, if its estimate and spread held."""
     from scipy import special
@@ -199,9 +202,15 @@ def would_decide(claim: Mapping[str, Any], pair: Mapping[str, Any], design: Desi
     if claim.get("unit") == "rho":
         return f"more augmentation arms or seeds per arm (now {k} seeds); the bootstrap interval narrows slowly"
     if claim["quantity"] == DOMAIN_QUANTITY:
+        if factor > MAX_SCALE_UP:
+            return (f"more than {MAX_SCALE_UP}x the images per held-out domain: the effect ({100 * est:+.2g} "
+                    "points) is tiny against its interval")
         return (f"≈ {max(1.0, factor):.1f}x the images per held-out domain (or more seeds; now {k}), "
                 "if the spread held")
     n = design.n_images if claim["quantity"] == "mce" else design.n_attack_images
+    if factor > MAX_SCALE_UP:  # e.g. every model at ~100 % PGD error: no practical size decides it
+        return (f"more than {MAX_SCALE_UP}x the test images per model (now {n}): the effect "
+                f"({100 * est:+.2g} pp) is tiny against its interval")
     return (f"≈ {max(n + 1, math.ceil(factor * n))} test images per model (now {n}), if the seed spread does "
             "not dominate")
 

@@ -195,6 +195,22 @@ def test_a_warm_rerun_trains_nothing_and_gives_the_same_numbers(runs: dict[str, 
     assert runs["warm"]["analysis"]["per_arm"] == runs["cold"]["analysis"]["per_arm"]
 
 
+def test_the_scale_that_would_decide_is_named_only_within_reach() -> None:
+    """An inconclusive claim names the size that would decide it if the estimate held; an effect of ~0
+    against a wide interval (every model near 100 % PGD error) once printed ≈ 4e36 test images."""
+    from pytest_psa.reproduce.analysis import MAX_SCALE_UP, would_decide
+
+    d = design(tiny=True)
+    claim = {"quantity": "mce", "estimate": 0.01, "low": -0.01, "high": 0.03, "unit": "error fraction"}
+    n = d.n_images
+    assert would_decide(claim, {}, d) == (f"≈ {4 * n} test images per model (now {n}), if the seed spread does "
+                                          "not dominate")  # half-width 0.02 over 0.01: 4x the images
+    tiny = {**claim, "quantity": "pgd", "estimate": 1e-20, "low": -0.004, "high": 0.004}
+    text = would_decide(tiny, {}, d)
+    assert text.startswith(f"more than {MAX_SCALE_UP}x the test images per model (now {d.n_attack_images})"), text
+    assert "e+" not in text and "tiny against its interval" in text
+
+
 def test_verdict_rule() -> None:
     assert verdict(True, 0.01, 0.2) == AGREES and verdict(False, 0.01, 0.2) == DISAGREES
     assert verdict(True, -0.2, -0.01) == DISAGREES and verdict(False, -0.2, -0.01) == AGREES
