@@ -203,14 +203,14 @@ def would_decide(claim: Mapping[str, Any], pair: Mapping[str, Any], design: Desi
         return f"more augmentation arms or seeds per arm (now {k} seeds); the bootstrap interval narrows slowly"
     if claim["quantity"] == DOMAIN_QUANTITY:
         if factor > MAX_SCALE_UP:
-            return (f"more than {MAX_SCALE_UP}x the images per held-out domain: the effect ({100 * est:+.2g} "
+            return (f"more than {MAX_SCALE_UP}x the images per held-out domain: the effect ({100 * est:+.2f} "
                     "points) is tiny against its interval")
         return (f"≈ {max(1.0, factor):.1f}x the images per held-out domain (or more seeds; now {k}), "
                 "if the spread held")
     n = design.n_images if claim["quantity"] == "mce" else design.n_attack_images
     if factor > MAX_SCALE_UP:  # e.g. every model at ~100 % PGD error: no practical size decides it
         return (f"more than {MAX_SCALE_UP}x the test images per model (now {n}): the effect "
-                f"({100 * est:+.2g} pp) is tiny against its interval")
+                f"({100 * est:+.2f} pp) is tiny against its interval")
     return (f"≈ {max(n + 1, math.ceil(factor * n))} test images per model (now {n}), if the seed spread does "
             "not dominate")
 
