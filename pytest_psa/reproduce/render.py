@@ -252,24 +252,40 @@ def claims_table(claims: Sequence[Mapping[str, Any]]) -> Table:
     rows = []
     for c in claims:
         fmt, scale = (".3f", 1.0) if c.get("unit") == "rho" else (("+.1f", 100.0))
-        rows.append((c["text"], c["source"], _iv(c.get("estimate"), c.get("low"), c.get("high"), fmt, scale),
-                     c["verdict"]))
+        edge = c.get("unit") == "rho" and on_edge({"rho": c.get("estimate"), "low": c.get("low"),
+                                                  "high": c.get("high")})
+        rows.append((c["text"], c["source"], _iv(c.get("estimate"), c.get("low"), c.get("high"), fmt, scale)
+                     + (" †" if edge else ""), c["verdict"]))
     return Table("Claim table: the paper's directional claims, measured",
                  ("gain of the subject over its baseline, > 0 = as claimed better (flatness: improvement in %; "
                   "robustness: error removed in pp; rho as is) [two-sided interval]",
                   "agrees: the interval excludes 0 on the claimed side; disagrees: on the other side; "
-                  "inconclusive: it holds 0; not run: an arm of the claim was not in --arms, or it needs --domains"),
+                  "inconclusive: it holds 0; not run: an arm of the claim was not in --arms, or it needs --domains",
+                  "†: rho on or outside its bootstrap interval (see the correlation tables)"),
                  ("claim", "source", "gain [interval]", "verdict"), tuple(rows))
 
 
+def on_edge(row: Mapping[str, Any]) -> bool:
+    """Whether a correlation's rho lies on or outside its own percentile interval."""
+    rho, low, high = row.get("rho"), row.get("low"), row.get("high")
+    return rho is not None and low is not None and high is not None and not low < rho < high
+
+
 def correlation_table(rows: Sequence[Mapping[str, Any]], family: str) -> Table:
-    out = [(r["predictor"], r["outcome"], str(r["n_arms"]), _iv(r["rho"], r["low"], r["high"], "+.3f")) for r in rows
-           if r["family"] == family]
+    mine = [r for r in rows if r["family"] == family]
+    out = [(r["predictor"], r["outcome"], str(r["n_arms"]),
+            _iv(r["rho"], r["low"], r["high"], "+.3f") + (" †" if on_edge(r) else "")) for r in mine]
     what = "robustness gain over ERM" if family == "robustness" else "flatness improvement over ERM"
-    return Table(f"Correlation: each predictor vs {what} (Spearman rho across augmentations)",
-                 ("rho of the seed means across the augmentation arms (SGD, vs ERM); interval: percentile bootstrap, "
-                  "each arm's seeds resampled with replacement",
-                  "flatness predictors are per-seed log(ERM/aug) (> 0 flatter); gains are pp of error removed"),
+    edge = sum(on_edge(r) for r in mine)
+    notes = ("rho of the seed means across the augmentation arms (SGD, vs ERM); interval: percentile bootstrap, "
+             "each arm's seeds resampled with replacement",
+             "flatness predictors are per-seed log(ERM/aug) (> 0 flatter); gains are pp of error removed")
+    if edge:  # computed, not assumed: the reader should not take such an interval as a margin around rho
+        notes += (f"†: {edge} of {len(mine)} rows have rho on or outside its interval. Rho is a step function of "
+                  "the arms' ranks: where near-tied outcomes can only reorder one way under resampling (or tied "
+                  "predictors hide a reordering), the resampled rho lie on one side of the estimate, and the "
+                  "interval describes the resamples, not a margin around rho",)
+    return Table(f"Correlation: each predictor vs {what} (Spearman rho across augmentations)", notes,
                  ("predictor", "outcome", "arms", "rho [interval]"), tuple(out))
 
 
@@ -364,5 +380,5 @@ def summary(report: Mapping[str, Any], design: Design) -> list[str]:
     return lines
 
 
-__all__ = ["Table", "claims_table", "correlation_table", "markdown_table", "summary", "table1", "table2", "table3", "table3_domains",
-           "table7", "table8", "tables", "terminal", "timings_table"]
+__all__ = ["Table", "claims_table", "correlation_table", "markdown_table", "on_edge", "summary", "table1", "table2",
+           "table3", "table3_domains", "table7", "table8", "tables", "terminal", "timings_table"]

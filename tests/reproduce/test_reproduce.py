@@ -211,6 +211,27 @@ def test_the_scale_that_would_decide_is_named_only_within_reach() -> None:
     assert "e+" not in text and "tiny against its interval" in text
 
 
+def test_a_rho_on_or_outside_its_interval_is_marked_and_explained() -> None:
+    """The CIFAR-10 page had rho +0.350 [+0.350, +0.582] and -0.818 [-0.735, +0.248]: a step function
+    of ranks under resampling. Such rows carry a dagger and the table says what it means."""
+    from pytest_psa.reproduce.render import claims_table, correlation_table, on_edge
+
+    def row(rho: float, low: float, high: float) -> dict:
+        return {"predictor": "p", "outcome": "o", "n_arms": 10, "rho": rho, "low": low, "high": high,
+                "family": "robustness"}
+
+    rows = [row(0.35, 0.35, 0.582), row(-0.818, -0.735, 0.248), row(0.7, 0.5, 0.8)]
+    assert [on_edge(r) for r in rows] == [True, True, False]
+    t = correlation_table(rows, "robustness")
+    assert [cells[-1].endswith(" †") for cells in t.rows] == [True, True, False]
+    assert any(n.startswith("†: 2 of 3 rows have rho on or outside its interval") for n in t.notes)
+    plain = correlation_table([rows[2]], "robustness")
+    assert not any("†" in n for n in plain.notes)  # no note when no row needs it
+    claim = {"text": "c", "source": "s", "estimate": 0.35, "low": 0.35, "high": 0.582, "unit": "rho",
+             "verdict": "agrees"}
+    assert claims_table([claim]).rows[0][2].endswith(" †")
+
+
 def test_verdict_rule() -> None:
     assert verdict(True, 0.01, 0.2) == AGREES and verdict(False, 0.01, 0.2) == DISAGREES
     assert verdict(True, -0.2, -0.01) == DISAGREES and verdict(False, -0.2, -0.01) == AGREES
