@@ -277,9 +277,10 @@ def correlation_table(rows: Sequence[Mapping[str, Any]], family: str) -> Table:
             _iv(r["rho"], r["low"], r["high"], "+.3f") + (" †" if on_edge(r) else "")) for r in mine]
     what = "robustness gain over ERM" if family == "robustness" else "flatness improvement over ERM"
     edge = sum(on_edge(r) for r in mine)
-    notes = ("rho of the seed means across the augmentation arms (SGD, vs ERM); interval: percentile bootstrap, "
-             "each arm's seeds resampled with replacement",
-             "flatness predictors are per-seed log(ERM/aug) (> 0 flatter); gains are pp of error removed")
+    notes: tuple[str, ...] = (
+        "rho of the seed means across the augmentation arms (SGD, vs ERM); interval: percentile bootstrap, "
+        "each arm's seeds resampled with replacement",
+        "flatness predictors are per-seed log(ERM/aug) (> 0 flatter); gains are pp of error removed")
     if edge:  # computed, not assumed: the reader should not take such an interval as a margin around rho
         notes += (f"†: {edge} of {len(mine)} rows have rho on or outside its interval. Rho is a step function of "
                   "the arms' ranks: where near-tied outcomes can only reorder one way under resampling (or tied "
