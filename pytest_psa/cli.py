@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
                    help="training preset (smoke; converged: train until the clean training loss reaches 0.3)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")
-    g.add_argument("--model", default=None, help="model of every training, by name (small_cnn, resnet9, wrn40_2, resnet18; "
-                                                 "default: the preset's)")
+    g.add_argument("--model", default=None,
+                   help="model of every training, by name (small_cnn, resnet9, wrn40_2, resnet18; default: the preset's)")
     g.add_argument("--trainer", default=None, metavar="MODULE:FN",
                    help="your training recipe fn(job) -> nn.Module for every model, both sides of each comparison "
                         "(docs/training.md); default: the built-in trainer")

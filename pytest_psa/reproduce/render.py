@@ -342,7 +342,7 @@ def markdown_table(t: Table) -> list[str]:
 
 # -- the plain-words summary -------------------------------------------------------------------------
 def _not_run_reasons(claims: Sequence[Mapping[str, Any]]) -> str:
-    """Why claims were not run, counted: '3 needs a multi-domain set (--domains)'."""
+    """Why claims were not run, counted: '3: needs a multi-domain set (--domains)'."""
     reasons: dict[str, int] = {}
     for c in claims:
         if c["verdict"] == NOT_RUN:
