@@ -440,22 +440,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def _load_trainer(spec: str) -> Any:
     """The recipe function ``--trainer MODULE:FN`` names (docs/training.md), imported from the working
     directory's project as ``python -m`` would."""
-    import importlib
-
+    from pytest_psa._imports import import_object
     from pytest_psa.errors import PsaUsageError
 
     fix = "give MODULE:FN, a function fn(job) -> nn.Module, e.g. --trainer myproject.recipes:augmix_jsd"
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise PsaUsageError(f"--trainer {spec!r} is not MODULE:FN", fix=fix)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PsaUsageError(f"--trainer: cannot import {module_name!r}: {exc}", fix=fix) from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise PsaUsageError(f"--trainer: {module_name!r} has no attribute {attr!r}", fix=fix)
-        obj = getattr(obj, part)
+    obj = import_object(spec, what="--trainer", fix=fix, form="MODULE:FN")
     if not callable(obj):
         raise PsaUsageError(f"--trainer {spec} is a {type(obj).__name__}, not a function", fix=fix)
     return obj
@@ -469,7 +458,7 @@ def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
     from pytest_psa._paths import default_data_root
     from pytest_psa._settings import distance_problem, known_distances
     from pytest_psa._specs import CORRUPTION_NAMES, CORRUPTION_SETS, FLATNESS_METRICS, resolve_attacks
-    from pytest_psa.augment.known import KNOWN_AUGMENTATIONS
+    from pytest_psa.augment.known import check_augmentation_name
     from pytest_psa.errors import PsaUsageError
 
     def unknown(what: str, value: str, valid: Sequence[str], fix: str) -> PsaUsageError:
@@ -478,9 +467,7 @@ def _check_audit_args(args: argparse.Namespace, checks: list[str]) -> None:
         return PsaUsageError(f"unknown {what} {value!r}{hint}", fix=fix)
 
     for spec in args.augmentations:
-        if ":" not in spec and spec.strip().lower() not in KNOWN_AUGMENTATIONS:
-            raise unknown("augmentation", spec, list(KNOWN_AUGMENTATIONS),
-                          f"use one of {', '.join(KNOWN_AUGMENTATIONS)} (`psa list`) or an import path module:attr")
+        check_augmentation_name(spec)
     if args.model is not None:
         from pytest_psa.train.models import MODELS
 

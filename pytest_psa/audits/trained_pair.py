@@ -38,7 +38,7 @@ import numpy as np
 
 from pytest_psa._timings import stage
 from pytest_psa.augment.adapters import Augmentation
-from pytest_psa.augment.known import resolve_augmentation
+from pytest_psa.augment.known import check_augmentation_name, resolve_augmentation
 from pytest_psa.data.image_data import ImageData
 from pytest_psa.data.sources import load_data
 from pytest_psa.errors import PsaSanityError, PsaUsageError, PsaWarning
@@ -108,6 +108,9 @@ class PairSpec:
             raise PsaUsageError("a trained pair needs at least one seed", fix="pass seeds=seed_list(1, first=0)")
         augmentation, subject_arm = split_arm(augmentation)
         baseline, baseline_arm = split_arm(baseline)
+        check_augmentation_name(augmentation)  # a misspelt name fails before the data is loaded
+        if baseline not in ("erm", None):
+            check_augmentation_name(baseline)
         train_data = load_data(data, split="train", root=data_root, cache_dir=cache_dir)
         test_data = load_data(data, split="test", root=data_root, cache_dir=cache_dir)
         # a name ("augmix") or module:attr path is built for the data's image size, as density() and psa audit do

@@ -14,10 +14,10 @@ destructive one used in tests and examples, and ``module:attr`` import paths for
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from pytest_psa._imports import import_object
 from pytest_psa.augment.adapters import Augmentation, as_augmentation
 from pytest_psa.errors import PsaUsageError
 
@@ -124,24 +124,34 @@ KNOWN_AUGMENTATIONS: dict[str, tuple[Callable[[int], Any], str]] = {
 }
 
 
+def check_augmentation_name(spec: Any) -> None:
+    """Refuse a string that is neither a registered name nor a ``module:attr`` path (a near miss gets a
+    did-you-mean): cheap, so callers run it before loading data or training anything."""
+    if not isinstance(spec, str) or ":" in spec:
+        return
+    key = spec.strip().lower()
+    if key in KNOWN_AUGMENTATIONS:
+        return
+    close = difflib.get_close_matches(key, KNOWN_AUGMENTATIONS, n=1)
+    if close:
+        raise PsaUsageError(f"unknown augmentation {spec!r} (did you mean {close[0]!r}?)",
+                            fix=f"known names: {', '.join(KNOWN_AUGMENTATIONS)} (`psa list`)")
+    raise PsaUsageError(f"unknown augmentation {spec!r}",
+                        fix=f"use a module:attr path or pass a callable (known names: "
+                            f"{', '.join(KNOWN_AUGMENTATIONS)})")
+
+
 def resolve_augmentation(spec: Any, image_size: int = 32, *, cache_key: str | None = None) -> Augmentation:
     """An `Augmentation` for a registered name or a ``module:attr`` path, named after `spec`;
     anything that is not a string goes to `as_augmentation` (with `cache_key`)."""
     if not isinstance(spec, str):
         return as_augmentation(spec, cache_key=cache_key)
+    check_augmentation_name(spec)
     if ":" in spec:
         obj = _import(spec)
         label = spec.rsplit(":", 1)[1]
     else:
         key = spec.strip().lower()
-        if key not in KNOWN_AUGMENTATIONS:
-            close = difflib.get_close_matches(key, KNOWN_AUGMENTATIONS, n=1)
-            if close:
-                raise PsaUsageError(f"unknown augmentation {spec!r} (did you mean {close[0]!r}?)",
-                                    fix=f"known names: {', '.join(KNOWN_AUGMENTATIONS)}")
-            raise PsaUsageError(f"unknown augmentation {spec!r}",
-                                fix=f"use a module:attr path or pass a callable (known names: "
-                                    f"{', '.join(KNOWN_AUGMENTATIONS)})")
         obj = KNOWN_AUGMENTATIONS[key][0](int(image_size))
         label = key
     aug = as_augmentation(obj, cache_key=cache_key)
@@ -150,17 +160,8 @@ def resolve_augmentation(spec: Any, image_size: int = 32, *, cache_key: str | No
 
 
 def _import(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    fix = "give an importable module and an attribute, e.g. mypackage.augmentations:MyAugment"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PsaUsageError(f"cannot import {module_name!r} for augmentation {spec!r}: {exc}", fix=fix) from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise PsaUsageError(f"{module_name!r} has no attribute {attr!r}", fix=fix)
-        obj = getattr(obj, part)
+    obj = import_object(spec, what="augmentation",
+                        fix="give an importable module and an attribute, e.g. mypackage.augmentations:MyAugment")
     if isinstance(obj, type):
         try:
             obj = obj()

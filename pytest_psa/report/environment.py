@@ -42,7 +42,8 @@ def key_id(key: Mapping[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", raw)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else what platform reports)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -57,7 +58,7 @@ def machine_info(key: Mapping[str, Any], device_name: str | None = None) -> dict
     return {
         "platform": platform.platform(), "system": platform.system(), "machine": platform.machine(),
         "python": platform.python_version(), "python_implementation": platform.python_implementation(),
-        "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "torch": _version("torch"), "torchvision": _version("torchvision"), "numpy": _version("numpy"),
         "scipy": _version("scipy"), "pytest": _version("pytest"), "pytest_psa": _version("pytest-psa"),
         "device": key.get("device"), "device_name": device_name, "deterministic": key.get("deterministic"),

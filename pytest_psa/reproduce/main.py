@@ -69,11 +69,12 @@ def environment() -> dict[str, Any]:
             versions[dist] = version(dist)
         except Exception:  # noqa: BLE001 - a missing distribution is reported as such
             versions[dist] = "not installed"
+    from pytest_psa.report.environment import cpu_name
     from pytest_psa.train.plan import cpu_has_native_bf16
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"versions": versions, "source": _source_commit(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "cpu": _cpu_model(), "cpu_native_bf16": cpu_has_native_bf16(), "torch_threads": _torch_threads(),
+            "cpu": cpu_name(), "cpu_native_bf16": cpu_has_native_bf16(), "torch_threads": _torch_threads(),
             "load_average": list(load) if load else None,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -94,19 +95,6 @@ def _source_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + (" (with uncommitted changes to pytest_psa/)" if dirty.strip() else "")
-
-
-def _cpu_model() -> str | None:
-    """The CPU's model name (Linux /proc/cpuinfo; else platform.processor()): training speed and, through
-    native bf16, the training precision depend on it."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _autocasts(node: Any) -> set[str]:

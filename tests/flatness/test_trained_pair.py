@@ -58,7 +58,7 @@ def test_pair_spec_resolves_once_and_checks_its_arguments() -> None:
         spec.train(order="random")  # type: ignore[arg-type]
 
 
-def test_the_pair_takes_augmentation_names_as_density_and_psa_audit_do() -> None:
+def test_the_pair_takes_augmentation_names_as_density_and_psa_audit_do(tmp_path) -> None:
     """flatness("augmix") and robustness("augmix") resolve the name for the data's image size, the same
     transform (so the same model cache key) as resolve_augmentation; they refused a string before."""
     from pytest_psa.augment.known import resolve_augmentation
@@ -68,8 +68,8 @@ def test_the_pair_takes_augmentation_names_as_density_and_psa_audit_do() -> None
     size = max(spec.train_data.image_size)
     for got, name in ((spec.subject, "trivialaugment"), (spec.baseline, "randaugment")):
         assert got is not None and got.identity() == resolve_augmentation(name, image_size=size).identity()
-    with pytest.raises(PsaUsageError, match="did you mean 'augmix'"):
-        PairSpec.resolve("augmx", seeds=[0])
+    with pytest.raises(PsaUsageError, match="did you mean 'augmix'"):  # before any data: none is there
+        PairSpec.resolve("augmx", seeds=[0], data="cifar10", data_root=str(tmp_path))
     with pytest.raises(PsaUsageError, match="unknown augmentation 'nothing-like-this'"):
         pytest_psa.flatness("nothing-like-this", seeds=1)
 
