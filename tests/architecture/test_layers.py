@@ -22,7 +22,7 @@ ROOT = PACKAGE.name
 
 # layer of each top-level room; a module may import only rooms whose layer is <= its own
 FOUNDATION = ("errors", "_version", "_records", "_validation", "_fail_spec", "_specs", "_paths", "_stats", "_threads", "_time_budget", "_progress", "_timings", "_storage",
-              "_seeding", "_settings", "_session", "_devices", "hookspec")
+              "_seeding", "_settings", "_session", "_devices", "_imports", "hookspec")
 LAYERS: dict[str, int] = {
     **{name: 0 for name in FOUNDATION},
     "execution": 0,  # the executor seam: beside the foundation, so train and audits can submit units
