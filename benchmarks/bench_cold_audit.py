@@ -3,7 +3,7 @@
     nice -n 15 python benchmarks/bench_cold_audit.py [--data cifar10|synthetic] [--audit-first] [--json out.json]
 
 Two fresh Python processes, one after the other, on this machine in one run, each with its own
-empty cache folder (nothing cached: the data archive is unpacked and decoded in both):
+empty cache folder (nothing cached: the data archive is decoded in both):
 
 - (ref) the work of the audit through the tool's lower-level public functions, as a user would
   write it with no cache, store or audit machinery: `load_data` (both splits); the density draws
@@ -40,8 +40,8 @@ Wall seconds are taken under whatever load the machine has: `uptime` is printed 
 after, and only the ratio audit / ref within one run means anything. `OMP_WAIT_POLICY=PASSIVE` is set
 for both processes, as the ``psa`` command sets it. The machine's CPU is printed with whether it has
 avx512_bf16 (then both trainings run under bf16 autocast, as the plan's ``autocast`` says).
-Cost on the 2-core machine at load 2-4: cifar10 about 7 minutes plus 2-3 minutes to remove the
-unpacked files (after the table), synthetic about 3.5 minutes.
+Cost on the 2-core machine at load 2-4: cifar10 about 7 minutes (until the archive was decoded without
+unpacking, 2026-12-04, plus 2-3 minutes to remove the unpacked files), synthetic about 3.5 minutes.
 
 Measured 2026-12-04 (2-core AMD EPYC with avx512_bf16, torch 2.14.1, shared with a `psa reproduce`
 run; load average 2.2-4.1): cifar10 ref first, audit / ref 0.80 in total (226.8 s ref, 180.5 s audit);
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         doc["uptime"].append(f"{when}: {u}")
         print(f"uptime {when}: {u}", flush=True)
 
-    tmp = tempfile.mkdtemp(prefix="psa-cold-")  # removed after the table: 120k unpacked files take a while
+    tmp = tempfile.mkdtemp(prefix="psa-cold-")  # removed after the table
     ref_cache, audit_cache = Path(tmp, "ref-cache"), Path(tmp, "audit-cache")
     ref_out, audit_out = Path(tmp, "ref.json"), Path(tmp, "audit.json")
     ref_cmd = [sys.executable, str(Path(__file__).resolve()), "--data", args.data, "--child-ref",

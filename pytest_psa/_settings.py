@@ -151,7 +151,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", _device, "auto", "device for training and attacks: auto (CUDA when present), cpu, cuda, cuda:N"),
     Option("data", str, "synthetic", "default data set: synthetic, cifar10, cifar100 or a path"),
     Option("data_root", str, None, f"folder holding data sets (env ${DATA_ROOT_ENV})", env=DATA_ROOT_ENV),
-    Option("cache_dir", str, None, f"cache for unpacked data and trained models (env ${CACHE_DIR_ENV})",
+    Option("cache_dir", str, None, f"cache for decoded data, trained models and measurements (env ${CACHE_DIR_ENV})",
            env=CACHE_DIR_ENV),
     Option("n_images", _positive_int, 500, "images per density audit"),
     Option("draws", _positive_int, 8, "augmentation draws per image in a density audit"),

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = a.add_argument_group("data and training")
     g.add_argument("--data", default="synthetic", help="synthetic (default), synthetic-clean (the easy variant), cifar10, cifar100 or a path")
     g.add_argument("--data-root", default=None, help="folder holding data sets (default $PSA_DATA_ROOT)")
-    g.add_argument("--cache-dir", default=None, help="trained models and unpacked data ($PSA_CACHE_DIR)")
+    g.add_argument("--cache-dir", default=None, help="trained models, measurements and decoded data ($PSA_CACHE_DIR)")
     g.add_argument("--preset", default="smoke", choices=("smoke", "converged", "fast", "paper"),
                    help="training preset (smoke; converged: train until the clean training loss reaches 0.3)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the preset's)")

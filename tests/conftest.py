@@ -3,7 +3,7 @@
 `cifar10`: the real CIFAR-10 test split, found through $PSA_DATA_ROOT (torchvision's
 ``cifar-10-batches-py/``, a ``cifar10*/`` image folder or a ``cifar10*.tar.gz``). Tests that use it
 carry ``@pytest.mark.cifar`` and skip, with the reason spelled out, when it is not there.
-Nothing here writes outside pytest's temporary folders: the archive is unpacked once per
+Nothing here writes outside pytest's temporary folders: the archive is decoded once per
 session into a session tmp dir, never into the home directory or the work tree.
 """
 
@@ -18,7 +18,7 @@ DATA_ROOT_ENV = "PSA_DATA_ROOT"
 
 @pytest.fixture(scope="session")
 def psa_cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    """A cache folder for the whole session (unpacked archives, decoded pixels)."""
+    """A cache folder for the whole session (decoded pixels, models, measurements)."""
     return tmp_path_factory.mktemp("psa-cache")
 
 

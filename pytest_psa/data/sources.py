@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pytest_psa._paths import DATA_ROOT_ENV, default_cache_dir, default_data_root
-from pytest_psa.data.folders import is_archive, load_image_folder, unpack_archive
+from pytest_psa.data.folders import is_archive, load_image_archive, load_image_folder
 from pytest_psa.data.image_data import ImageData, from_arrays
 from pytest_psa.data.synthetic import synthetic
 from pytest_psa.errors import DataSourceError, PsaUsageError
@@ -144,8 +144,7 @@ def _load_path(path: Path, split: str, cache: Path, name: str | None, allow_down
     if path.is_file() and path.suffix == ".npz":
         return load_npz(path, split)
     if is_archive(path):
-        folder = unpack_archive(path, cache)
-        return load_image_folder(folder, split, name=label, cache=folder)
+        return load_image_archive(path, split, cache, name=label)
     if path.is_dir():
         for variant, sub in _CIFAR_DIRS.items():
             if (path / sub).is_dir() or path.name == sub or (name == variant and allow_download):

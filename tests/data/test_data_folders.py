@@ -136,43 +136,77 @@ def test_grayscale_and_palette_files_become_rgb(tmp_path):
 # -- archives --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("suffix", "top"), [(".tar.gz", "pets"), (".tar", "pets"), (".tgz", None)],
                          ids=["tar.gz-with-top-folder", "tar", "tgz-flat"])
-def test_archive_is_unpacked_and_loaded(tmp_path, tree, suffix, top):
+def test_archive_is_decoded_without_unpacking(tmp_path, tree, suffix, top):
     raw = tar_bytes(tree, top)
     archive = tmp_path / f"pets{suffix}"
     archive.write_bytes(gzip.compress(raw, mtime=0) if suffix != ".tar" else raw)
     cache = tmp_path / "cache"
     d = pytest_psa.load_data(archive, cache_dir=cache)
     assert d.classes == ("cat", "dog", "emu") and len(d) == 9 and d.name == "pets"
+    assert d.source == str(archive)
     expected_label_colours(d)
-    assert torch.equal(d.images, pytest_psa.load_data(tree).images)
-    unpacked = [p for p in (cache / "archives").iterdir() if p.is_dir()]
-    assert len(unpacked) == 1 and (unpacked[0] / ".complete").exists()
-    assert {p.name for p in unpacked[0].iterdir() if p.is_dir()} == {"train", "test"}
+    from_folder = pytest_psa.load_data(tree)
+    assert torch.equal(d.images, from_folder.images) and torch.equal(d.labels, from_folder.labels)
+    assert d.fingerprint() == from_folder.fingerprint()  # the same cache keys as the unpacked tree
+    # nothing unpacked: the cache holds the decoded split (and its lock), no image file
+    written = sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*"))
+    assert [w for w in written if not w.endswith(".lock")] == ["archives", _decoded_name(cache, "test")]
 
 
-def test_archive_is_unpacked_only_once(tmp_path, tree, monkeypatch):
+def _decoded_name(cache: Path, split: str) -> str:
+    (npz,) = (cache / "archives").glob(f"*-{split}.npz")
+    return npz.relative_to(cache).as_posix()
+
+
+def test_archive_is_decoded_only_once_per_split(tmp_path, tree, monkeypatch):
     archive = tmp_path / "pets.tar.gz"
     archive.write_bytes(gzip.compress(tar_bytes(tree, "pets"), mtime=0))
     cache = tmp_path / "cache"
     first = pytest_psa.load_data(archive, cache_dir=cache)
-    (folder,) = [p for p in (cache / "archives").iterdir() if p.is_dir()]
-    marker = folder / ".complete"
-    stamp = marker.stat().st_mtime_ns
-    (folder / "sentinel").write_text("an unpack would have removed me")
-    assert (folder / "test.npz").exists()  # decoded pixels are cached too
+    decoded = cache / _decoded_name(cache, "test")
+    stamp = decoded.stat().st_mtime_ns
 
-    def no_unpacking(*args, **kwargs):
+    def no_reading(*args, **kwargs):
         raise AssertionError("the archive was opened again")
 
-    monkeypatch.setattr(tarfile, "open", no_unpacking)
-    second = pytest_psa.load_data(archive, cache_dir=cache)
+    with monkeypatch.context() as m:
+        m.setattr(tarfile, "open", no_reading)
+        second = pytest_psa.load_data(archive, cache_dir=cache)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
-    assert (folder / "sentinel").exists() and marker.stat().st_mtime_ns == stamp
-    # the other split reads the same unpacked tree
-    assert len(pytest_psa.load_data(archive, split="train", cache_dir=cache)) == 9
+    assert second.classes == first.classes and decoded.stat().st_mtime_ns == stamp
+    # the other split is read from the archive once, then cached beside the first
+    train = pytest_psa.load_data(archive, split="train", cache_dir=cache)
+    assert len(train) == 9 and torch.equal(train.images, pytest_psa.load_data(tree, split="train").images)
+    assert (cache / _decoded_name(cache, "train")).exists()
 
 
-def test_changed_archive_is_unpacked_again(tmp_path, tree):
+def test_a_damaged_decoded_split_is_decoded_again(tmp_path, tree):
+    archive = tmp_path / "pets.tar.gz"
+    archive.write_bytes(gzip.compress(tar_bytes(tree, "pets"), mtime=0))
+    cache = tmp_path / "cache"
+    first = pytest_psa.load_data(archive, cache_dir=cache)
+    decoded = cache / _decoded_name(cache, "test")
+    decoded.write_bytes(decoded.read_bytes()[:100])  # a torn write from some other tool
+    again = pytest_psa.load_data(archive, cache_dir=cache)
+    assert torch.equal(first.images, again.images) and again.classes == first.classes
+
+
+def test_archive_layout_errors_name_the_split_and_the_fix(tmp_path, tree):
+    only_train = write_tree(tmp_path / "only-train", splits=("train",))
+    archive = tmp_path / "only-train.tar.gz"
+    archive.write_bytes(gzip.compress(tar_bytes(only_train, "only-train"), mtime=0))
+    with pytest.raises(DataSourceError) as info:
+        pytest_psa.load_data(archive, split="test", cache_dir=tmp_path / "cache")
+    assert "'test'" in str(info.value) and "train" in str(info.value) and "fix:" in str(info.value)
+    (tree / "test" / "emu" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(gzip.compress(tar_bytes(tree, "pets"), mtime=0))
+    with pytest.raises(DataSourceError, match="bad.png"):
+        pytest_psa.load_data(damaged, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "archives").glob("damaged-*.npz"))
+
+
+def test_changed_archive_is_decoded_again(tmp_path, tree):
     archive = tmp_path / "pets.tar.gz"
     cache = tmp_path / "cache"
     archive.write_bytes(gzip.compress(tar_bytes(tree, "pets"), mtime=0))
@@ -195,8 +229,9 @@ def test_named_cifar10_archive_is_found_under_the_root(tmp_path, tree):
 
 
 def _no_leftover_folders(cache: Path) -> list[str]:
+    """What a failed read left in the cache: nothing but lock files may remain."""
     archives = cache / "archives"
-    return [p.name for p in archives.iterdir() if p.is_dir()] if archives.exists() else []
+    return [p.name for p in archives.iterdir() if not p.name.endswith(".lock")] if archives.exists() else []
 
 
 def test_truncated_archive_is_an_error_and_leaves_nothing_half_written(tmp_path, tree):
@@ -206,7 +241,7 @@ def test_truncated_archive_is_an_error_and_leaves_nothing_half_written(tmp_path,
     cache = tmp_path / "cache"
     with pytest.raises(DataSourceError) as info:
         pytest_psa.load_data(archive, cache_dir=cache)
-    assert "cannot unpack" in str(info.value) and "checksum" in str(info.value)
+    assert "cannot read archive" in str(info.value) and "checksum" in str(info.value)
     assert _no_leftover_folders(cache) == []
     # once the file is whole again, it loads
     archive.write_bytes(good)
@@ -217,7 +252,7 @@ def test_not_an_archive_at_all(tmp_path):
     archive = tmp_path / "fake.tar.gz"
     archive.write_bytes(b"<html>404 Not Found</html>")
     cache = tmp_path / "cache"
-    with pytest.raises(DataSourceError, match="cannot unpack"):
+    with pytest.raises(DataSourceError, match="cannot read archive"):
         pytest_psa.load_data(archive, cache_dir=cache)
     assert _no_leftover_folders(cache) == []
 
@@ -257,7 +292,7 @@ def test_corrupt_compressed_data_is_an_error_and_leaves_nothing_half_written(tmp
     archive.write_bytes(_invalid_deflate_midstream(tar_bytes(root, "big")))
     cache = tmp_path / "cache"
     try:
-        with pytest.raises(DataSourceError, match="cannot unpack"):
+        with pytest.raises(DataSourceError, match="cannot read archive"):
             pytest_psa.load_data(archive, cache_dir=cache)
     finally:
         leftovers = _no_leftover_folders(cache)
