@@ -216,6 +216,17 @@ def _inline_stream(dataset: _AugmentedBatches, plan: Plan, seed: int,
 def _to_device(it: Iterator[Any], device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for batch in it:
         if isinstance(batch, _WorkerFailure):
-            raise batch.error from None  # the worker's frames are torch's and ours: the message says it all
+            break
         x, y = batch
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    else:
+        return
+    error = batch.error
+    # Drop the last reference to the DataLoader iterator before raising: it shuts its workers down
+    # now. Left to the garbage collector (the error's traceback holds this frame), its queues were
+    # finalized first and each worker waited out torch's 5 s timeout before being killed.
+    del batch, it
+    try:
+        raise error from None  # the worker's frames are torch's and ours: the message says it all
+    finally:
+        del error  # no frame -> error -> traceback -> frame cycle

@@ -35,6 +35,20 @@ def test_a_worker_side_contract_error_is_the_density_audits_error() -> None:
     assert err.__cause__ is None and err.__suppress_context__
 
 
+def test_the_workers_have_exited_when_the_error_arrives() -> None:
+    """Workers are shut down before the error is raised, not when the garbage collector reaches the
+    DataLoader: then its queues were closed first and each worker waited out torch's 5 s timeout
+    (10 s per failed training with 2 workers, measured) before it was killed."""
+    import multiprocessing
+
+    aug = pytest_psa.tensor_augmentation(times255, name="times255")
+    with pytest.raises(AugmentationContractError) as info:
+        train(None, synthetic("train", n=400), aug, epochs=1, n_train=400, batch_size=50, workers=2,
+              train_eval_n=0, progress=False)
+    assert info.value.__traceback__ is not None  # the error (and its frames) is still held here
+    assert multiprocessing.active_children() == []
+
+
 def test_the_report_shows_the_error_and_no_worker_traceback(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_worker="""
         import pytest_psa
